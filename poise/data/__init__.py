@@ -1,0 +1,1 @@
+"""Data: the MM-Fi on-disk format (reader and synthetic writer), splits, packed cache, collation."""
