@@ -1,0 +1,158 @@
+"""The packed cache: bit-identical to per-file reads, reused when nothing changed, rebuilt when anything did,
+and never trusted half-built."""
+
+import os
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from poise.data import cache as cache_mod
+from poise.data import layout
+from poise.data.dataset import MMFiDataset
+from poise.data.mmfi import scan
+
+OPTS = dict(rgb_window=2, lidar_points=24, mmwave_points=6, progress=False)
+
+
+def assert_same_items(a, b):
+    assert len(a) == len(b)
+    for i in range(len(a)):
+        x, y = a[i], b[i]
+        assert x.keys() == y.keys()
+        for key in x:
+            if isinstance(x[key], torch.Tensor):
+                assert x[key].dtype == y[key].dtype and torch.equal(x[key], y[key]), (i, key)
+            else:
+                assert x[key] == y[key], (i, key)
+
+
+@pytest.mark.parametrize("part,csi_phase,epoch", [("train", False, 0), ("test", True, 3)])
+def test_cache_equals_per_file_reads(mmfi_root, tmp_path, part, csi_phase, epoch):
+    kw = dict(OPTS, part=part, csi_phase=csi_phase, seed=5)
+    cached = MMFiDataset(mmfi_root, cache=True, cache_dir=tmp_path, **kw)
+    direct = MMFiDataset(mmfi_root, cache=False, **kw)
+    assert cached.cache is not None and direct.cache is None
+    cached.set_epoch(epoch)
+    direct.set_epoch(epoch)
+    assert_same_items(cached, direct)
+
+
+def test_cache_is_reused_then_rebuilt_when_a_file_changes(small_root, monkeypatch):
+    first = MMFiDataset(small_root, part="all", **OPTS)
+    assert first.cache.path.parent == small_root / cache_mod.CACHE_DIRNAME  # the default location
+    calls = []
+    real_build = cache_mod.build
+    monkeypatch.setattr(cache_mod, "build", lambda *a, **k: (calls.append(a[0]), real_build(*a, **k)))
+    again = MMFiDataset(small_root, part="all", **OPTS)
+    assert calls == [] and again.cache.path == first.cache.path
+
+    # Same size, new content: caught by mtime_ns.
+    path = small_root / "E01" / "S01" / "A02" / "lidar" / layout.frame_name(0, "lidar")
+    pts = np.fromfile(path).reshape(-1, 3)
+    (pts + 1.0).tofile(path)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    changed = MMFiDataset(small_root, part="all", **dict(OPTS, lidar_points=1000))
+    assert len(calls) == 1 and changed.cache.path != first.cache.path
+    n = len(pts)
+    np.testing.assert_array_equal(changed[0]["lidar"][:n].numpy(), (pts + 1.0).astype(np.float32))
+
+
+@pytest.mark.parametrize("option", [dict(csi_phase=True), dict(modalities=["rgb", "lidar"]),
+                                    dict(on_error="skip"), dict(subjects=["S01"])])
+def test_options_change_the_key(small_root, tmp_path, option):
+    base = MMFiDataset(small_root, part="all", cache_dir=tmp_path, **OPTS)
+    other = MMFiDataset(small_root, part="all", cache_dir=tmp_path, **OPTS, **option)
+    assert other.cache.path != base.cache.path and other.cache.path.parent == tmp_path
+    # Options that only shape items (window, point counts, seed) share the cache.
+    same = MMFiDataset(small_root, part="all", cache_dir=tmp_path, rgb_window=0, lidar_points=5, seed=9,
+                       progress=False)
+    assert same.cache.path == base.cache.path
+
+
+def test_fingerprint_sees_size_mtime_and_frames(small_root):
+    sequences = scan(small_root)
+    key = cache_mod.fingerprint(sequences, layout.MODALITIES, False, "raise")
+    assert key == cache_mod.fingerprint(scan(small_root), layout.MODALITIES, False, "raise")
+    sequences[0].mtimes["rgb"][3] += 1
+    assert cache_mod.fingerprint(sequences, layout.MODALITIES, False, "raise") != key
+    sequences = scan(small_root)
+    sequences[1].sizes["wifi-csi"][0] += 1
+    assert cache_mod.fingerprint(sequences, layout.MODALITIES, False, "raise") != key
+
+
+def test_interrupted_build_leaves_nothing_trusted(small_root, tmp_path, monkeypatch):
+    where = tmp_path / "cache"
+    real = cache_mod._read_for_cache
+    calls = []
+
+    def flaky(seq, *args):
+        calls.append(seq.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-build
+        return real(seq, *args)
+
+    monkeypatch.setattr(cache_mod, "_read_for_cache", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        MMFiDataset(small_root, part="all", cache_dir=where, workers=0, **OPTS)
+    assert list(where.iterdir()) == []  # no key folder, no temp folder
+    monkeypatch.setattr(cache_mod, "_read_for_cache", real)
+    ds = MMFiDataset(small_root, part="all", cache_dir=where, **OPTS)
+    assert len(ds) == 10 and [p.name for p in where.iterdir()] == [ds.cache.path.name]
+
+
+def test_falls_back_to_user_cache_when_root_is_read_only(small_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    real = cache_mod._writable
+    monkeypatch.setattr(cache_mod, "_writable", lambda p: p.name != cache_mod.CACHE_DIRNAME and real(p))
+    ds = MMFiDataset(small_root, part="all", **OPTS)
+    assert ds.cache.path.parent == tmp_path / "xdg" / "poise"
+    assert not (small_root / cache_mod.CACHE_DIRNAME).exists()
+
+
+def test_skip_report_is_stored_and_shown_on_load(small_root, tmp_path):
+    path = small_root / "E04" / "S33" / "A02" / "wifi-csi" / layout.frame_name(2, "wifi-csi")
+    path.write_bytes(b"not a mat file")
+    kw = dict(OPTS, part="all", on_error="skip", cache_dir=tmp_path)
+    with pytest.warns(UserWarning, match="1 frames skipped"):
+        built = MMFiDataset(small_root, **kw)
+    with pytest.warns(UserWarning, match="1 frames skipped"):
+        loaded = MMFiDataset(small_root, **kw)
+    assert loaded.cache.path == built.cache.path and len(loaded) == 9
+    assert loaded.report.skipped == {("wifi-csi", "unreadable .mat"): 1}
+    assert str(path) in str(loaded.report)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        direct = MMFiDataset(small_root, **dict(kw, cache=False))
+    assert_same_items(loaded, direct)
+
+
+def test_worker_processes_build_the_same_cache(small_root, tmp_path):
+    one = MMFiDataset(small_root, part="all", cache_dir=tmp_path / "a", workers=0, **OPTS)
+    two = MMFiDataset(small_root, part="all", cache_dir=tmp_path / "b", workers=2, **OPTS)
+    for name in ["gt", "rgb", "lidar", "lidar_offsets", "mmwave", "mmwave_offsets", "wifi-csi"]:
+        np.testing.assert_array_equal(one.cache.array(name), two.cache.array(name))
+
+
+def test_dataloader_workers_read_the_cache(mmfi_root, tmp_path):
+    ds = MMFiDataset(mmfi_root, part="test", cache_dir=tmp_path, **OPTS)
+    ds.cache.array("gt")  # memmaps opened in this process are dropped when pickled, reopened by each worker
+    assert len(pickle.dumps(ds)) < 200_000 and pickle.loads(pickle.dumps(ds)).cache._arrays is None
+    loader = torch.utils.data.DataLoader(ds, batch_size=64, num_workers=2)
+    gts = torch.cat([b["gt"] for b in loader])
+    assert gts.shape == (len(ds), 17, 3)
+    assert torch.equal(gts[5], ds[5]["gt"])
+
+
+def test_stale_temp_folders_of_dead_builds_are_removed(small_root, tmp_path):
+    host = cache_mod._HOST
+    dead = tmp_path / f".tmp-0123abcd-999999999-beef-{host}"  # pid beyond pid_max: that build is gone
+    alive = tmp_path / f".tmp-0123abcd-{os.getpid()}-beef-{host}"
+    elsewhere = tmp_path / ".tmp-0123abcd-999999999-beef-some_other_machine"
+    for folder in (dead, alive, elsewhere):
+        folder.mkdir()
+    MMFiDataset(small_root, part="all", cache_dir=tmp_path, **OPTS)
+    assert not dead.exists() and alive.exists() and elsewhere.exists()
