@@ -81,7 +81,7 @@ def detect(joints: np.ndarray, rotations: np.ndarray, ends: np.ndarray, radii: n
         swap = rng.random(n) < SWAP_RATE
         idx = np.array(pair)
         out[np.ix_(swap, np.r_[idx, np.array(COCO_FLIP)[idx]])] = out[np.ix_(swap, np.r_[np.array(COCO_FLIP)[idx], idx])]
-    return out
+    return np.clip(out, 0.0, np.array(IMAGE_SIZE, float) - 1)  # a detector reports pixels inside the image
 
 
 def occluded(kp3d: np.ndarray, ends: np.ndarray, radii: np.ndarray) -> np.ndarray:
