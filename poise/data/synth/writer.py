@@ -1,0 +1,150 @@
+"""Write a synthetic MM-Fi dataset in the exact on-disk format, one sequence per worker task.
+
+``simulate(out, preset, seed)`` renders every (subject, action) of a preset: poses from ``scene``, then each
+sensor model, then MM-Fi's files (``layout`` names them). It is
+
+- deterministic: every sequence draws from generators seeded by (seed, subject, action, sensor), so the
+  result does not depend on the number of workers or the order they finish in;
+- resumable and idempotent: a sequence is written into a hidden folder and renamed when complete, and the
+  manifest ``.poise_synthetic.json`` (dot-named so MM-Fi readers that list the root ignore it) records the
+  preset and seed; re-running skips finished sequences, and a finished dataset is left as it is;
+- bounded in memory: a worker holds one sequence (about 20 MB) at a time, so ``full`` streams to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from tqdm import tqdm
+
+from poise.data import layout
+from poise.data.synth import lidar, mmwave, rgb, wifi
+from poise.data.synth.scene import Performance
+
+MANIFEST = ".poise_synthetic.json"
+GENERATOR_VERSION = 1  # bump when the simulator's output changes, so stale datasets are not reused
+
+
+@dataclass(frozen=True)
+class Preset:
+    subjects: tuple[str, ...]
+    actions: tuple[str, ...]
+    about: str
+
+
+PRESETS = {
+    "tiny": Preset(("S01", "S31"), ("A02", "A03"), "2 subjects x 2 actions: seconds, for tests"),
+    "demo": Preset(("S01", "S05", "S11", "S15", "S21", "S25", "S31", "S35"), ("A03", "A13", "A17", "A19", "A21", "A27"),
+                   "8 subjects (2 per environment; 4 are S2 test subjects) x 6 protocol-1 actions: the default"),
+    "full": Preset(layout.SUBJECTS, layout.ACTIONS, "40 subjects x 27 actions: the real dataset's size"),
+}
+
+
+def _seq_rng(seed: int, subject: str, action: str, sensor: int) -> np.random.Generator:
+    return np.random.default_rng([seed, int(subject[1:]), int(action[1:]), sensor])
+
+
+def render(subject: str, action: str, seed: int) -> dict:
+    """All of one sequence's data in memory: ground truth and per-frame sensor outputs."""
+    perf = Performance.build(subject, action, seed)
+    times = np.arange(layout.FRAMES_PER_SEQUENCE) / layout.FRAME_RATE_HZ
+    joints, rotations = perf.pose(times)
+    ends, radii = perf.capsules(joints, rotations)
+    env = perf.env
+    amp, phase = wifi.csi(perf, times, _seq_rng(seed, subject, action, 4))
+    return {
+        "gt": joints,
+        "rgb": rgb.detect(joints, rotations, ends, radii, env.focal, _seq_rng(seed, subject, action, 1)),
+        "lidar": lidar.scan(ends, radii, env.lidar, env.floor_y, env.cam_rot, env.clutter,
+                            _seq_rng(seed, subject, action, 2)),
+        "mmwave": mmwave.scan(perf, times, _seq_rng(seed, subject, action, 3)),
+        "wifi-csi": (amp, phase),
+    }
+
+
+def write_sequence(folder: Path, data: dict) -> None:
+    """MM-Fi files of one sequence into ``folder`` (which must exist)."""
+    np.save(folder / layout.GROUND_TRUTH, data["gt"].astype(np.float64))
+    for modality in layout.MODALITIES:
+        (folder / modality).mkdir()
+    amp, phase = data["wifi-csi"]
+    for i in range(len(data["gt"])):
+        np.save(folder / "rgb" / layout.frame_name(i, "rgb"), data["rgb"][i].astype(np.float64))
+        for modality in ("lidar", "mmwave"):
+            np.ascontiguousarray(data[modality][i], dtype=np.float64).tofile(folder / modality / layout.frame_name(i, modality))
+        scipy.io.savemat(folder / "wifi-csi" / layout.frame_name(i, "wifi-csi"),
+                         {"CSIamp": amp[i], "CSIphase": phase[i]}, do_compression=False)
+
+
+def _job(args) -> str:
+    out, subject, action, seed = args
+    final = out / layout.environment_of(subject) / subject / action
+    if final.is_dir():
+        return "skipped"
+    partial = final.parent / f".{action}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    write_sequence(partial, render(subject, action, seed))
+    partial.rename(final)
+    return "written"
+
+
+def _manifest(preset: str, seed: int, complete: bool) -> dict:
+    p = PRESETS[preset]
+    return {"generator": "poise", "version": GENERATOR_VERSION, "preset": preset, "seed": seed,
+            "subjects": list(p.subjects), "actions": list(p.actions), "frames": layout.FRAMES_PER_SEQUENCE,
+            "complete": complete}
+
+
+def read_manifest(out) -> dict | None:
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def simulate(out, preset: str = "demo", seed: int = 0, workers: int | None = None, force: bool = False,
+             progress: bool = True) -> dict:
+    """Write (or finish, or keep) the synthetic dataset ``preset`` under ``out``; returns counts."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    out = Path(out)
+    old = read_manifest(out)
+    wanted = _manifest(preset, seed, complete=False)
+    same = old is not None and {k: v for k, v in old.items() if k != "complete"} == \
+        {k: v for k, v in wanted.items() if k != "complete"}
+    if out.exists() and any(out.iterdir()) and not same:
+        if not force:
+            what = f"a {old['preset']} dataset with seed {old['seed']}" if old else "files that poise did not write"
+            raise FileExistsError(f"{out} already holds {what}; choose another --out, or pass --force to replace "
+                                  f"its E01..E04 folders")
+        for env in layout.ENVIRONMENTS:
+            shutil.rmtree(out / env, ignore_errors=True)
+    if same and old.get("complete"):
+        return {"written": 0, "skipped": len(PRESETS[preset].subjects) * len(PRESETS[preset].actions)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).write_text(json.dumps(wanted, indent=1))
+    jobs = [(out, s, a, seed) for s in PRESETS[preset].subjects for a in PRESETS[preset].actions]
+    workers = workers or min(os.cpu_count() or 1, len(jobs))
+    counts = {"written": 0, "skipped": 0}
+    bar = tqdm(total=len(jobs), desc=f"simulate {preset}", unit="seq", disable=not progress)
+    if workers == 1:
+        results = map(_job, jobs)
+        for r in results:
+            counts[r] += 1
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for r in pool.map(_job, jobs):
+                counts[r] += 1
+                bar.update()
+    bar.close()
+    (out / MANIFEST).write_text(json.dumps(_manifest(preset, seed, complete=True), indent=1))
+    return counts

@@ -1,0 +1,203 @@
+"""The simulator: sensor physics, the tiny preset read back by the reader, determinism, idempotence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from poise.cli import main
+from poise.data import layout, mmfi
+from poise.data.dataset import MMFiDataset
+from poise.data.synth import lidar, mmwave, wifi, writer
+from poise.data.synth.scene import Environment, Performance, Pose
+
+
+def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance from points p (N, 3) to segments a-b (C, 3): (N, C)."""
+    ab = b - a
+    u = np.clip(((p[:, None] - a) * ab).sum(-1) / (ab * ab).sum(-1), 0, 1)
+    return np.linalg.norm(p[:, None] - (a + u[..., None] * ab), axis=-1)
+
+
+@pytest.fixture(scope="module")
+def performance():
+    return Performance.build("S03", "A12", seed=5)
+
+
+def test_lidar_points_lie_on_the_visible_body_surface(performance, monkeypatch):
+    monkeypatch.setattr(lidar, "DROPOUT", 0.0)
+    monkeypatch.setattr(lidar, "FLOOR_KEEP", 0.0)
+    monkeypatch.setattr(lidar, "STRAY_POINTS", 0.0)
+    env = performance.env
+    joints, rot = performance.pose(np.array([0.0, 3.3]))
+    ends, radii = performance.capsules(joints, rot)
+    clouds = lidar.scan(ends, radii, env.lidar, env.floor_y, env.cam_rot, np.zeros((0, 3)), np.random.default_rng(0))
+    for f, cloud in enumerate(clouds):
+        assert len(cloud) > 300
+        p = env.lidar.from_sensor(cloud)
+        gap = _segment_distance(p, ends[f, :, 0], ends[f, :, 1]) - radii  # signed distance to each capsule
+        nearest = gap.argmin(1)
+        assert np.abs(gap.min(1)).max() < 5 * lidar.RANGE_NOISE_M  # on the surface, within noise
+        # Visible side: the surface normal at each point faces the scanner.
+        a, b = ends[f, nearest, 0], ends[f, nearest, 1]
+        ab = b - a
+        u = np.clip(((p - a) * ab).sum(-1) / (ab * ab).sum(-1), 0, 1)
+        normal = p - (a + u[:, None] * ab)
+        facing = (normal * (env.lidar.origin - p)).sum(-1) > 0
+        assert facing.mean() > 0.97
+
+
+def _rod(z0: float, dz: float) -> np.ndarray:
+    """One horizontal capsule (an arm) in front of a radar at the origin looking along +z."""
+    return np.array([[[-0.15, 0.0, z0 + dz], [0.15, 0.0, z0 + dz]]])
+
+
+@pytest.mark.parametrize("speed, sign", [(1.0, 1), (-1.0, -1)])
+def test_mmwave_doppler_sign_follows_motion_along_the_line_of_sight(monkeypatch, speed, sign):
+    monkeypatch.setattr(mmwave, "GHOST_RATE", 0.0)
+    monkeypatch.setattr(mmwave, "FALSE_ALARMS", 0.0)
+    monkeypatch.setattr(mmwave, "AZ_NOISE_DEG", 0.0)
+    monkeypatch.setattr(mmwave, "EL_NOISE_DEG", 0.0)
+    radar = Pose(np.zeros(3), np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]]).T)  # x right, y = +z boresight
+    radii = np.array([0.3])
+    dz = speed * mmwave.DT_S
+    rng = np.random.default_rng(0)
+    points = mmwave.detect_frame(_rod(2.0, 0), _rod(2.0, -dz), _rod(2.0, dz), radii, radar, 5.0, np.eye(3), rng)
+    assert len(points) > 0
+    doppler = points[:, 3]
+    assert np.all(np.sign(doppler) == sign)
+    assert np.all(np.abs(doppler - speed) <= 0.15 * abs(speed) + mmwave.VEL_RES_MPS)
+    rng_m = np.linalg.norm(points[:, :3], axis=1)
+    assert (rng_m > 2.0 - 0.3 - 0.05).all() and (rng_m < 2.0 + 0.05).all()  # the radar-facing half only
+
+
+def test_mmwave_suppresses_static_parts(monkeypatch):
+    monkeypatch.setattr(mmwave, "GHOST_RATE", 0.0)
+    monkeypatch.setattr(mmwave, "FALSE_ALARMS", 0.0)
+    radar = Pose(np.zeros(3), np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]]).T)
+    still = _rod(2.0, 0)
+    points = mmwave.detect_frame(still, still, still, np.array([0.3]), radar, 5.0, np.eye(3), np.random.default_rng(0))
+    assert points.shape == (0, 5)
+
+
+def test_csi_phase_changes_with_path_length_as_2_pi_f_d_over_c():
+    d, delta = 4.0, 0.013
+    h0 = wifi.channel(wifi.FREQS_HZ, np.array([[d]]), np.array([[1.0]]))[0]
+    h1 = wifi.channel(wifi.FREQS_HZ, np.array([[d + delta]]), np.array([[1.0]]))[0]
+    change = np.angle(h1 / h0)
+    expected = np.angle(np.exp(-2j * np.pi * wifi.FREQS_HZ * delta / wifi.C))
+    assert np.allclose(change, expected, atol=1e-4)
+    assert np.allclose(np.abs(h0), 1.0, atol=1e-5)
+    # Across subcarriers the phase falls with slope 2 pi d / c per Hz.
+    slope = np.polyfit(wifi.FREQS_HZ - wifi.CENTRE_HZ, np.unwrap(np.angle(h0)), 1)[0]
+    assert slope == pytest.approx(-2 * np.pi * d / wifi.C, rel=1e-3)
+
+
+def test_environments_differ_in_sensor_placement():
+    envs = [Environment.build(e) for e in layout.ENVIRONMENTS]
+    origins = np.array([e.lidar.origin for e in envs])
+    assert len({tuple(np.round(o, 3)) for o in origins}) == 4
+    assert envs[3].subject_xz[0] > envs[0].subject_xz[0] + 0.2  # E04's subject stands further right
+
+
+def test_all_27_actions_move_and_differ():
+    t = np.arange(0, 30, 0.1)
+    motions = {}
+    for action in layout.ACTIONS:
+        joints, _ = Performance.build("S07", action, seed=1).pose(t)
+        motion = joints - joints[:, :1]  # root-relative
+        assert np.isfinite(joints).all()
+        assert motion.std(0).max() > 0.03, f"{action} barely moves"
+        motions[action] = motion.std(0)
+    keys = list(motions)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            assert np.abs(motions[a] - motions[b]).max() > 0.01, f"{a} and {b} move alike"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    counts = writer.simulate(root, preset="tiny", seed=3, progress=False)
+    assert counts == {"written": 4, "skipped": 0}
+    return root
+
+
+def test_tiny_round_trip_through_the_reader(tiny):
+    data = writer.render("S31", "A03", seed=3)
+    seq = [s for s in mmfi.scan(tiny) if s.name == "E04/S31/A03"][0]
+    assert seq.n_frames == layout.FRAMES_PER_SEQUENCE
+    np.testing.assert_array_equal(mmfi.read_ground_truth(seq.gt_path), data["gt"].astype(np.float32))
+    for i in (0, 150, 296):
+        frame = mmfi.read_frame(seq, i, layout.MODALITIES)
+        np.testing.assert_allclose(frame["rgb"], data["rgb"][i], rtol=1e-6)
+        np.testing.assert_allclose(frame["lidar"], data["lidar"][i], rtol=1e-6)
+        np.testing.assert_allclose(frame["mmwave"], data["mmwave"][i], rtol=1e-6)
+        assert frame["wifi-csi"].shape[-3:] == layout.CSI_SHAPE
+        assert np.isfinite(frame["wifi-csi"]).all()
+    rgb = np.stack([mmfi.read_rgb(seq.file("rgb", i)) for i in range(seq.n_frames)])
+    assert (rgb >= 0).all() and (rgb[..., 0] < 640).all() and (rgb[..., 1] < 480).all()
+
+
+def test_tiny_loads_as_a_dataset(tiny):
+    ds = MMFiDataset(tiny, protocol="P1", part="all", cache=False, progress=False)
+    assert len(ds) == 4 * layout.FRAMES_PER_SEQUENCE
+    item = ds[10]
+    assert item["gt"].shape == (17, 3) and item["lidar"].shape == (1024, 3) and item["mmwave"].shape == (64, 5)
+    assert 2.0 < item["gt"][0, 2] < 4.5  # pelvis depth in metres, as in MM-Fi
+
+
+def test_simulate_is_deterministic_by_seed():
+    a, b, c = (writer.render("S12", "A17", seed=s) for s in (4, 4, 5))
+    for key in ("gt", "rgb"):
+        np.testing.assert_array_equal(a[key], b[key])
+        assert not np.array_equal(a[key], c[key])
+    for i in (0, 100):
+        np.testing.assert_array_equal(a["lidar"][i], b["lidar"][i])
+        np.testing.assert_array_equal(a["mmwave"][i], b["mmwave"][i])
+    np.testing.assert_array_equal(a["wifi-csi"][0], b["wifi-csi"][0])
+
+
+def test_sensor_outputs_have_the_mmfi_shapes_and_quirks():
+    data = writer.render("S01", "A26", seed=0)
+    assert data["gt"].shape == (297, 17, 3)
+    assert data["rgb"].shape == (297, 17, 2)
+    assert all(c.shape[1] == 3 for c in data["lidar"]) and all(c.shape[1] == 5 for c in data["mmwave"])
+    counts = np.array([len(c) for c in data["mmwave"]])
+    assert counts.max() <= mmwave.MAX_POINTS and counts.mean() > 5
+    amp, phase = data["wifi-csi"]
+    assert amp.shape == (297, *layout.CSI_SHAPE) and phase.shape == amp.shape
+    assert np.isneginf(amp).any()  # lost packets and deep fades, as in MM-Fi
+    assert not np.isnan(amp).any() and (np.abs(phase) <= np.pi).all()
+
+
+def test_simulate_is_idempotent_and_refuses_to_overwrite(tiny, capsys):
+    assert writer.simulate(tiny, preset="tiny", seed=3, progress=False) == {"written": 0, "skipped": 4}
+    with pytest.raises(FileExistsError, match="--force"):
+        writer.simulate(tiny, preset="tiny", seed=4, progress=False)
+    assert main(["simulate", "--preset", "tiny", "--seed", "4", "--out", str(tiny), "--quiet"]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_simulate_resumes_an_interrupted_run(tmp_path):
+    root = tmp_path / "r"
+    writer.simulate(root, preset="tiny", seed=1, workers=1, progress=False)
+    gt_before = np.load(root / "E01/S01/A02" / layout.GROUND_TRUTH)
+    import shutil
+    shutil.rmtree(root / "E04/S31/A03")  # as if killed before the last sequence was renamed into place
+    manifest = writer.read_manifest(root)
+    manifest["complete"] = False
+    (root / writer.MANIFEST).write_text(__import__("json").dumps(manifest))
+    assert writer.simulate(root, preset="tiny", seed=1, workers=1, progress=False) == {"written": 1, "skipped": 3}
+    np.testing.assert_array_equal(np.load(root / "E01/S01/A02" / layout.GROUND_TRUTH), gt_before)
+
+
+def test_info_summarises_a_root(tiny, capsys):
+    assert main(["info", str(tiny)]) == 0
+    out = capsys.readouterr().out
+    assert "preset tiny, seed 3" in out and "4 sequences" in out and "mmwave" in out
+
+
+def test_info_on_a_missing_root_names_it(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
