@@ -2,8 +2,8 @@
 
     python benchmarks/data_throughput.py --data ROOT [--protocol P3] [--frames N] [--batch-size 32] [--cold]
 
-Both epochs use the same ``MMFiDataset`` settings and the same DataLoader (shuffled, as in training); only
-``cache`` differs. The cache is built (or opened) first. By default both epochs run on a warm page cache,
+Both epochs use the same ``MMFiDataset`` settings and the same batched loader (``dataset.loader``, shuffled,
+as in training); only ``cache`` differs. The cache is built (or opened) first. By default both epochs run on a warm page cache,
 the per-file path's best case. ``--cold`` also times both after evicting the dataset's and the cache's files
 from the page cache (``posix_fadvise(DONTNEED)``, no root needed): a first epoch, or a dataset larger than
 RAM. ``--frames`` times a fixed random subset of that many frames (the per-file epoch of the full dataset
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,9 +41,12 @@ def evict(*folders) -> None:
 
 def epoch_seconds(dataset, indices, batch_size: int, workers: int) -> float:
     """Seconds to iterate once over ``dataset[indices]`` in shuffled batches, touching every tensor."""
-    subset = Subset(dataset, indices) if indices is not None else dataset
-    loader = DataLoader(subset, batch_size=batch_size, shuffle=True, num_workers=workers,
-                        generator=torch.Generator().manual_seed(0))
+    if indices is None:
+        loader = dataset.loader(batch_size=batch_size, shuffle=True, num_workers=workers)
+    else:  # a fixed random subset, in shuffled batches
+        order = torch.tensor(indices)[torch.randperm(len(indices), generator=torch.Generator().manual_seed(0))]
+        loader = DataLoader(order.split(batch_size), batch_size=None, num_workers=workers,
+                            collate_fn=lambda idx: dataset.batch(idx.tolist()))
     start = time.perf_counter()
     total = 0.0
     for batch in loader:

@@ -40,6 +40,27 @@ def test_cache_equals_per_file_reads(mmfi_root, tmp_path, part, csi_phase, epoch
     assert_same_items(cached, direct)
 
 
+@pytest.mark.parametrize("cache", [True, False])
+def test_batches_equal_collated_items(mmfi_root, tmp_path, cache):
+    """``batch`` and ``loader`` (the vectorised path, clouds both above and below the fixed size) give what
+    the default collate gives from single items."""
+    ds = MMFiDataset(mmfi_root, part="all", cache=cache, cache_dir=tmp_path, seed=2, **OPTS)
+    ds.set_epoch(1)
+    counts = np.array([ds[i]["lidar_mask"].sum() for i in range(len(ds))])
+    assert (counts == OPTS["lidar_points"]).any() and (counts < OPTS["lidar_points"]).any()
+    indices = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:40].tolist()
+    expected = torch.utils.data.default_collate([ds[i] for i in indices])
+    got = ds.batch(indices)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(got[key], value), key
+        else:
+            assert got[key] == value, key
+    seen = torch.cat([b["index"] for b in ds.loader(batch_size=7, shuffle=True, seed=3)])
+    assert sorted(seen.tolist()) == list(range(len(ds)))
+
+
 def test_cache_is_reused_then_rebuilt_when_a_file_changes(small_root, monkeypatch):
     first = MMFiDataset(small_root, part="all", **OPTS)
     assert first.cache.path.parent == small_root / cache_mod.CACHE_DIRNAME  # the default location

@@ -138,6 +138,12 @@ class PackedCache:
     def csi(self, rows) -> np.ndarray:
         return self.array("wifi-csi")[rows]
 
+    def ragged(self, modality: str, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All of ``modality``'s points (the map), and the start and count of each row's cloud in it."""
+        offsets = self.array(f"{modality}_offsets")
+        starts = offsets[rows]
+        return self.array(modality), starts, offsets[np.asarray(rows) + 1] - starts
+
     def points(self, modality: str, row: int) -> np.ndarray:
         """Frame ``row``'s cloud as a read-only view of the map (copy it to keep it)."""
         offsets = self.array(f"{modality}_offsets")

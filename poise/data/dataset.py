@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from . import layout
 from .cache import open_cache
@@ -17,6 +17,7 @@ from .splits import Split, restrict
 
 PARTS = ("train", "test", "all")
 _STREAM = {"lidar": 0, "mmwave": 1}  # separate random streams per point-cloud modality
+_METADATA = ("env", "subject", "action", "frame", "index")
 
 
 _MASK64 = (1 << 64) - 1
@@ -222,6 +223,16 @@ class MMFiDataset(Dataset):
 
     def __getitems__(self, indices) -> list[dict]:
         """Items for a list of indices, read in one batch (the DataLoader calls this when it exists)."""
+        batch = self.batch(indices)
+        lists = {k: batch.pop(k) for k in _METADATA}
+        lists["frame"], lists["index"] = lists["frame"].tolist(), lists["index"].tolist()
+        arrays = {k: v.unbind(0) for k, v in batch.items()}
+        return [{**{k: v[b] for k, v in arrays.items()}, **{k: v[b] for k, v in lists.items()}}
+                for b in range(len(lists["index"]))]
+
+    def batch(self, indices) -> dict:
+        """The items at ``indices`` already collated: a tensor per array with a leading batch axis, and lists
+        for the metadata. Equal to ``default_collate([self[i] for i in indices])``, several times faster."""
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if len(indices) and not ((indices >= -len(self)) & (indices < len(self))).all():
             raise IndexError(f"index out of range for a dataset of {len(self)} frames: {indices.tolist()}")
@@ -236,24 +247,61 @@ class MMFiDataset(Dataset):
                 arrays[m] = self._source.csi(rows)
         for m in self.modalities:
             if m in _STREAM:
-                n = self.lidar_points if m == "lidar" else self.mmwave_points
-                points = arrays[m] = np.zeros((len(rows), n, layout.POINT_COLUMNS[m]), dtype=np.float32)
-                mask = arrays[f"{m}_mask"] = np.zeros((len(rows), n), dtype=bool)
-                prefix = hash_key((self.seed, self.epoch, _STREAM[m]))  # key = (seed, epoch, stream, index)
-                for b, (index, row) in enumerate(zip(indices.tolist(), rows.tolist())):
-                    fixed_size(self._source.points(m, row), n, hash_key((index,), prefix), out=points[b], mask=mask[b])
-        # One tensor per array, split into per-item views (cheaper than a tensor per item and key).
-        columns = {k: torch.from_numpy(v).unbind(0) for k, v in arrays.items()}
-        items = []
-        for b, (index, row) in enumerate(zip(indices.tolist(), rows.tolist())):
-            seq = self.sequences[self._seq_ids[row]]
-            item = {k: v[b] for k, v in columns.items()}
-            item.update(env=seq.env, subject=seq.subject, action=seq.action, frame=int(self._frame_ids[row]),
-                        index=index)
-            items.append(item)
-        return items
+                arrays[m], arrays[f"{m}_mask"] = self._fixed_size_batch(m, indices, rows)
+        out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        seqs = [self.sequences[i] for i in self._seq_ids[rows].tolist()]
+        out.update(env=[s.env for s in seqs], subject=[s.subject for s in seqs], action=[s.action for s in seqs],
+                   frame=torch.from_numpy(self._frame_ids[rows].copy()), index=torch.from_numpy(indices.copy()))
+        return out
+
+    def _fixed_size_batch(self, m: str, indices: np.ndarray, rows: np.ndarray):
+        """``fixed_size`` for a batch: from the cache, clouds that fit are copied straight from its ragged
+        store; only clouds that need sampling (and every per-file cloud) go through ``fixed_size``."""
+        n = self.lidar_points if m == "lidar" else self.mmwave_points
+        points = np.zeros((len(rows), n, layout.POINT_COLUMNS[m]), dtype=np.float32)
+        mask = np.zeros((len(rows), n), dtype=bool)
+        prefix = hash_key((self.seed, self.epoch, _STREAM[m]))  # key = (seed, epoch, stream, index)
+        loop = range(len(rows))
+        if hasattr(self._source, "ragged"):  # clouds that fit: one slice copy each, no sampling
+            data, starts, counts = self._source.ragged(m, rows)
+            fits = counts <= n
+            for b, start, count in zip(np.flatnonzero(fits).tolist(), starts[fits].tolist(), counts[fits].tolist()):
+                points[b, :count] = data[start:start + count]
+                mask[b, :count] = True
+            loop = np.flatnonzero(~fits).tolist()
+        for b in loop:
+            fixed_size(self._source.points(m, int(rows[b])), n, hash_key((int(indices[b]),), prefix),
+                       out=points[b], mask=mask[b])
+        return points, mask
+
+    def loader(self, batch_size: int = 32, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
+               num_workers: int = 0, **kwargs) -> DataLoader:
+        """A DataLoader yielding ``batch`` dicts: the fast way to iterate (no per-item split and re-stack).
+        ``shuffle`` draws a new order each epoch from a generator seeded by ``seed``."""
+        sampler = (RandomSampler(self, generator=torch.Generator().manual_seed(seed)) if shuffle
+                   else SequentialSampler(self))
+        return DataLoader(_Batches(self), sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None,
+                          collate_fn=_as_is, num_workers=num_workers, **kwargs)
 
     def __repr__(self) -> str:
         return (f"MMFiDataset({self.protocol}, part={self.part!r}, {len(self)} frames of {len(self.sequences)} "
                 f"sequences, modalities={list(self.modalities)}, cache={self.cache is not None}"
                 + (f"; split: {self.split.summary()})" if self.split else ")"))
+
+
+def _as_is(batch):
+    """The loader's collate: ``batch`` is collated already (a module-level function, so workers can pickle it)."""
+    return batch
+
+
+class _Batches(Dataset):
+    """``dataset.batch`` behind the Dataset interface: index it with a list of indices (a BatchSampler's)."""
+
+    def __init__(self, dataset: MMFiDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices) -> dict:
+        return self.dataset.batch(indices)
