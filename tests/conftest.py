@@ -75,3 +75,21 @@ def mmfi_root(tmp_path_factory) -> Path:
 def small_root(tmp_path) -> Path:
     """A short tree (5 frames a sequence), yours to damage: 2 subjects x 1 action."""
     return write_tree(tmp_path / "mmfi", subjects=("S01", "S33"), actions=("A02",), n_frames=5, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The simulator's tiny preset (seed 3), written once per test session."""
+    from poise.data.synth import writer
+
+    root = tmp_path_factory.mktemp("tiny")
+    writer.simulate(root, preset="tiny", seed=3, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny, tmp_path_factory):
+    from poise.data.dataset import MMFiDataset
+
+    return MMFiDataset(tiny, protocol="P1", part="all", lidar_points=128, progress=False,
+                       cache_dir=tmp_path_factory.mktemp("tiny_cache"))

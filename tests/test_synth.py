@@ -115,12 +115,8 @@ def test_all_27_actions_move_and_differ():
             assert np.abs(motions[a] - motions[b]).max() > 0.01, f"{a} and {b} move alike"
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    counts = writer.simulate(root, preset="tiny", seed=3, progress=False)
-    assert counts == {"written": 4, "skipped": 0}
-    return root
+def test_tiny_is_written_once(tiny):
+    assert writer.read_manifest(tiny)["complete"] and len(mmfi.scan(tiny)) == 4
 
 
 def test_tiny_round_trip_through_the_reader(tiny):
