@@ -82,8 +82,8 @@ def dataset_summary(root) -> str:
                      f"max {pts.max()}, empty frames {int((pts == 0).sum())} ({100 * (pts == 0).mean():.1f}%)")
     gt = np.concatenate([mmfi.read_ground_truth(s.gt_path) for s in sequences])
     pelvis = gt[:, 0]
-    lines.append(f"  ground truth (metres, camera frame): pelvis mean {np.round(pelvis.mean(0), 2).tolist()}, "
-                 f"std {np.round(pelvis.std(0), 2).tolist()}")
+    mean, std = (", ".join(f"{v:.2f}" for v in a) for a in (pelvis.mean(0), pelvis.std(0)))
+    lines.append(f"  ground truth (metres, camera frame): pelvis mean ({mean}), std ({std})")
     lines.append("  " + report.summary())
     return "\n".join(lines)
 

@@ -135,6 +135,26 @@ def test_tiny_round_trip_through_the_reader(tiny):
     assert (rgb >= 0).all() and (rgb[..., 0] < 640).all() and (rgb[..., 1] < 480).all()
 
 
+def test_tiny_reads_the_way_the_official_toolbox_reads(tiny):
+    """The toolbox's own primitives (research/mmfi.md): listdir of the root, np.load, np.fromfile + reshape,
+    scipy.io.loadmat(...)['CSIamp'], 297 files per modality folder."""
+    import os
+
+    import scipy.io
+
+    assert sorted(e for e in os.listdir(tiny) if not e.startswith(".")) == ["E01", "E04"]
+    seq = tiny / "E01" / "S01" / "A02"
+    assert np.load(seq / "ground_truth.npy").shape == (297, 17, 3)
+    for modality in layout.MODALITIES:
+        assert len(os.listdir(seq / modality)) == 297
+    assert np.load(seq / "rgb" / "frame001.npy").shape == (17, 2)
+    assert np.fromfile(seq / "lidar" / "frame001.bin", dtype=np.float64).reshape(-1, 3).shape[0] > 300
+    np.fromfile(seq / "mmwave" / "frame297.bin", dtype=np.float64).reshape(-1, 5)
+    mat = scipy.io.loadmat(seq / "wifi-csi" / "frame150.mat")
+    assert mat["CSIamp"].shape == (3, 114, 10) and mat["CSIphase"].shape == (3, 114, 10)
+    assert mat["CSIamp"].dtype == np.float64
+
+
 def test_tiny_loads_as_a_dataset(tiny):
     ds = MMFiDataset(tiny, protocol="P1", part="all", cache=False, progress=False)
     assert len(ds) == 4 * layout.FRAMES_PER_SEQUENCE
