@@ -124,9 +124,9 @@ def simulate(out, preset: str = "demo", seed: int = 0, workers: int | None = Non
         if not force:
             what = f"a {old['preset']} dataset with seed {old['seed']}" if old else "files that poise did not write"
             raise FileExistsError(f"{out} already holds {what}; choose another --out, or pass --force to replace "
-                                  f"its E01..E04 folders")
-        for env in layout.ENVIRONMENTS:
-            shutil.rmtree(out / env, ignore_errors=True)
+                                  f"its E01..E04 folders (and their .poise_cache)")
+        for folder in (*layout.ENVIRONMENTS, ".poise_cache"):  # the old data and the reader's cache of it
+            shutil.rmtree(out / folder, ignore_errors=True)
     if same and old.get("complete"):
         return {"written": 0, "skipped": len(PRESETS[preset].subjects) * len(PRESETS[preset].actions)}
     out.mkdir(parents=True, exist_ok=True)
