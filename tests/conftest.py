@@ -93,3 +93,19 @@ def tiny_dataset(tiny, tmp_path_factory):
 
     return MMFiDataset(tiny, protocol="P1", part="all", lidar_points=128, progress=False,
                        cache_dir=tmp_path_factory.mktemp("tiny_cache"))
+
+
+@pytest.fixture
+def fake_batch():
+    """A function making a random batch of all four modalities, shaped as ``MMFiDataset.batch`` gives it."""
+    import torch
+
+    def make(b: int = 5) -> dict:
+        g = torch.Generator().manual_seed(0)
+        return {
+            "rgb": torch.rand(b, 17, 2, generator=g) * 480,
+            "lidar": torch.randn(b, 32, 3, generator=g), "lidar_mask": torch.ones(b, 32, dtype=torch.bool),
+            "mmwave": torch.randn(b, 8, 5, generator=g), "mmwave_mask": torch.rand(b, 8, generator=g) > 0.3,
+            "wifi-csi": torch.rand(b, 1, 3, 114, 10, generator=g),
+        }
+    return make

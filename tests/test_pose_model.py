@@ -8,18 +8,8 @@ from poise.models.fusion import FUSIONS
 from poise.models.pose import SHARED, build_model
 
 
-def fake_batch(b: int = 5) -> dict:
-    g = torch.Generator().manual_seed(0)
-    return {
-        "rgb": torch.rand(b, 17, 2, generator=g) * 480,
-        "lidar": torch.randn(b, 32, 3, generator=g), "lidar_mask": torch.ones(b, 32, dtype=torch.bool),
-        "mmwave": torch.randn(b, 8, 5, generator=g), "mmwave_mask": torch.rand(b, 8, generator=g) > 0.3,
-        "wifi-csi": torch.rand(b, 1, 3, 114, 10, generator=g),
-    }
-
-
 @pytest.mark.parametrize("fusion", FUSIONS)
-def test_absent_means_zero_features(fusion):
+def test_absent_means_zero_features(fusion, fake_batch):
     torch.manual_seed(0)
     model = build_model(fusion=fusion, dim=16).eval()
     batch = fake_batch()
@@ -32,7 +22,7 @@ def test_absent_means_zero_features(fusion):
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
-def test_absent_modalities_get_no_gradient(fusion):
+def test_absent_modalities_get_no_gradient(fusion, fake_batch):
     torch.manual_seed(0)
     model = build_model(fusion=fusion, dim=16)
     model.decode(model.encode(fake_batch()), present=("lidar",)).square().sum().backward()
@@ -51,7 +41,7 @@ def test_parameter_groups_partition_the_model():
     assert set(ids) == {id(p) for p in model.parameters()}
 
 
-def test_mean_pose_is_the_output_of_a_zero_head():
+def test_mean_pose_is_the_output_of_a_zero_head(fake_batch):
     model = build_model(modalities=("rgb",), dim=8)
     torch.nn.init.zeros_(model.head.weight)
     torch.nn.init.zeros_(model.head.bias)
@@ -60,7 +50,7 @@ def test_mean_pose_is_the_output_of_a_zero_head():
     assert torch.equal(model(fake_batch(2)), mean.expand(2, 17, 3))
 
 
-def test_errors_name_the_bad_value():
+def test_errors_name_the_bad_value(fake_batch):
     with pytest.raises(ValueError, match="did you mean 'attention'"):
         build_model(fusion="atention")
     model = build_model(modalities=("rgb", "lidar"), dim=8)
