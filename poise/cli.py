@@ -53,6 +53,41 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import torch
+
+    from poise.config import TrainConfig
+    from poise.train import resume, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.resume:
+        run = resume(args.resume, progress=not args.quiet, epochs=args.epochs)
+    else:
+        overrides = {k: getattr(args, k) for k in ("data", "method", "fusion", "modalities", "protocol", "split",
+                                                     "epochs", "batch_size", "lr", "seed", "out", "name")}
+        if args.param:
+            overrides["method_params"] = dict(_parse_param(p) for p in args.param)
+        if args.config:
+            config = TrainConfig.load(args.config, **overrides)
+        else:
+            config = TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None}, source="command line")
+        run = train(config, progress=not args.quiet, overwrite=args.overwrite)
+    last = run.history[-1]
+    print(f"{run.dir}: {run.epoch} epochs; test MPJPE {last['test_mpjpe_mm']:.1f} mm, PA-MPJPE "
+          f"{last['test_pa_mpjpe_mm']:.1f} mm")
+    return 0
+
+
+def _parse_param(text: str):
+    import yaml
+
+    if "=" not in text:
+        raise ValueError(f"--param {text!r}: write NAME=VALUE, e.g. --param alpha_s=20000")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
 def dataset_summary(root) -> str:
     """A human-readable summary of an MM-Fi root: what is there, sizes, and what the reader noticed."""
     from poise.data import mmfi
@@ -119,6 +154,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/calibration.json", help="where to save the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_calibrate)
+
+    from poise import methods
+    from poise.models.fusion import FUSIONS
+
+    p = sub.add_parser("train", help="train a multi-modal pose model with a balancing method",
+                       description="Train on an MM-Fi root (the synthetic demo by default). Writes a run directory "
+                       "(config, per-epoch metrics and contribution scores, plots, checkpoint). Options override "
+                       "--config; --resume RUN_DIR continues an interrupted run.")
+    p.add_argument("--config", help="YAML file of TrainConfig keys (see poise/config.py)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    p.add_argument("--data", help=f"MM-Fi root (default {DEFAULT_DEMO})")
+    p.add_argument("--method", choices=methods.available())
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a method hyper-parameter (repeatable)")
+    p.add_argument("--fusion", choices=list(FUSIONS))
+    p.add_argument("--modalities", nargs="+", choices=list(layout.MODALITIES))
+    p.add_argument("--protocol")
+    p.add_argument("--split")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="parent folder of run directories (default runs)")
+    p.add_argument("--name", help="run directory name")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("info", help="summarise an MM-Fi root (real or synthetic)")
     p.add_argument("root", nargs="?", default=DEFAULT_DEMO)

@@ -1,0 +1,79 @@
+"""The training configuration: a typed dataclass, loaded from YAML with ``safe_load``; unknown keys are errors
+that name the key and the nearest valid one."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from poise.data import layout
+
+
+@dataclass
+class TrainConfig:
+    data: str = "data/mmfi-demo"  # MM-Fi root (real or `poise simulate` output)
+    method: str = "baseline"  # a name from poise.methods.available()
+    method_params: dict = field(default_factory=dict)  # the method's hyper-parameters
+    fusion: str = "concat"  # concat, mlp or attention
+    modalities: list = field(default_factory=lambda: list(layout.MODALITIES))
+    protocol: str = "P1"
+    split: str = "S1"
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3  # Adam
+    lr_step: int = 10  # epochs between learning-rate decays (StepLR)
+    lr_gamma: float = 0.5
+    dim: int = 128  # feature size of every encoder
+    lidar_points: int = 256
+    mmwave_points: int = 64
+    seed: int = 0
+    assess_frames: int = 512  # training frames held fixed for the per-epoch contribution assessment
+    out: str = "runs"  # parent folder of run directories
+    name: str = ""  # run directory name (default: method-fusion-protocol-split-seed)
+
+    def __post_init__(self):
+        self.modalities = list(layout.MODALITIES if self.modalities is None else self.modalities)
+        for key in ("epochs", "batch_size", "dim", "lidar_points", "mmwave_points", "assess_frames", "lr_step"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"config key {key!r} must be a positive integer, got {value!r}")
+        for key in ("lr", "lr_gamma"):
+            if not float(getattr(self, key)) > 0:
+                raise ValueError(f"config key {key!r} must be positive, got {getattr(self, key)!r}")
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.method}-{self.fusion}-{self.protocol}-{self.split}-seed{self.seed}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                raise ValueError(f"{source}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                                 + f"; valid keys: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path, **overrides) -> "TrainConfig":
+        """A config from a YAML file, with ``overrides`` (not None) taking precedence."""
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ValueError(f"{path}: cannot read the config ({err}); pass a YAML mapping of TrainConfig keys") from err
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: the config must be a YAML mapping of keys to values")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(values, source=str(path))
+
+    def save(self, path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

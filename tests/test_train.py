@@ -1,0 +1,74 @@
+"""The training loop: a run directory with everything in it, exact resume, configs that reject bad keys."""
+
+import json
+
+import pytest
+import torch
+
+from poise import methods
+from poise.config import TrainConfig
+from poise.train import resume, train
+
+
+def tiny_config(tiny, tmp_path, **kw) -> TrainConfig:
+    values = dict(data=str(tiny), split="S3", epochs=2, batch_size=64, dim=16, lidar_points=64, mmwave_points=16,
+                  assess_frames=128, out=str(tmp_path / "runs"), name="t", lr_step=1)
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+def test_a_run_writes_its_directory_and_learns(tiny, tmp_path):
+    run = train(tiny_config(tiny, tmp_path, epochs=3), progress=False)
+    d = run.dir
+    for name in ("config.yaml", "metrics.csv", "metrics.json", "contributions.csv", "checkpoint.pt", "curves.png",
+                 "contributions.png", "method.json"):
+        assert (d / name).is_file(), name
+    history = json.loads((d / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["train_mpjpe_mm"] < history[0]["train_mpjpe_mm"]
+    assert history[1]["lr"] == pytest.approx(0.5 * history[0]["lr"])  # step decay each epoch here
+    assert set(run.contributions[-1]) == {"rgb", "lidar", "mmwave", "wifi-csi"}
+    assert all(h["unimodal_std_mm_rgb"] >= 0 for h in history)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_config(tiny, tmp_path, epochs=3), progress=False)
+
+
+def test_resume_ends_with_the_same_numbers(tiny, tmp_path):
+    straight = train(tiny_config(tiny, tmp_path, epochs=3, name="straight", fusion="attention"), progress=False)
+    train(tiny_config(tiny, tmp_path, epochs=2, name="cut", fusion="attention"), progress=False)
+    resumed = resume(tmp_path / "runs" / "cut", progress=False, epochs=3)
+    for a, b in zip(straight.history, resumed.history):
+        for key in a:
+            if key != "seconds":
+                assert a[key] == b[key], key
+    for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_a_modality_subset_trains_only_those_encoders(tiny, tmp_path):
+    run = train(tiny_config(tiny, tmp_path, epochs=1, modalities=["rgb", "lidar"]), progress=False)
+    assert run.model.modalities == ("rgb", "lidar") and set(run.contributions[0]) == {"rgb", "lidar"}
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ValueError, match="did you mean 'epochs'"):
+        TrainConfig.from_dict({"epoch": 3})
+    path = tmp_path / "c.yaml"
+    path.write_text("fusion: mlp\nbatch_sise: 8\n")
+    with pytest.raises(ValueError, match=r"c\.yaml: unknown key 'batch_sise' \(did you mean 'batch_size'\?\)"):
+        TrainConfig.load(path)
+    with pytest.raises(ValueError, match="'epochs' must be a positive integer"):
+        TrainConfig(epochs=0)
+
+
+def test_methods_are_found_by_name_and_reject_unknown_parameters():
+    assert "baseline" in methods.available()
+    with pytest.raises(ValueError, match="did you mean 'baseline'"):
+        methods.get("baselin")
+    with pytest.raises(ValueError, match="has no parameter 'alpha'"):
+        methods.get("baseline", alpha=1.0)
+
+
+def test_resume_of_a_folder_without_a_run_says_so(tmp_path):
+    with pytest.raises(ValueError, match="not a run directory"):
+        resume(tmp_path)
