@@ -33,9 +33,12 @@ def test_a_run_writes_its_directory_and_learns(tiny, tmp_path):
         train(tiny_config(tiny, tmp_path, epochs=3), progress=False)
 
 
-def test_resume_ends_with_the_same_numbers(tiny, tmp_path):
-    straight = train(tiny_config(tiny, tmp_path, epochs=3, name="straight", fusion="attention"), progress=False)
-    train(tiny_config(tiny, tmp_path, epochs=2, name="cut", fusion="attention"), progress=False)
+@pytest.mark.parametrize("method, params", [("baseline", {}), ("awc", {"window": 3, "alpha_s": 2e4}),
+                                            ("relearn", {"relearn_epoch": 2})])
+def test_resume_ends_with_the_same_numbers(tiny, tmp_path, method, params):
+    kw = dict(fusion="attention", method=method, method_params=params)
+    straight = train(tiny_config(tiny, tmp_path, epochs=3, name="straight", **kw), progress=False)
+    train(tiny_config(tiny, tmp_path, epochs=2, name="cut", **kw), progress=False)
     resumed = resume(tmp_path / "runs" / "cut", progress=False, epochs=3)
     for a, b in zip(straight.history, resumed.history):
         for key in a:

@@ -1,0 +1,116 @@
+"""AWC and adaptive re-learning against their formulas (papers 000 and 001)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from poise import methods
+from poise.methods.groups import split_groups
+from poise.models.pose import build_model
+
+SCORES = {"rgb": 33.0, "lidar": 29.0, "mmwave": 3.0, "wifi-csi": 2.5}
+
+
+def fake_run(epoch=0, epochs=10, scores=SCORES):
+    torch.manual_seed(0)
+    return SimpleNamespace(model=build_model(dim=8), epoch=epoch, config=SimpleNamespace(epochs=epochs),
+                           contributions=[dict(scores)])
+
+
+def test_kmeans_groups_split_at_the_largest_gap():
+    assert split_groups(SCORES) == (["rgb", "lidar"], ["mmwave", "wifi-csi"])
+    assert split_groups({"a": 1.0, "b": 1.0}) == (["a", "b"], [])
+    assert split_groups({"a": 5.0, "b": 1.0, "c": 1.2}) == (["a"], ["b", "c"])
+    with pytest.raises(ValueError, match="finite"):
+        split_groups({"a": float("nan"), "b": 1.0})
+
+
+def shift(model, modality, by=0.1):
+    with torch.no_grad():
+        for p in model.modality_parameters()[modality]:
+            p.add_(by)
+
+
+def set_grads(model, value):
+    for p in model.parameters():
+        p.grad = torch.full_like(p, value)
+
+
+def test_awc_fisher_is_the_mean_squared_gradient_of_the_first_epoch():
+    run = fake_run()
+    awc = methods.get("awc")
+    awc.setup(run)
+    for g in (1.0, 3.0):
+        set_grads(run.model, g)
+        awc.after_backward(run, None)
+    assert all(torch.allclose(f, torch.full_like(f, 5.0)) for fs in awc.fisher.values() for f in fs)  # (1 + 9) / 2
+    run.epoch = 1
+    set_grads(run.model, 100.0)
+    awc.after_backward(run, None)  # outside the estimation epoch: no change
+    assert all(torch.allclose(f, torch.full_like(f, 5.0)) for fs in awc.fisher.values() for f in fs)
+
+
+def test_awc_penalty_is_zero_at_the_anchor_and_outside_the_window():
+    run = fake_run(epochs=10)
+    awc = methods.get("awc")
+    awc.setup(run)
+    set_grads(run.model, 1.0)
+    awc.after_backward(run, None)
+    awc.on_epoch_end(run)
+    run.epoch = 1
+    assert awc.extra_loss(run, None).item() == 0.0  # theta == theta_0
+    shift(run.model, "rgb")
+    assert awc.extra_loss(run, None).item() > 0
+    assert awc.window_epochs(run) == 4  # 40 % of 10 epochs
+    run.epoch = 4
+    assert awc.extra_loss(run, None) is None
+    run.epoch = 0
+    assert awc.extra_loss(run, None) is None
+
+
+def test_awc_weighs_the_superior_group_more_and_matches_the_formula():
+    run = fake_run()
+    awc = methods.get("awc", alpha_s=2.0, alpha_i=1.0)
+    awc.setup(run)
+    set_grads(run.model, 0.5)
+    awc.after_backward(run, None)  # F = 0.25 everywhere
+    awc.on_epoch_end(run)
+    assert awc.superior == ["rgb", "lidar"]
+    groups = run.model.modality_parameters()
+    size = {m: sum(p.numel() for p in groups[m]) for m in groups}
+    shift(run.model, "rgb", 0.1)
+    rgb = awc.penalty(run.model).item()
+    assert rgb == pytest.approx(2.0 * size["rgb"] * 0.25 * 0.01 / 2, rel=1e-5)
+    shift(run.model, "rgb", -0.1)
+    shift(run.model, "mmwave", 0.1)
+    assert awc.penalty(run.model).item() == pytest.approx(1.0 * size["mmwave"] * 0.25 * 0.01 / 2, rel=1e-5)
+
+
+def test_relearn_interpolates_exactly_per_group_once():
+    run = fake_run(epoch=4)
+    rl = methods.get("relearn", relearn_epoch=5)
+    rl.setup(run)
+    initial = {m: [p.detach().clone() for p in ps] for m, ps in run.model.modality_parameters().items()}
+    for m in run.model.modalities:
+        shift(run.model, m, 1.0)
+    before = {m: [p.detach().clone() for p in ps] for m, ps in run.model.modality_parameters().items()}
+    rl.on_epoch_end(run)
+    assert rl.groups == {"superior": ["rgb", "lidar"], "inferior": ["mmwave", "wifi-csi"]}
+    after = run.model.modality_parameters()
+    for m, alpha in (("rgb", 0.5), ("lidar", 0.5), ("mmwave", 0.7), ("wifi-csi", 0.7)):
+        for p, p0, p1 in zip(after[m], initial[m], before[m]):
+            assert torch.allclose(p, alpha * p0 + (1 - alpha) * p1, atol=1e-6)
+    for p, p1 in zip(after["fusion"], before["fusion"]):
+        assert torch.equal(p, p1)  # fusion and head untouched
+    run.epoch = 5
+    snapshot = [p.detach().clone() for p in run.model.parameters()]
+    rl.on_epoch_end(run)
+    assert all(torch.equal(p, q) for p, q in zip(run.model.parameters(), snapshot))  # only at epoch r
+
+
+def test_method_parameters_are_validated():
+    with pytest.raises(ValueError, match=r"alpha_s must lie in \[0, 1\]"):
+        methods.get("relearn", alpha_s=1.5)
+    with pytest.raises(ValueError, match="did you mean 'alpha_s'"):
+        methods.get("awc", alpha_S=1.0)
