@@ -79,6 +79,18 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_contrib(args) -> int:
+    from poise.contrib.report import contribution_report, format_report, save_report
+    from poise.train import load_run
+
+    run = load_run(args.run_dir)
+    report = contribution_report(run)
+    print(format_report(report))
+    save_report(report, run.dir)
+    print(f"saved {run.dir / 'contrib.json'} and {run.dir / 'contrib.png'}")
+    return 0
+
+
 def _parse_param(text: str):
     import yaml
 
@@ -181,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("contrib", help="Shapley contributions of a trained run's modalities, per profit",
+                       description="Per-modality Shapley scores of a trained run on its test split, for each "
+                       "profit (pearson, neg_mse, neg_mpjpe), and each modality's unimodal MPJPE and output std. "
+                       "Writes contrib.json and contrib.png into the run directory.")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_contrib)
 
     p = sub.add_parser("info", help="summarise an MM-Fi root (real or synthetic)")
     p.add_argument("root", nargs="?", default=DEFAULT_DEMO)

@@ -238,3 +238,14 @@ def resume(run_dir, progress: bool = True, epochs: int | None = None) -> Run:
     if epochs is not None:
         config.save(run_dir / "config.yaml")
     return fit(run, progress)
+
+
+def load_run(run_dir, progress: bool = False) -> Run:
+    """A finished (or interrupted) run, rebuilt from its config and last checkpoint, for analysis."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / CHECKPOINT).is_file():
+        raise ValueError(f"{run_dir} is not a run directory with a checkpoint (config.yaml and {CHECKPOINT}); "
+                         f"train one with `poise train`")
+    run = build_run(TrainConfig.load(run_dir / "config.yaml"), run_dir, progress)
+    load_checkpoint(run)
+    return run

@@ -75,3 +75,16 @@ def test_methods_are_found_by_name_and_reject_unknown_parameters():
 def test_resume_of_a_folder_without_a_run_says_so(tmp_path):
     with pytest.raises(ValueError, match="not a run directory"):
         resume(tmp_path)
+
+
+def test_contrib_reports_every_profit_for_a_trained_run(tiny, tmp_path, capsys):
+    from poise.cli import main
+
+    run = train(tiny_config(tiny, tmp_path, epochs=1), progress=False)
+    assert main(["contrib", str(run.dir)]) == 0
+    out = capsys.readouterr().out
+    assert "| pearson |" in out and "| neg_mse |" in out and "output std (mm)" in out
+    report = json.loads((run.dir / "contrib.json").read_text())
+    assert set(report["scores"]["pearson"]) == {"rgb", "lidar", "mmwave", "wifi-csi"}
+    assert (run.dir / "contrib.png").is_file()
+    assert main(["contrib", str(tmp_path)]) == 2
