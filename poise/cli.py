@@ -135,6 +135,19 @@ def dataset_summary(root) -> str:
     return "\n".join(lines)
 
 
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum {low}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     from poise.data.synth.writer import PRESETS
 
@@ -147,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                        + "; ".join(f"{k}: {v.about}" for k, v in PRESETS.items()))
     p.add_argument("--preset", choices=list(PRESETS), default="demo")
     p.add_argument("--out", default=DEFAULT_DEMO, help=f"dataset root to write (default {DEFAULT_DEMO})")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU core)")
+    p.add_argument("--seed", type=_at_least(0), default=0)
+    p.add_argument("--workers", type=_at_least(1), default=None, help="processes (default: one per CPU core)")
     p.add_argument("--force", action="store_true", help="replace a different dataset already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
@@ -160,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modalities", nargs="+", choices=list(layout.MODALITIES), default=list(layout.MODALITIES))
     p.add_argument("--protocol", default="P1")
     p.add_argument("--split", default="S1")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=_at_least(1), default=15)
+    p.add_argument("--seed", type=_at_least(0), default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default="runs/calibration.json", help="where to save the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -183,10 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modalities", nargs="+", choices=list(layout.MODALITIES))
     p.add_argument("--protocol")
     p.add_argument("--split")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--epochs", type=_at_least(1))
+    p.add_argument("--batch-size", dest="batch_size", type=_at_least(1))
     p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_at_least(0))
     p.add_argument("--out", help="parent folder of run directories (default runs)")
     p.add_argument("--name", help="run directory name")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
@@ -213,7 +226,7 @@ def main(argv=None) -> int:
 
     try:
         return args.func(args)
-    except (MMFiFormatError, FileExistsError, ValueError) as err:
+    except (MMFiFormatError, ValueError, OSError) as err:  # OSError: FileExistsError, NotADirectoryError, ...
         print(f"poise {args.command}: error: {err}", file=sys.stderr)
         return 2
 

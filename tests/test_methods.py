@@ -114,3 +114,36 @@ def test_method_parameters_are_validated():
         methods.get("relearn", alpha_s=1.5)
     with pytest.raises(ValueError, match="did you mean 'alpha_s'"):
         methods.get("awc", alpha_S=1.0)
+
+
+def test_ogm_ge_damps_only_the_dominant_modality():
+    from poise.methods.ogm_ge import coefficients
+
+    k = coefficients(SCORES, alpha=0.3)
+    # rgb: 33 / mean(29, 3, 2.5) = 2.87 > 1 -> damped; lidar: 29 / mean(33, 3, 2.5) = 2.26 -> damped; weak ones: 1
+    assert k["rgb"] == pytest.approx(1 - __import__("math").tanh(0.3 * 33 / ((29 + 3 + 2.5) / 3)))
+    assert k["rgb"] < k["lidar"] < 1.0 and k["mmwave"] == 1.0 and k["wifi-csi"] == 1.0
+    assert coefficients({"a": 1.0, "b": 1.0}, 0.3) == {"a": 1.0, "b": 1.0}  # balanced: nothing damped
+    assert coefficients({"a": -2.0, "b": 0.0}, 0.3)["a"] == 1.0  # negative scores are floored, never inverted
+
+    run = fake_run()
+    ogm = methods.get("ogm_ge", ge=False)
+    set_grads(run.model, 1.0)
+    ogm.modulate(run.model, k)
+    groups = run.model.modality_parameters()
+    for m in run.model.modalities:
+        assert all(torch.allclose(p.grad, torch.full_like(p, k[m])) for p in groups[m]), m
+    assert all(torch.equal(p.grad, torch.ones_like(p)) for p in groups["fusion"])
+
+
+def test_ogm_ge_noise_has_the_unmodulated_gradient_std():
+    run = fake_run()
+    ogm = methods.get("ogm_ge", ge=True)
+    torch.manual_seed(1)
+    for p in run.model.parameters():
+        p.grad = torch.randn_like(p) * 3.0
+    weight = run.model.encoders["wifi-csi"].out[0].weight  # a large weight tensor
+    before = weight.grad.clone()
+    ogm.modulate(run.model, {"rgb": 1.0, "lidar": 1.0, "mmwave": 1.0, "wifi-csi": 0.0})
+    assert weight.grad.std().item() == pytest.approx(before.std().item(), rel=0.05)  # k = 0: the noise alone
+    assert not torch.equal(weight.grad, before)

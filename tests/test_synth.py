@@ -80,6 +80,27 @@ def test_mmwave_suppresses_static_parts(monkeypatch):
     assert points.shape == (0, 5)
 
 
+def test_agc_gain_is_bounded_and_iq_is_8_bit():
+    gain = wifi.agc_gain_db(100_000, np.random.default_rng(0))
+    assert np.abs(gain).max() < 6 * wifi.AGC_JUMP_DB and 0 < np.mean(np.diff(gain) != 0) < 2 * wifi.AGC_JUMP_RATE
+    amp, _ = wifi.csi(Performance.build("S02", "A27", seed=0), np.arange(20) / 10.0, np.random.default_rng(0))
+    assert amp[np.isfinite(amp)].max() <= 20 * np.log10(128 * np.sqrt(2)) + 1e-9
+
+
+def test_mmwave_scatterers_stay_put_when_a_bone_crosses_the_helper_switch():
+    """A bone turning by 0.02 rad across |axis_y| = 0.9 must not teleport its surface samples."""
+    def bone(angle):
+        axis = np.array([np.cos(angle), np.sin(angle), 0.0])
+        return np.array([[[0.0, 0.0, 3.0], [0.0, 0.0, 3.0] + 0.3 * axis]])
+    switch = np.arcsin(0.9)
+    before, after = bone(switch - 0.01), bone(switch + 0.01)
+    cap, u, theta = np.zeros(50, int), np.linspace(0, 1, 50), np.linspace(0, 6, 50)
+    helper = mmwave._helper(bone(switch + 0.001), cap)
+    p0, _ = mmwave._place(before, np.array([0.05]), cap, u, theta, helper)
+    p1, _ = mmwave._place(after, np.array([0.05]), cap, u, theta, helper)
+    assert np.linalg.norm(p1 - p0, axis=1).max() < 0.3 * 0.02 + 0.05 * 0.05
+
+
 def test_csi_phase_changes_with_path_length_as_2_pi_f_d_over_c():
     d, delta = 4.0, 0.013
     h0 = wifi.channel(wifi.FREQS_HZ, np.array([[d]]), np.array([[1.0]]))[0]
@@ -193,6 +214,38 @@ def test_simulate_is_idempotent_and_refuses_to_overwrite(tiny, capsys):
         writer.simulate(tiny, preset="tiny", seed=4, progress=False)
     assert main(["simulate", "--preset", "tiny", "--seed", "4", "--out", str(tiny), "--quiet"]) == 2
     assert "--force" in capsys.readouterr().err
+
+
+def test_simulate_never_deletes_data_it_did_not_write(tmp_path):
+    root = tmp_path / "real"
+    (root / "E01").mkdir(parents=True)
+    (root / "E01" / "keep.txt").write_text("real data")
+    for force in (False, True):
+        with pytest.raises(FileExistsError, match="did not write"):
+            writer.simulate(root, preset="tiny", force=force, progress=False)
+    assert (root / "E01" / "keep.txt").read_text() == "real data"
+    assert not (root / writer.MANIFEST).exists()
+
+
+def test_simulate_rejects_bad_arguments_before_writing(tmp_path, capsys):
+    a_file = tmp_path / "f"
+    a_file.write_text("")
+    assert main(["simulate", "--preset", "tiny", "--out", str(a_file), "--quiet"]) == 2
+    assert "is a file" in capsys.readouterr().err
+    for flag in (["--seed", "-1"], ["--workers", "0"]):
+        with pytest.raises(SystemExit):
+            main(["simulate", "--preset", "tiny", "--out", str(tmp_path / "x"), *flag])
+        assert "minimum" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_simulate_repairs_and_force_rewrites_a_complete_dataset(tmp_path):
+    root = tmp_path / "r"
+    writer.simulate(root, preset="tiny", seed=2, progress=False)
+    import shutil
+    shutil.rmtree(root / "E04")
+    assert writer.simulate(root, preset="tiny", seed=2, progress=False) == {"written": 2, "skipped": 2}
+    assert writer.simulate(root, preset="tiny", seed=2, force=True, progress=False) == {"written": 4, "skipped": 0}
 
 
 def test_simulate_resumes_an_interrupted_run(tmp_path):

@@ -34,7 +34,7 @@ def test_a_run_writes_its_directory_and_learns(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("method, params", [("baseline", {}), ("awc", {"window": 3, "alpha_s": 2e4}),
-                                            ("relearn", {"relearn_epoch": 2})])
+                                            ("relearn", {"relearn_epoch": 2}), ("ogm_ge", {})])
 def test_resume_ends_with_the_same_numbers(tiny, tmp_path, method, params):
     kw = dict(fusion="attention", method=method, method_params=params)
     straight = train(tiny_config(tiny, tmp_path, epochs=3, name="straight", **kw), progress=False)

@@ -47,12 +47,19 @@ def surface_samples(ends: np.ndarray, radii: np.ndarray, k: int, rng: np.random.
     return cap, rng.uniform(0.0, 1.0, k), rng.uniform(0.0, 2 * np.pi, k)
 
 
-def _place(ends: np.ndarray, radii: np.ndarray, cap, u, theta):
-    """Surface points and outward normals for (cap, u, theta) on capsules ``ends`` (C, 2, 3)."""
+def _helper(ends: np.ndarray, cap) -> np.ndarray:
+    """A reference direction per sample, not parallel to its bone: fixes where theta = 0 lies on the capsule."""
+    axis = ends[cap, 1] - ends[cap, 0]
+    axis /= np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)
+    return np.where(np.abs(axis[:, 1:2]) < 0.9, np.array([0.0, 1, 0]), np.array([1.0, 0, 0]))
+
+
+def _place(ends: np.ndarray, radii: np.ndarray, cap, u, theta, helper):
+    """Surface points and outward normals for (cap, u, theta) on capsules ``ends`` (C, 2, 3). The same
+    ``helper`` must be used at nearby times, so that a scatterer stays on the same side of its bone."""
     a, b = ends[cap, 0], ends[cap, 1]
     axis = b - a
     axis /= np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)
-    helper = np.where(np.abs(axis[:, 1:2]) < 0.9, np.array([0.0, 1, 0]), np.array([1.0, 0, 0]))
     e1 = np.cross(axis, helper)
     e1 /= np.linalg.norm(e1, axis=-1, keepdims=True)
     e2 = np.cross(axis, e1)
@@ -70,9 +77,10 @@ def detect_frame(ends: np.ndarray, ends_before: np.ndarray, ends_after: np.ndarr
                  floor_y: float, cam_rot: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(N, 5) float64 radar points for one frame; ``ends_*`` are capsules (C, 2, 3) at t, t - DT_S, t + DT_S."""
     cap, u, theta = surface_samples(ends, radii, SCATTERERS, rng)
-    p, normal = _place(ends, radii, cap, u, theta)
-    p0, _ = _place(ends_before, radii, cap, u, theta)
-    p1, _ = _place(ends_after, radii, cap, u, theta)
+    helper = _helper(ends, cap)
+    p, normal = _place(ends, radii, cap, u, theta, helper)
+    p0, _ = _place(ends_before, radii, cap, u, theta, helper)
+    p1, _ = _place(ends_after, radii, cap, u, theta, helper)
     velocity = (p1 - p0) / (2 * DT_S)
     to_radar = pose.origin - p
     dist = np.linalg.norm(to_radar, axis=-1)

@@ -12,8 +12,10 @@ which is all the pose information WiFi carries. Then the impairments of commodit
 - a random phase offset per packet (carrier frequency offset; common to the three antennas);
 - a random linear phase slope over subcarriers per packet (symbol timing offset, ``STO_NS``);
 - a fixed phase offset per antenna (receiver chains), drawn per sequence;
-- automatic gain control: the gain holds, then jumps by a few dB (``AGC_JUMP_RATE`` per packet);
-- thermal noise at ``SNR_DB`` and 8-bit quantisation of I/Q, so deep fades become exact zeros, and a
+- automatic gain control: the gain holds, then settles on a new level a few dB from nominal
+  (``AGC_JUMP_RATE`` per packet, ``AGC_JUMP_DB``);
+- thermal noise at ``SNR_DB`` and 8-bit quantisation of I/Q (rounded and clipped to [-128, 127], nominal
+  mean magnitude ``FULL_SCALE``), so deep fades become exact zeros, and a
   rare lost packet is all zeros (``LOST_PACKET_RATE``): their amplitude in dB is -inf, as in MM-Fi.
 Stored per frame like MM-Fi: ``CSIamp`` = 20 log10 |H| (dB) and ``CSIphase`` = angle(H) wrapped to
 (-pi, pi], both (3 antennas, 114 subcarriers, 10 packets) float64.
@@ -90,6 +92,15 @@ def _paths(env, ends: np.ndarray, radii: np.ndarray):
     return lengths, amps
 
 
+def agc_gain_db(packets: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-packet AGC gain (dB): holds its level, and at a jump (``AGC_JUMP_RATE`` per packet) settles on a new
+    level drawn around 0 dB with std ``AGC_JUMP_DB``; bounded, unlike a random walk."""
+    jump = rng.random(packets) < AGC_JUMP_RATE
+    levels = np.where(jump, rng.normal(0.0, AGC_JUMP_DB, packets), 0.0)
+    last = np.maximum.accumulate(np.where(jump, np.arange(packets), -1))
+    return np.where(last >= 0, levels[np.maximum(last, 0)], 0.0)
+
+
 def csi(performance, times: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """CSIamp (dB) and CSIphase (rad), each (frames, 3, 114, 10) float64, for frames starting at ``times``."""
     n = len(times)
@@ -103,14 +114,10 @@ def csi(performance, times: np.ndarray, rng: np.random.Generator) -> tuple[np.nd
     sto = rng.normal(0, STO_NS * 1e-9, m)[:, None, None]
     chain = rng.uniform(-np.pi, np.pi, 3)[None, :, None]
     h = h * np.exp(1j * (cfo + chain - 2 * np.pi * SPACING_HZ * SUBCARRIER_INDEX * sto))
-    jumps = np.where(rng.random(m) < AGC_JUMP_RATE, rng.normal(0, AGC_JUMP_DB, m), 0.0)
-    gain_db = np.cumsum(jumps)
-    gain_db -= gain_db.mean()
-    scale = FULL_SCALE / np.abs(h).mean()
-    h = h * (scale * 10 ** (gain_db / 20))[:, None, None]
+    h = h * (FULL_SCALE / np.abs(h).mean() * 10 ** (agc_gain_db(m, rng) / 20))[:, None, None]
     noise_std = FULL_SCALE * 10 ** (-SNR_DB / 20) / np.sqrt(2)
     h = h + noise_std * (rng.normal(size=h.shape) + 1j * rng.normal(size=h.shape))
-    h = np.round(h.real) + 1j * np.round(h.imag)  # 8-bit I/Q
+    h = np.clip(np.round(h.real), -128, 127) + 1j * np.clip(np.round(h.imag), -128, 127)  # 8-bit I/Q
     h[rng.random(m) < LOST_PACKET_RATE] = 0.0
     with np.errstate(divide="ignore"):
         amp = 20 * np.log10(np.abs(h))

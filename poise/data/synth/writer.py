@@ -8,7 +8,8 @@ sensor model, then MM-Fi's files (``layout`` names them). It is
 - resumable and idempotent: a sequence is written into a hidden folder and renamed when complete, and the
   manifest ``.poise_synthetic.json`` (dot-named so MM-Fi readers that list the root ignore it) records the
   preset and seed; re-running skips finished sequences, and a finished dataset is left as it is;
-- bounded in memory: a worker holds one sequence (about 20 MB) at a time, so ``full`` streams to disk.
+- bounded in memory: a worker holds one sequence at a time (about 250 MB peak while rendering, 25 MB of
+  output), so ``full`` streams to disk.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from poise.data.synth import lidar, mmwave, rgb, wifi
 from poise.data.synth.scene import Performance
 
 MANIFEST = ".poise_synthetic.json"
-GENERATOR_VERSION = 1  # bump when the simulator's output changes, so stale datasets are not reused
+GENERATOR_VERSION = 2  # bump when the simulator's output changes, so stale datasets are not reused
 
 
 @dataclass(frozen=True)
@@ -116,19 +117,26 @@ def simulate(out, preset: str = "demo", seed: int = 0, workers: int | None = Non
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a folder: choose a folder for the dataset")
+    if seed < 0:
+        raise ValueError(f"seed={seed} must be >= 0")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers={workers} must be >= 1 (or None for one per CPU core)")
     old = read_manifest(out)
     wanted = _manifest(preset, seed, complete=False)
     same = old is not None and {k: v for k, v in old.items() if k != "complete"} == \
         {k: v for k, v in wanted.items() if k != "complete"}
-    if out.exists() and any(out.iterdir()) and not same:
+    if out.exists() and any(out.iterdir()) and (force or not same):
+        if old is None:
+            raise FileExistsError(f"{out} holds files that poise did not write (no {MANIFEST}): choose another --out; "
+                                  f"poise never deletes data it did not write (remove the folder yourself if you mean to)")
         if not force:
-            what = f"a {old['preset']} dataset with seed {old['seed']}" if old else "files that poise did not write"
-            raise FileExistsError(f"{out} already holds {what}; choose another --out, or pass --force to replace "
-                                  f"its E01..E04 folders (and their .poise_cache)")
+            raise FileExistsError(f"{out} already holds a {old['preset']} dataset with seed {old['seed']} (generator "
+                                  f"v{old.get('version')}); choose another --out, or pass --force to replace its "
+                                  f"E01..E04 folders (and their .poise_cache)")
         for folder in (*layout.ENVIRONMENTS, ".poise_cache"):  # the old data and the reader's cache of it
             shutil.rmtree(out / folder, ignore_errors=True)
-    if same and old.get("complete"):
-        return {"written": 0, "skipped": len(PRESETS[preset].subjects) * len(PRESETS[preset].actions)}
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(json.dumps(wanted, indent=1))
     jobs = [(out, s, a, seed) for s in PRESETS[preset].subjects for a in PRESETS[preset].actions]
