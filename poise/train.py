@@ -1,7 +1,7 @@
 """The training loop: data -> model -> method hooks -> metrics, contributions and a run directory.
 
-One epoch: for each shuffled batch, ``encode`` once, ``decode`` with every modality, the MPJPE loss (paper
-001, Eq. 10) plus the method's ``extra_loss``, backward, the method's ``after_backward``, an Adam step. After
+One epoch: for each shuffled batch, ``encode`` once, ``decode`` with every modality (or the method's
+``predict``), the MPJPE loss (paper 001, Eq. 10) plus the method's ``extra_loss``, backward, the method's ``after_backward``, an Adam step. After
 the epoch: test MPJPE / PA-MPJPE, the Shapley-Pearson contribution of each modality on a fixed slice of the
 training frames (one encoder pass, 2^M decodes), the std of each modality's unimodal output (a collapsed
 modality predicts nearly the same pose for every frame), then the method's ``on_epoch_end`` and a checkpoint.
@@ -125,7 +125,8 @@ def train_epoch(run: Run, progress: bool = True) -> float:
     bar = tqdm(loader, desc=f"epoch {run.epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=not progress)
     for batch in bar:
         features = model.encode(batch)
-        pred = model.decode(features)
+        pred = run.method.predict(run, batch, features)
+        pred = model.decode(features) if pred is None else pred
         loss = mpjpe_loss(pred, batch["gt"])
         step = Step(batch, features, pred, loss)
         extra = run.method.extra_loss(run, step)

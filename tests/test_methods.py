@@ -147,3 +147,28 @@ def test_ogm_ge_noise_has_the_unmodulated_gradient_std():
     ogm.modulate(run.model, {"rgb": 1.0, "lidar": 1.0, "mmwave": 1.0, "wifi-csi": 0.0})
     assert weight.grad.std().item() == pytest.approx(before.std().item(), rel=0.05)  # k = 0: the noise alone
     assert not torch.equal(weight.grad, before)
+
+
+def test_agm_responses_sum_to_the_fused_prediction_and_scale_gradients(fake_batch):
+    from poise.methods.agm import scale_grad, shapley_responses
+
+    torch.manual_seed(0)
+    model = build_model(fusion="mlp", dim=8)
+    features = model.encode(fake_batch(6))
+    empty, phi = shapley_responses(model, features)
+    assert torch.allclose(empty + sum(phi.values()), model.decode(features), atol=1e-5)
+    x = torch.ones(3, requires_grad=True)
+    scale_grad(x, 0.25).sum().backward()
+    assert torch.equal(x.grad, torch.full((3,), 0.25))
+
+
+def test_agm_coefficient_moves_the_right_way():
+    from poise.methods.agm import coefficients, strengths
+
+    usual = strengths({"rgb": 0.6, "lidar": 0.8, "mmwave": 1.3, "wifi-csi": 1.3})
+    assert usual["rgb"] > usual["lidar"] > usual["mmwave"] == usual["wifi-csi"]  # lower loss = stronger
+    now = strengths({"rgb": 0.4, "lidar": 0.8, "mmwave": 1.4, "wifi-csi": 1.4})  # rgb pulls further ahead
+    k = coefficients(usual, now, alpha=1.0, cap=7.0)
+    assert k["rgb"] < 1.0 < k["mmwave"]  # damp the modality stronger than usual, boost the ones weaker than usual
+    assert coefficients(usual, usual, 1.0, 7.0) == {m: 1.0 for m in usual}
+    assert coefficients({"a": 100.0}, {"a": 0.0}, 1.0, 7.0)["a"] == pytest.approx(__import__("math").exp(7.0))  # capped

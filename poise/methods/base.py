@@ -2,6 +2,7 @@
 
     setup(run)                      once, after the model, optimiser and data exist (and after a resume)
     on_epoch_start(run)             before each training epoch
+    predict(run, batch, features) -> Tensor|None   the training prediction (None: model.decode(features))
     extra_loss(run, step) -> Tensor|None   added to the pose loss of each step
     after_backward(run, step)       after loss.backward(), before optimizer.step(): gradient editing
     on_epoch_end(run)               after evaluation and the contribution assessment of the epoch
@@ -42,6 +43,9 @@ class Method:
 
     def on_epoch_start(self, run) -> None:
         pass
+
+    def predict(self, run, batch: dict, features: dict):
+        return None
 
     def extra_loss(self, run, step):
         return None
