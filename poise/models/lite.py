@@ -1,6 +1,8 @@
 """Lite encoders: one small network per modality, cheap enough to train on 2 CPU cores.
 
-Each maps a batch of its modality (as ``MMFiDataset`` yields it) to a feature vector of ``dim`` numbers.
+Each maps a batch of its modality (as ``MMFiDataset`` yields it) to a feature vector of ``dim`` numbers. The
+last layer is linear: with a ReLU there, a weak modality's branch can die in joint training (every feature
+stuck at 0, no gradient ever again), which we saw for WiFi; a balancing method cannot revive that.
 They are the CPU-sized stand-ins for the papers' encoders (VideoPose3D, Point Transformer, MetaFi++):
 - ``KeypointMLP``: COCO keypoints (optionally a temporal window), pixels scaled to [-1, 1], then an MLP;
 - ``PointNet`` (Qi et al., CVPR 2017): a shared per-point MLP and a masked max-pool, so padding never
@@ -30,7 +32,7 @@ class KeypointMLP(nn.Module):
 
     def __init__(self, window: int = 1, dim: int = 256, hidden: int = 512):
         super().__init__()
-        self.net = mlp(window * 17 * 2, hidden, hidden, dim)
+        self.net = mlp(window * 17 * 2, hidden, hidden, dim, last_activation=False)
         self.register_buffer("centre", torch.tensor(IMAGE_SIZE, dtype=torch.float32) / 2, persistent=False)
 
     def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
@@ -43,7 +45,7 @@ class PointNet(nn.Module):
     def __init__(self, columns: int, dim: int = 256, widths=(64, 128, 256), scale=None):
         super().__init__()
         self.point_mlp = mlp(columns, *widths)
-        self.out = mlp(widths[-1], dim)
+        self.out = nn.Linear(widths[-1], dim)
         scale = torch.ones(columns) if scale is None else torch.as_tensor(scale, dtype=torch.float32)
         self.register_buffer("scale", scale, persistent=False)
 
@@ -64,7 +66,7 @@ class CSINet(nn.Module):
             return nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU(), nn.MaxPool2d((2, 1)))
 
         self.conv = nn.Sequential(block(3 * kinds, width), block(width, 2 * width), block(2 * width, 4 * width))
-        self.out = mlp(4 * width * 14 * 10, dim)
+        self.out = nn.Linear(4 * width * 14 * 10, dim)
 
     def forward(self, csi: torch.Tensor) -> torch.Tensor:
         return self.out(self.conv(csi.flatten(1, 2)).flatten(1))
