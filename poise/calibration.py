@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from poise.data import layout
 from poise.data.dataset import MMFiDataset
-from poise.metrics import mpjpe_mm, pa_mpjpe_mm
-from poise.models.lite import encode, lite_encoder
+from poise.models.pose import build_model
+from poise.train import evaluate
 
 PAPER_001_TABLE_3 = {"rgb": (62.46, 34.89), "lidar": (65.95, 44.41), "mmwave": (116.48, 58.15),
                      "wifi-csi": (166.55, 110.42)}
@@ -38,37 +38,12 @@ class UnimodalResult:
     seconds: float
 
 
-class Unimodal(nn.Module):
-    """One encoder and a linear head predicting the offset from the training set's mean pose."""
-
-    def __init__(self, modality: str, mean_pose: torch.Tensor, dim: int = 256):
-        super().__init__()
-        self.modality = modality
-        self.encoder = lite_encoder(modality, dim)
-        self.head = nn.Linear(dim, 17 * 3)
-        self.register_buffer("mean_pose", mean_pose.reshape(17, 3).float())
-
-    def forward(self, batch: dict) -> torch.Tensor:
-        return self.mean_pose + self.head(encode(self.encoder, self.modality, batch)).view(-1, 17, 3)
-
-
-def evaluate(model: nn.Module, data: MMFiDataset, batch_size: int = 256) -> tuple[float, float]:
-    """Test MPJPE and PA-MPJPE (mm) over every frame of ``data``."""
-    model.eval()
-    preds, gts = [], []
-    with torch.no_grad():
-        for batch in data.loader(batch_size=batch_size):
-            preds.append(model(batch))
-            gts.append(batch["gt"])
-    pred, gt = torch.cat(preds), torch.cat(gts)
-    return float(mpjpe_mm(pred, gt)), float(pa_mpjpe_mm(pred, gt))
-
-
 def train_unimodal(modality: str, train: MMFiDataset, test: MMFiDataset, epochs: int = 15, batch_size: int = 64,
                    lr: float = 1e-3, seed: int = 0, progress: bool = True) -> UnimodalResult:
     torch.manual_seed(seed)
     mean_pose = torch.cat([b["gt"] for b in train.loader(batch_size=1024)]).mean(0)
-    model = Unimodal(modality, mean_pose)
+    model = build_model((modality,), fusion="concat", dim=256)  # one encoder, a linear head on the mean pose
+    model.set_mean_pose(mean_pose)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(train) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
@@ -86,8 +61,8 @@ def train_unimodal(modality: str, train: MMFiDataset, test: MMFiDataset, epochs:
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.4f}")
     bar.close()
-    mpjpe, pa = evaluate(model, test)
-    return UnimodalResult(modality, mpjpe, pa, len(train), len(test), epochs, time.perf_counter() - start)
+    metrics = evaluate(model, test)
+    return UnimodalResult(modality, metrics["test_mpjpe_mm"], metrics["test_pa_mpjpe_mm"], len(train), len(test), epochs, time.perf_counter() - start)
 
 
 def calibrate(root, modalities=layout.MODALITIES, protocol: str = "P1", split: str = "S1", epochs: int = 15,

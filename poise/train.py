@@ -93,7 +93,8 @@ def build_run(config: TrainConfig, run_dir: Path, progress: bool = True) -> Run:
     return Run(config, run_dir, model, optimizer, scheduler, method, train, test, assess)
 
 
-def evaluate(model: PoseModel, data: MMFiDataset, batch_size: int = 256) -> dict:
+def evaluate(model: torch.nn.Module, data: MMFiDataset, batch_size: int = 256) -> dict:
+    """Test MPJPE and PA-MPJPE (mm) of ``model`` over every frame of ``data``."""
     model.eval()
     preds, gts = [], []
     with torch.no_grad():

@@ -28,11 +28,11 @@ Cost: 2^M decodes per step with autograd (encoders still run once).
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 
 import torch
 
+from poise.contrib.shapley import shapley_exact
 from poise.methods import register
 from poise.methods.base import Method
 from poise.metrics import joint_errors
@@ -56,21 +56,14 @@ def scale_grad(x: torch.Tensor, k: float) -> torch.Tensor:
 
 def shapley_responses(model, features: dict) -> tuple[torch.Tensor, dict]:
     """decode({}) and each modality's Shapley response phi_m, all (B, 17, 3), differentiable."""
-    players = tuple(model.modalities)
-    m = len(players)
-    out = {frozenset(s): model.decode(features, present=s) for k in range(m + 1) for s in itertools.combinations(players, k)}
-    empty = out[frozenset()]
-    phi = {}
-    for p in players:
-        others = [q for q in players if q != p]
-        total = torch.zeros_like(empty)
-        for k in range(m):
-            weight = math.factorial(k) * math.factorial(m - k - 1) / math.factorial(m)
-            for s in itertools.combinations(others, k):
-                s = frozenset(s)
-                total = total + weight * (out[s | {p}] - out[s])
-        phi[p] = total
-    return empty, phi
+    outputs = {}
+
+    def value(subset: frozenset) -> torch.Tensor:
+        outputs[subset] = model.decode(features, present=tuple(subset))
+        return outputs[subset]
+
+    phi = shapley_exact(value, model.modalities)  # exact Shapley works on tensors as on floats
+    return outputs[frozenset()], phi
 
 
 def strengths(scores: dict) -> dict:
