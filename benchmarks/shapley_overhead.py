@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from poise.contrib.shapley import modality_contributions, shapley_exact  # noqa: E402
 from poise.contrib.profits import pearson  # noqa: E402
 from poise.models.pose import build_model  # noqa: E402
-from poise.train import mpjpe_loss  # noqa: E402
+from poise.metrics import mpjpe_loss  # noqa: E402
 
 
 def fake_batch(b: int, lidar_points: int = 256, mmwave_points: int = 64) -> dict:

@@ -30,15 +30,10 @@ from poise import methods
 from poise.config import TrainConfig
 from poise.contrib.shapley import modality_contributions
 from poise.data.dataset import MMFiDataset
-from poise.metrics import M_TO_MM, mpjpe_mm, pa_mpjpe_mm
+from poise.metrics import M_TO_MM, mpjpe_loss, mpjpe_mm, pa_mpjpe_mm
 from poise.models.pose import PoseModel, build_model
 
 CHECKPOINT = "checkpoint.pt"
-
-
-def mpjpe_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Mean per-joint position error in metres (001 Eq. 10), smooth at zero error."""
-    return ((pred - gt).square().sum(-1) + 1e-12).sqrt().mean()
 
 
 @dataclass
@@ -115,16 +110,35 @@ def assess(run: Run) -> tuple[dict, dict]:
     return contrib.scores, spread
 
 
+def epoch_order(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """This epoch's sample list (the method's ``epoch_samples``, default every training frame once) and a
+    shuffled order of positions in it; both depend only on (seed, epoch, method state), so a resumed run
+    sees the same batches."""
+    samples = run.method.epoch_samples(run)
+    samples = np.arange(len(run.train)) if samples is None else np.asarray(samples, dtype=np.int64)
+    order = np.random.default_rng([run.config.seed, run.epoch]).permutation(len(samples))
+    return samples, order
+
+
+def batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """``order`` in chunks of ``batch_size``; the last, smaller chunk is dropped unless it is the only one."""
+    stop = len(order) - len(order) % batch_size if len(order) > batch_size else len(order)
+    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+
+
 def train_epoch(run: Run, progress: bool = True) -> float:
-    """One epoch; returns the mean training MPJPE (mm)."""
+    """One epoch; returns the mean training MPJPE (mm). Each batch carries ``"sample"``: the positions of its
+    frames in the epoch's sample list, so a method can treat its own duplicates differently."""
     model, config = run.model, run.config
     model.train()
     run.train.set_epoch(run.epoch)
-    loader = run.train.loader(batch_size=config.batch_size, shuffle=True, seed=config.seed * 100_003 + run.epoch,
-                              drop_last=len(run.train) > config.batch_size)
+    samples, order = epoch_order(run)
     total, count = 0.0, 0
-    bar = tqdm(loader, desc=f"epoch {run.epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=not progress)
-    for batch in bar:
+    bar = tqdm(batches(order, config.batch_size), desc=f"epoch {run.epoch + 1}/{config.epochs}", unit="batch",
+               leave=False, disable=not progress)
+    for positions in bar:
+        batch = run.train.batch(samples[positions])
+        batch["sample"] = torch.from_numpy(positions)
         features = model.encode(batch)
         pred = run.method.predict(run, batch, features)
         pred = model.decode(features) if pred is None else pred

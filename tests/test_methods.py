@@ -172,3 +172,65 @@ def test_agm_coefficient_moves_the_right_way():
     assert k["rgb"] < 1.0 < k["mmwave"]  # damp the modality stronger than usual, boost the ones weaker than usual
     assert coefficients(usual, usual, 1.0, 7.0) == {m: 1.0 for m in usual}
     assert coefficients({"a": 100.0}, {"a": 0.0}, 1.0, 7.0)["a"] == pytest.approx(__import__("math").exp(7.0))  # capped
+
+
+def test_gblending_weights_follow_the_overfitting_to_generalisation_ratio():
+    from poise.methods.gblending import blend_weights
+
+    before = {"rgb": (60.0, 70.0), "wifi-csi": (200.0, 210.0), "fused": (50.0, 60.0)}
+    # rgb: val -10, overfitting +2 -> 10/(4+1); wifi: val -2, overfitting 0 -> 2/1; fused got worse -> 0
+    after = {"rgb": (48.0, 60.0), "wifi-csi": (198.0, 208.0), "fused": (40.0, 61.0)}
+    w = blend_weights(before, after, eps_mm=1.0)
+    assert w["fused"] == 0.0 and sum(w.values()) == pytest.approx(1.0)
+    assert w["rgb"] / w["wifi-csi"] == pytest.approx((10 / 5) / (2 / 1))
+    assert blend_weights(before, before, eps_mm=1.0) is None  # nothing generalised better: keep the old weights
+
+
+def test_gblending_loss_blends_the_branches_with_its_weights(fake_batch):
+    from poise.metrics import mpjpe_loss
+
+    torch.manual_seed(0)
+    model = build_model(dim=8)
+    batch = fake_batch(5)
+    batch["gt"] = torch.randn(5, 17, 3)
+    features = model.encode(batch)
+    pred = model.decode(features)
+    step = SimpleNamespace(batch=batch, features=features, pred=pred, loss=mpjpe_loss(pred, batch["gt"]))
+    method = methods.get("gblending")
+    method.weights = {"rgb": 0.1, "lidar": 0.2, "mmwave": 0.0, "wifi-csi": 0.3, "fused": 0.4}
+    total = step.loss + method.extra_loss(SimpleNamespace(model=model), step)
+    expected = 0.4 * step.loss + sum(method.weights[m] * mpjpe_loss(model.decode(features, (m,)), batch["gt"])
+                                     for m in model.modalities)
+    assert torch.allclose(total, expected)
+
+
+def test_modality_resample_duplicates_the_weak_modalities_only():
+    from poise.methods.modality_resample import duplicate_counts
+
+    counts = duplicate_counts({"a": 30.0, "b": 10.0}, n=1000, alpha=1.0)  # M = 2: the original's count
+    gap_a, gap_b = 1 - 30 * 2 / 51, 1 - 10 * 2 / 51
+    assert counts == {"a": 0, "b": int(2 / 3 * (gap_b - gap_a) * 1000)}
+    four = duplicate_counts(SCORES, n=900, alpha=1.0)
+    assert four["rgb"] == 0 and four["wifi-csi"] > four["mmwave"] > four["lidar"] > 0
+    assert duplicate_counts(SCORES, n=900, alpha=0.0) == {m: 0 for m in SCORES}
+
+
+def test_modality_resample_trains_its_duplicates_on_one_modality(fake_batch):
+    torch.manual_seed(0)
+    run = fake_run(epoch=3)
+    run.train = [None] * 4  # only len() is used
+    run.config.seed = 0
+    method = methods.get("modality_resample", warmup=1)
+    samples = method.epoch_samples(run)
+    assert (samples[:4] == range(4)).all() and len(samples) > 4  # every frame once, then the duplicates
+    kept = {run.model.modalities[i] for i in method.only[4:]}
+    assert "rgb" not in kept and kept  # the best valued modality is never the one kept alone
+    batch = fake_batch(len(samples))
+    batch["sample"] = torch.arange(len(samples))
+    features = run.model.encode(batch)
+    pred = method.predict(run, batch, features)
+    assert torch.equal(pred[:4], run.model.decode(features)[:4])
+    for row in range(4, len(samples)):
+        m = run.model.modalities[method.only[row]]
+        alone = run.model.decode({k: f[row:row + 1] for k, f in features.items()}, (m,))
+        assert torch.allclose(pred[row:row + 1], alone, atol=1e-6)

@@ -35,7 +35,8 @@ def test_a_run_writes_its_directory_and_learns(tiny, tmp_path):
 
 @pytest.mark.parametrize("method, params, fusion", [
     ("baseline", {}, "attention"), ("awc", {"window": 2, "alpha_s": 2e4}, "concat"),
-    ("relearn", {"relearn_epoch": 1}, "concat"), ("ogm_ge", {}, "concat"), ("agm", {}, "concat")])
+    ("relearn", {"relearn_epoch": 1}, "concat"), ("ogm_ge", {}, "concat"), ("agm", {}, "concat"),
+    ("gblending", {"super_epoch": 1, "holdout": 0.5}, "concat"), ("modality_resample", {"warmup": 1}, "mlp")])
 def test_resume_ends_with_the_same_numbers(tiny, tmp_path, method, params, fusion):
     """Two epochs straight == one epoch, stop, resume for the second (AWC's penalty and re-learning included)."""
     kw = dict(fusion=fusion, method=method, method_params=params)
@@ -91,3 +92,12 @@ def test_contrib_reports_every_profit_for_a_trained_run(tiny, tmp_path, capsys):
     assert set(report["scores"]["pearson"]) == {"rgb", "lidar", "mmwave", "wifi-csi"}
     assert (run.dir / "contrib.png").is_file()
     assert main(["contrib", str(tmp_path)]) == 2
+
+
+def test_gblending_never_trains_on_its_validation_sequences(tiny, tmp_path):
+    run = train(tiny_config(tiny, tmp_path, epochs=1, method="gblending",
+                            method_params={"super_epoch": 1, "holdout": 0.5}), progress=False)
+    g = run.method
+    trained, held = set(run.train.sequence_of(g.train_rows)), set(run.train.sequence_of(g.val_slice))
+    assert trained and held and not trained & held
+    assert len(g.history) == 1 and sum(g.weights.values()) == pytest.approx(1.0)

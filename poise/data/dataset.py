@@ -201,6 +201,10 @@ class MMFiDataset(Dataset):
     def __len__(self) -> int:
         return len(self._rows)
 
+    def sequence_of(self, indices) -> np.ndarray:
+        """The sequence (an index into ``self.sequences``) of each dataset index."""
+        return self._seq_ids[self._rows[np.asarray(indices, dtype=np.int64)]]
+
     def set_epoch(self, epoch: int) -> None:
         """Select the point-sampling draws of this epoch (deterministic given seed, epoch and item index)."""
         self.epoch = int(epoch)

@@ -40,4 +40,4 @@ def get(name: str, **params) -> Method:
 
 def _load() -> None:
     """Import the modules that register methods (here, not at package import, to keep imports acyclic)."""
-    from poise.methods import agm, awc, baseline, ogm_ge, relearn  # noqa: F401
+    from poise.methods import agm, awc, baseline, gblending, modality_resample, ogm_ge, relearn  # noqa: F401

@@ -2,6 +2,8 @@
 
     setup(run)                      once, after the model, optimiser and data exist (and after a resume)
     on_epoch_start(run)             before each training epoch
+    epoch_samples(run) -> array|None   the training rows of this epoch, repeats allowed (None: each row once);
+                                    each batch's ``"sample"`` holds its positions in this list
     predict(run, batch, features) -> Tensor|None   the training prediction (None: model.decode(features))
     extra_loss(run, step) -> Tensor|None   added to the pose loss of each step
     after_backward(run, step)       after loss.backward(), before optimizer.step(): gradient editing
@@ -43,6 +45,9 @@ class Method:
 
     def on_epoch_start(self, run) -> None:
         pass
+
+    def epoch_samples(self, run):
+        return None
 
     def predict(self, run, batch: dict, features: dict):
         return None
