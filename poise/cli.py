@@ -90,6 +90,22 @@ def cmd_contrib(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from poise.bench import bench
+
+    out = args.out or f"runs/bench-{args.preset}"
+    command = " ".join(["poise bench --preset", args.preset, *([f"--data {args.data}"] if args.data != DEFAULT_DEMO
+                                                                else []),
+                        *([f"--split {args.split}"] if args.split != "S1" else []),
+                        *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
+                        *([f"--jobs {args.jobs}"] if args.jobs != 1 else [])])
+    text = bench(args.preset, args.data, out, jobs=args.jobs, threads=args.threads, seeds=args.seeds,
+                 force=args.force, progress=not args.quiet, command=command, protocol=args.protocol, split=args.split)
+    print(text)
+    print(f"saved {out}/report.md, {out}/results.csv and the plots")
+    return 0
+
+
 def _parse_param(text: str):
     import yaml
 
@@ -212,6 +228,26 @@ def build_parser() -> argparse.ArgumentParser:
                        "Writes contrib.json and contrib.png into the run directory.")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_contrib)
+
+    from poise.bench import PRESETS as BENCH_PRESETS
+
+    p = sub.add_parser("bench", help="compare methods, fusions and modality subsets over seeds (tables + plots)",
+                       description="Train every configuration of a preset (each an ordinary run under "
+                       "OUT/runs/), then write OUT/report.md (001 Table 1 and Table 3 analogues, mean +- std over "
+                       "seeds, findings), OUT/results.csv and plots. Re-running resumes: finished runs are read "
+                       "back. Presets: " + "; ".join(f"{k}: {v.about}" for k, v in BENCH_PRESETS.items()))
+    p.add_argument("--preset", choices=list(BENCH_PRESETS), default="quick")
+    p.add_argument("--data", default=DEFAULT_DEMO, help=f"MM-Fi root (default {DEFAULT_DEMO})")
+    p.add_argument("--out", help="output folder (default runs/bench-PRESET)")
+    p.add_argument("--protocol", default="P1")
+    p.add_argument("--split", default="S1")
+    p.add_argument("--seeds", type=_at_least(0), nargs="+", help="override the preset's seeds")
+    p.add_argument("--jobs", type=_at_least(1), default=1, help="runs trained at once, in separate processes")
+    p.add_argument("--threads", type=_at_least(0), default=0,
+                   help="torch threads per run (default: CPU cores / jobs)")
+    p.add_argument("--force", action="store_true", help="retrain runs already in OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="summarise an MM-Fi root (real or synthetic)")
     p.add_argument("root", nargs="?", default=DEFAULT_DEMO)

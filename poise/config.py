@@ -30,6 +30,7 @@ class TrainConfig:
     dim: int = 128  # feature size of every encoder
     lidar_points: int = 256
     mmwave_points: int = 64
+    train_stride: int = 1  # train on every k-th frame of each sequence (the test split always uses every frame)
     seed: int = 0
     assess_frames: int = 512  # training frames held fixed for the per-epoch contribution assessment
     out: str = "runs"  # parent folder of run directories
@@ -37,7 +38,8 @@ class TrainConfig:
 
     def __post_init__(self):
         self.modalities = list(layout.MODALITIES if self.modalities is None else self.modalities)
-        for key in ("epochs", "batch_size", "dim", "lidar_points", "mmwave_points", "assess_frames", "lr_step"):
+        for key in ("epochs", "batch_size", "dim", "lidar_points", "mmwave_points", "assess_frames", "lr_step",
+                    "train_stride"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"config key {key!r} must be a positive integer, got {value!r}")

@@ -4,7 +4,8 @@ One epoch: for each shuffled batch, ``encode`` once, ``decode`` with every modal
 ``predict``), the MPJPE loss (paper 001, Eq. 10) plus the method's ``extra_loss``, backward, the method's ``after_backward``, an Adam step. After
 the epoch: test MPJPE / PA-MPJPE, the Shapley-Pearson contribution of each modality on a fixed slice of the
 training frames (one encoder pass, 2^M decodes), the std of each modality's unimodal output (a collapsed
-modality predicts nearly the same pose for every frame), then the method's ``on_epoch_end`` and a checkpoint.
+modality predicts nearly the same pose for every frame; ``gt_std_mm`` is the ground truth's on the same
+frames), then the method's ``on_epoch_end`` and a checkpoint.
 
 The run directory holds ``config.yaml``, ``metrics.csv`` / ``metrics.json`` (one row per epoch),
 ``contributions.csv``, ``checkpoint.pt`` (written to a temporary file and renamed) and ``curves.png`` /
@@ -64,11 +65,12 @@ class Run:
     contributions: list = field(default_factory=list)  # one {modality: score} per finished epoch
 
 
-def _datasets(config: TrainConfig, progress: bool) -> tuple[MMFiDataset, MMFiDataset]:
+def load_datasets(config: TrainConfig, progress: bool = True) -> tuple[MMFiDataset, MMFiDataset]:
     kw = dict(protocol=config.protocol, split=config.split, modalities=config.modalities,
               lidar_points=config.lidar_points, mmwave_points=config.mmwave_points, seed=config.seed,
               progress=progress)
-    train, test = MMFiDataset(config.data, part="train", **kw), MMFiDataset(config.data, part="test", **kw)
+    train = MMFiDataset(config.data, part="train", frame_stride=config.train_stride, **kw)
+    test = MMFiDataset(config.data, part="test", **kw)
     if len(train) == 0 or len(test) == 0:
         raise ValueError(f"{config.data}: split {config.split} of protocol {config.protocol} leaves {len(train)} "
                          f"training and {len(test)} test frames; use a root with more subjects or another split")
@@ -77,7 +79,7 @@ def _datasets(config: TrainConfig, progress: bool) -> tuple[MMFiDataset, MMFiDat
 
 def build_run(config: TrainConfig, run_dir: Path, progress: bool = True) -> Run:
     method = methods.get(config.method, **config.method_params)  # fail on a bad name before loading data
-    train, test = _datasets(config, progress)
+    train, test = load_datasets(config, progress)
     torch.manual_seed(config.seed)
     model = build_model(config.modalities, fusion=config.fusion, dim=config.dim)
     model.set_mean_pose(torch.cat([b["gt"] for b in train.loader(batch_size=2048)]).mean(0))
@@ -216,6 +218,7 @@ def fit(run: Run, progress: bool = True) -> Run:
         run.history.append({"epoch": run.epoch + 1, "lr": lr, "train_mpjpe_mm": train_mm, **metrics,
                             **{f"shapley_{m}": s for m, s in scores.items()},
                             **{f"unimodal_std_mm_{m}": s for m, s in spread.items()},
+                            "gt_std_mm": float(run.assess["gt"].std(0).mean() * M_TO_MM),
                             "seconds": time.perf_counter() - start})
         run.method.on_epoch_end(run)
         run.epoch += 1

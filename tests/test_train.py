@@ -38,12 +38,13 @@ def test_a_run_writes_its_directory_and_learns(tiny, tmp_path):
     ("relearn", {"relearn_epoch": 1}, "concat"), ("ogm_ge", {}, "concat"), ("agm", {}, "concat"),
     ("gblending", {"super_epoch": 1, "holdout": 0.5}, "concat"), ("modality_resample", {"warmup": 1}, "mlp")])
 def test_resume_ends_with_the_same_numbers(tiny, tmp_path, method, params, fusion):
-    """Two epochs straight == one epoch, stop, resume for the second (AWC's penalty and re-learning included)."""
+    """N epochs straight == N - 1 epochs, stop, resume for the last (AWC's penalty and re-learning included)."""
     kw = dict(fusion=fusion, method=method, method_params=params)
-    straight = train(tiny_config(tiny, tmp_path, epochs=2, name="straight", **kw), progress=False)
-    train(tiny_config(tiny, tmp_path, epochs=1, name="cut", **kw), progress=False)
-    resumed = resume(tmp_path / "runs" / "cut", progress=False, epochs=2)
-    assert len(resumed.history) == 2
+    n = 3 if method == "modality_resample" else 2  # a run must be long enough to re-sample at all
+    straight = train(tiny_config(tiny, tmp_path, epochs=n, name="straight", **kw), progress=False)
+    train(tiny_config(tiny, tmp_path, epochs=n - 1, name="cut", **kw), progress=False)
+    resumed = resume(tmp_path / "runs" / "cut", progress=False, epochs=n)
+    assert len(resumed.history) == n
     for a, b in zip(straight.history, resumed.history):
         for key in a:
             if key != "seconds":
@@ -92,6 +93,15 @@ def test_contrib_reports_every_profit_for_a_trained_run(tiny, tmp_path, capsys):
     assert set(report["scores"]["pearson"]) == {"rgb", "lidar", "mmwave", "wifi-csi"}
     assert (run.dir / "contrib.png").is_file()
     assert main(["contrib", str(tmp_path)]) == 2
+
+
+def test_a_method_that_would_never_act_is_an_error(tiny, tmp_path):
+    with pytest.raises(ValueError, match="relearn_epoch"):
+        train(tiny_config(tiny, tmp_path, epochs=2, method="relearn", method_params={"relearn_epoch": 3}),
+              progress=False)
+    with pytest.raises(ValueError, match="warmup"):
+        train(tiny_config(tiny, tmp_path, epochs=2, method="modality_resample", method_params={"warmup": 2},
+                          name="r"), progress=False)
 
 
 def test_gblending_never_trains_on_its_validation_sequences(tiny, tmp_path):

@@ -130,20 +130,22 @@ class MMFiDataset(Dataset):
     ``cache_dir`` (default ``root/.poise_cache``, else ``~/.cache/poise``); ``cache=False`` reads the files.
     ``on_error="skip"`` leaves bad frames out and reports them in ``self.report`` (with ``cache=False`` this
     costs one validation pass over the files at construction). ``subjects`` restricts to some subjects;
-    ``split_seed`` / ``split_ratio`` are the toolbox's ``random_seed`` / ``ratio`` of S1.
+    ``split_seed`` / ``split_ratio`` are the toolbox's ``random_seed`` / ``ratio`` of S1. ``frame_stride`` = k
+    keeps frames 0, k, 2k, ... of each sequence (MM-Fi's 10 Hz frames are close to duplicates of their
+    neighbours, so a stride trades little information for k times shorter epochs).
     """
 
     def __init__(self, root, protocol: str = "P1", split: str = "S1", part: str = "train",
                  modalities=layout.MODALITIES, rgb_window: int = 0, lidar_points: int = 1024, mmwave_points: int = 64,
                  csi_phase: bool = False, cache: bool = True, cache_dir=None, on_error: str = "raise", seed: int = 0,
                  subjects=None, split_seed: int = 0, split_ratio: float = 0.8, rebuild_cache: bool = False,
-                 progress: bool = True, workers: int | None = None):
+                 progress: bool = True, workers: int | None = None, frame_stride: int = 1):
         self.modalities = check_modalities(modalities)
         self.on_error = check_on_error(on_error)
         if part not in PARTS:
             raise ValueError(f"part={part!r} is not valid: use one of {PARTS}")
         for name, value in (("rgb_window", rgb_window), ("lidar_points", lidar_points),
-                            ("mmwave_points", mmwave_points)):
+                            ("mmwave_points", mmwave_points), ("frame_stride", frame_stride)):
             if not isinstance(value, (int, np.integer)) or value < (0 if name == "rgb_window" else 1):
                 raise ValueError(f"{name}={value!r} must be an integer >= {0 if name == 'rgb_window' else 1}")
         if subjects is not None:
@@ -188,7 +190,7 @@ class MMFiDataset(Dataset):
                     start += len(seq.frames)
             self._source = _FileSource(self.sequences, seq_ids, frame_ids, self.csi_phase)
         self._seq_ids, self._frame_ids = seq_ids, frame_ids
-        self._rows = np.flatnonzero(valid & in_part)
+        self._rows = np.flatnonzero(valid & in_part & (frame_ids % frame_stride == 0))
         # Frame index -> row of a kept frame (-1 where none), all sequences end to end: for the rgb window.
         self._seq_base = np.concatenate([[0], np.cumsum([s.n_frames for s in self.sequences])])
         self._n_frames = np.array([s.n_frames for s in self.sequences], dtype=np.int64)

@@ -59,6 +59,11 @@ class ModalityResample(Method):
         self.counts: dict = {}  # this epoch's duplicates per modality
         self.only = np.zeros(0, dtype=np.int64)  # per position in the epoch's list: -1, or the modality kept
 
+    def setup(self, run) -> None:
+        if self.warmup >= run.config.epochs:
+            raise ValueError(f"modality_resample: warmup={self.warmup} leaves no epoch to re-sample in a run of "
+                             f"{run.config.epochs}; set --param warmup=N with N < epochs")
+
     def epoch_samples(self, run):
         n = len(run.train)
         self.only = np.full(n, -1, dtype=np.int64)
