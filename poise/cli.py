@@ -55,27 +55,38 @@ def cmd_calibrate(args) -> int:
 def cmd_train(args) -> int:
     import torch
 
-    from poise.config import TrainConfig
-    from poise.train import resume, train
+    from poise import distributed
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.resume:
-        run = resume(args.resume, progress=not args.quiet, epochs=args.epochs)
-    else:
-        overrides = {k: getattr(args, k) for k in ("data", "method", "fusion", "modalities", "protocol", "split",
-                                                     "epochs", "batch_size", "lr", "seed", "out", "name")}
-        if args.param:
-            overrides["method_params"] = dict(_parse_param(p) for p in args.param)
-        if args.config:
-            config = TrainConfig.load(args.config, **overrides)
-        else:
-            config = TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None}, source="command line")
-        run = train(config, progress=not args.quiet, overwrite=args.overwrite)
-    last = run.history[-1]
-    print(f"{run.dir}: {run.epoch} epochs; test MPJPE {last['test_mpjpe_mm']:.1f} mm, PA-MPJPE "
-          f"{last['test_pa_mpjpe_mm']:.1f} mm")
+    distributed.init()  # under torchrun: join the process group (gloo); otherwise nothing
+    try:
+        run = _train_or_resume(args)
+        main = distributed.is_main()
+    finally:
+        distributed.close()
+    if main:
+        last = run.history[-1]
+        print(f"{run.dir}: {run.epoch} epochs; test MPJPE {last['test_mpjpe_mm']:.1f} mm, PA-MPJPE "
+              f"{last['test_pa_mpjpe_mm']:.1f} mm")
     return 0
+
+
+def _train_or_resume(args):
+    from poise.config import TrainConfig
+    from poise.train import resume, train
+
+    if args.resume:
+        return resume(args.resume, progress=not args.quiet, epochs=args.epochs)
+    overrides = {k: getattr(args, k) for k in ("data", "method", "fusion", "modalities", "protocol", "split",
+                                                 "epochs", "batch_size", "lr", "seed", "out", "name")}
+    if args.param:
+        overrides["method_params"] = dict(_parse_param(p) for p in args.param)
+    if args.config:
+        config = TrainConfig.load(args.config, **overrides)
+    else:
+        config = TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None}, source="command line")
+    return train(config, progress=not args.quiet, overwrite=args.overwrite)
 
 
 def cmd_contrib(args) -> int:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from poise import methods
+from poise import distributed, methods
 from poise.config import TrainConfig
 from poise.contrib.shapley import modality_contributions
 from poise.data.dataset import MMFiDataset
@@ -79,27 +79,32 @@ def load_datasets(config: TrainConfig, progress: bool = True) -> tuple[MMFiDatas
 
 def build_run(config: TrainConfig, run_dir: Path, progress: bool = True) -> Run:
     method = methods.get(config.method, **config.method_params)  # fail on a bad name before loading data
-    train, test = load_datasets(config, progress)
+    with distributed.main_first():  # rank 0 builds a missing cache; the others then open it
+        train, test = load_datasets(config, progress and distributed.is_main())
     torch.manual_seed(config.seed)
     model = build_model(config.modalities, fusion=config.fusion, dim=config.dim)
     model.set_mean_pose(torch.cat([b["gt"] for b in train.loader(batch_size=2048)]).mean(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     rows = np.random.default_rng(config.seed).permutation(len(train))[: config.assess_frames]
-    assess = train.batch(np.sort(rows))
+    assess = train.batch(distributed.shard(np.sort(rows)))  # each rank assesses its share; scores are averaged
     return Run(config, run_dir, model, optimizer, scheduler, method, train, test, assess)
 
 
 def evaluate(model: torch.nn.Module, data: MMFiDataset, batch_size: int = 256) -> dict:
-    """Test MPJPE and PA-MPJPE (mm) of ``model`` over every frame of ``data``."""
+    """Test MPJPE and PA-MPJPE (mm) of ``model`` over every frame of ``data`` (under torchrun: each rank its
+    share of the frames, the sums all-reduced)."""
     model.eval()
-    preds, gts = [], []
+    rows = distributed.shard(np.arange(len(data)))
+    sums = [0.0, 0.0, 0.0]  # MPJPE x frames, PA-MPJPE x frames, frames
     with torch.no_grad():
-        for batch in data.loader(batch_size=batch_size):
-            preds.append(model(batch))
-            gts.append(batch["gt"])
-    pred, gt = torch.cat(preds), torch.cat(gts)
-    return {"test_mpjpe_mm": float(mpjpe_mm(pred, gt)), "test_pa_mpjpe_mm": float(pa_mpjpe_mm(pred, gt))}
+        for start in range(0, len(rows), batch_size):
+            batch = data.batch(rows[start:start + batch_size])
+            pred, n = model(batch), len(batch["gt"])
+            sums = [sums[0] + float(mpjpe_mm(pred, batch["gt"])) * n,
+                    sums[1] + float(pa_mpjpe_mm(pred, batch["gt"])) * n, sums[2] + n]
+    total, pa, n = distributed.all_sum(sums)
+    return {"test_mpjpe_mm": total / n, "test_pa_mpjpe_mm": pa / n}
 
 
 @torch.no_grad()
@@ -109,7 +114,9 @@ def assess(run: Run) -> tuple[dict, dict]:
     features = run.model.encode(run.assess)
     contrib = modality_contributions(run.model, features, run.assess["gt"])
     spread = {m: float(run.model.decode(features, (m,)).std(0).mean() * M_TO_MM) for m in run.model.modalities}
-    return contrib.scores, spread
+    spread["gt"] = float(run.assess["gt"].std(0).mean() * M_TO_MM)
+    spread = distributed.all_mean(spread)
+    return distributed.all_mean(contrib.scores), spread
 
 
 def epoch_order(run: Run) -> tuple[np.ndarray, np.ndarray]:
@@ -137,8 +144,9 @@ def train_epoch(run: Run, progress: bool = True) -> float:
     samples, order = epoch_order(run)
     total, count = 0.0, 0
     bar = tqdm(batches(order, config.batch_size), desc=f"epoch {run.epoch + 1}/{config.epochs}", unit="batch",
-               leave=False, disable=not progress)
+               leave=False, disable=not (progress and distributed.is_main()))
     for positions in bar:
+        positions = distributed.shard(positions)  # under torchrun, this rank's share of the global batch
         batch = run.train.batch(samples[positions])
         batch["sample"] = torch.from_numpy(positions)
         features = model.encode(batch)
@@ -150,6 +158,7 @@ def train_epoch(run: Run, progress: bool = True) -> float:
         objective = loss if extra is None else loss + extra
         run.optimizer.zero_grad(set_to_none=True)
         objective.backward()
+        distributed.average_gradients(model)
         run.method.after_backward(run, step)
         run.optimizer.step()
         value = loss.item()
@@ -157,6 +166,8 @@ def train_epoch(run: Run, progress: bool = True) -> float:
         count += len(pred)
         bar.set_postfix(mpjpe_mm=f"{value * M_TO_MM:.1f}")
     run.scheduler.step()
+    distributed.broadcast_buffers(model)
+    total, count = distributed.all_sum([total, count])
     return total / max(count, 1) * M_TO_MM
 
 
@@ -217,14 +228,15 @@ def fit(run: Run, progress: bool = True) -> Run:
         run.contributions.append(scores)
         run.history.append({"epoch": run.epoch + 1, "lr": lr, "train_mpjpe_mm": train_mm, **metrics,
                             **{f"shapley_{m}": s for m, s in scores.items()},
-                            **{f"unimodal_std_mm_{m}": s for m, s in spread.items()},
-                            "gt_std_mm": float(run.assess["gt"].std(0).mean() * M_TO_MM),
+                            **{f"unimodal_std_mm_{m}": spread[m] for m in scores}, "gt_std_mm": spread["gt"],
                             "seconds": time.perf_counter() - start})
         run.method.on_epoch_end(run)
+        distributed.check_in_sync(run.model)
         run.epoch += 1
-        save_checkpoint(run)
-        write_reports(run)
-        if progress:
+        if distributed.is_main():
+            save_checkpoint(run)
+            write_reports(run)
+        if progress and distributed.is_main():
             h = run.history[-1]
             tqdm.write(f"epoch {run.epoch}/{run.config.epochs}: train {train_mm:.1f} mm, test MPJPE "
                        f"{h['test_mpjpe_mm']:.1f} / PA {h['test_pa_mpjpe_mm']:.1f} mm; Shapley "
@@ -238,10 +250,14 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False) -
     if (run_dir / CHECKPOINT).exists() and not overwrite:
         raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose "
                               f"another --name (or --overwrite)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.yaml")
+    distributed.barrier()  # every rank has checked before rank 0 writes
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir / "config.yaml")
     run = build_run(config, run_dir, progress)
-    (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params()}, indent=1))
+    if distributed.is_main():
+        (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params()},
+                                                        indent=1))
     return fit(run, progress)
 
 
@@ -254,7 +270,7 @@ def resume(run_dir, progress: bool = True, epochs: int | None = None) -> Run:
     config = TrainConfig.load(run_dir / "config.yaml", epochs=epochs)
     run = build_run(config, run_dir, progress)
     load_checkpoint(run)
-    if epochs is not None:
+    if epochs is not None and distributed.is_main():
         config.save(run_dir / "config.yaml")
     return fit(run, progress)
 

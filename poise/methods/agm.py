@@ -32,6 +32,7 @@ import math
 
 import torch
 
+from poise import distributed
 from poise.contrib.shapley import shapley_exact
 from poise.methods import register
 from poise.methods.base import Method
@@ -95,6 +96,7 @@ class AGM(Method):
         with torch.no_grad():
             gt = batch["gt"]
             losses = {m: float(joint_errors(empty + p, gt).mean()) for m, p in phi.items()}
+            losses = distributed.all_mean(losses)  # under torchrun: the same coefficients on every rank
             mean = sum(losses.values()) / len(losses)
             scores = {m: v / max(mean, 1e-12) for m, v in losses.items()}
             self.count += 1

@@ -25,6 +25,7 @@ import math
 
 import torch
 
+from poise import distributed
 from poise.contrib.profits import pearson
 from poise.methods import register
 from poise.methods.base import Method
@@ -58,7 +59,8 @@ class OGMGE(Method):
     def scores(self, run, step) -> dict:
         features = {m: f.detach() for m, f in step.features.items()}
         gt = step.batch["gt"]
-        return {m: pearson(gt, run.model.decode(features, (m,))) for m in run.model.modalities}
+        scores = {m: pearson(gt, run.model.decode(features, (m,))) for m in run.model.modalities}
+        return distributed.all_mean(scores)  # under torchrun: the same coefficients on every rank
 
     def modulate(self, model, k: dict) -> None:
         """Scale each encoder's gradients by k_m, then add the GE noise (std of the unmodulated gradient)."""

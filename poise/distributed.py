@@ -1,0 +1,130 @@
+"""Data-parallel training under ``torchrun --nproc_per_node=N poise train ...`` (gloo on CPU).
+
+What DDP does, done explicitly: every rank holds the same model, takes its share of each global batch,
+and after ``backward`` the gradients are averaged over ranks (one flat all-reduce), so every rank applies the
+same update. We do it by hand rather than wrapping the model in ``DistributedDataParallel`` because the loop
+calls ``encode`` / ``decode`` separately (and methods call ``decode`` on feature subsets), which bypasses a DDP
+wrapper's ``forward`` and so its gradient hooks; and because methods edit gradients (OGM-GE, AWC's Fisher),
+which must see the averaged gradient. Batch-norm running statistics are broadcast from rank 0 after each epoch,
+as DDP does before each forward.
+
+Everything a method decides from is made identical on every rank: per-step scores and the per-epoch
+contribution scores are averaged over ranks (``all_mean``), the data order and re-sampling depend only on
+(seed, epoch), and the torch RNG (OGM-GE's noise) starts from the same seed and is consumed identically.
+Only rank 0 writes files and shows progress. In a single process every function here is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+
+
+def init() -> bool:
+    """Join the process group if started by torchrun (WORLD_SIZE > 1); True if distributed."""
+    if dist.is_initialized():
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if torch.cuda.is_available():
+        raise RuntimeError("poise trains on CPU only for now: NCCL/CUDA data parallelism is not implemented; "
+                           "hide the GPUs (CUDA_VISIBLE_DEVICES=) to use gloo on CPU")
+    dist.init_process_group("gloo")
+    return True
+
+
+def close() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def shard(items):
+    """This rank's share of ``items`` (every world-th item from its rank)."""
+    return items[rank()::world()]
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+@contextmanager
+def main_first():
+    """Rank 0 runs the block first (e.g. building a data cache), then the others."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
+
+
+def all_sum(values: list[float]) -> list[float]:
+    """Element-wise sum over ranks of a list of numbers."""
+    if not dist.is_initialized():
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def all_mean(values: dict) -> dict:
+    """``{key: number}`` averaged over ranks (the same keys, in the same order, on every rank)."""
+    if not dist.is_initialized():
+        return dict(values)
+    keys = list(values)
+    return dict(zip(keys, (v / world() for v in all_sum([float(values[k]) for k in keys]))))
+
+
+def average_gradients(model: torch.nn.Module) -> None:
+    """Average every parameter's gradient over ranks, in one flat all-reduce."""
+    if not dist.is_initialized():
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (batch-norm running statistics) to every rank."""
+    if not dist.is_initialized():
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer, 0)
+
+
+def check_in_sync(model: torch.nn.Module) -> None:
+    """Raise if any rank's parameters or buffers differ from rank 0's (compared by per-tensor sums, bit for
+    bit): every rank must have made the same updates and decisions."""
+    if not dist.is_initialized():
+        return
+    local = torch.stack([t.detach().double().sum() for t in [*model.parameters(), *model.buffers()]])
+    reference = local.clone()
+    dist.broadcast(reference, 0)
+    bad = (local != reference).nonzero()
+    flag = torch.tensor([float(len(bad))])
+    dist.all_reduce(flag)
+    if flag.item():
+        raise RuntimeError(f"rank {rank()}: the model differs from rank 0's in {len(bad)} tensors; the ranks "
+                           f"made different updates (a method decided from rank-local numbers?)")
