@@ -78,8 +78,9 @@ def _train_or_resume(args):
 
     if args.resume:
         return resume(args.resume, progress=not args.quiet, epochs=args.epochs)
-    overrides = {k: getattr(args, k) for k in ("data", "method", "fusion", "modalities", "protocol", "split",
-                                                 "epochs", "batch_size", "lr", "seed", "out", "name")}
+    overrides = {k: getattr(args, k) for k in ("data", "method", "fusion", "encoder", "rgb_window", "modalities",
+                                                 "protocol", "split", "epochs", "batch_size", "lr", "seed", "out",
+                                                 "name")}
     if args.param:
         overrides["method_params"] = dict(_parse_param(p) for p in args.param)
     if args.config:
@@ -219,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=methods.available())
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a method hyper-parameter (repeatable)")
     p.add_argument("--fusion", choices=list(FUSIONS))
+    p.add_argument("--encoder", choices=["lite", "paper"], help="encoder size (default lite; paper wants a GPU)")
+    p.add_argument("--rgb-window", dest="rgb_window", type=_at_least(0),
+                   help="RGB keypoint frames on each side (temporal context for the paper TCN)")
     p.add_argument("--modalities", nargs="+", choices=list(layout.MODALITIES))
     p.add_argument("--protocol")
     p.add_argument("--split")

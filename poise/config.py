@@ -27,7 +27,9 @@ class TrainConfig:
     lr: float = 1e-3  # Adam
     lr_step: int = 10  # epochs between learning-rate decays (StepLR)
     lr_gamma: float = 0.5
+    encoder: str = "lite"  # lite (CPU-sized) or paper (VideoPose3D / Point Transformer / MetaFi++)
     dim: int = 128  # feature size of every encoder
+    rgb_window: int = 0  # RGB keypoint frames on each side of the target frame (the TCN's temporal context)
     lidar_points: int = 256
     mmwave_points: int = 64
     train_stride: int = 1  # train on every k-th frame of each sequence (the test split always uses every frame)
@@ -43,6 +45,10 @@ class TrainConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"config key {key!r} must be a positive integer, got {value!r}")
+        if not isinstance(self.rgb_window, int) or isinstance(self.rgb_window, bool) or self.rgb_window < 0:
+            raise ValueError(f"config key 'rgb_window' must be an integer >= 0, got {self.rgb_window!r}")
+        if self.encoder not in ("lite", "paper"):
+            raise ValueError(f"config key 'encoder' must be 'lite' or 'paper', got {self.encoder!r}")
         for key in ("lr", "lr_gamma"):
             if not float(getattr(self, key)) > 0:
                 raise ValueError(f"config key {key!r} must be positive, got {getattr(self, key)!r}")

@@ -68,6 +68,7 @@ class Run:
 def load_datasets(config: TrainConfig, progress: bool = True) -> tuple[MMFiDataset, MMFiDataset]:
     kw = dict(protocol=config.protocol, split=config.split, modalities=config.modalities,
               lidar_points=config.lidar_points, mmwave_points=config.mmwave_points, seed=config.seed,
+              rgb_window=config.rgb_window,
               progress=progress)
     train = MMFiDataset(config.data, part="train", frame_stride=config.train_stride, **kw)
     test = MMFiDataset(config.data, part="test", **kw)
@@ -82,7 +83,8 @@ def build_run(config: TrainConfig, run_dir: Path, progress: bool = True) -> Run:
     with distributed.main_first():  # rank 0 builds a missing cache; the others then open it
         train, test = load_datasets(config, progress and distributed.is_main())
     torch.manual_seed(config.seed)
-    model = build_model(config.modalities, fusion=config.fusion, dim=config.dim)
+    model = build_model(config.modalities, fusion=config.fusion, dim=config.dim, rgb_window=config.rgb_window,
+                        encoder=config.encoder)
     model.set_mean_pose(torch.cat([b["gt"] for b in train.loader(batch_size=2048)]).mean(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)

@@ -1,6 +1,7 @@
 """The training loop: a run directory with everything in it, exact resume, configs that reject bad keys."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -111,3 +112,17 @@ def test_gblending_never_trains_on_its_validation_sequences(tiny, tmp_path):
     trained, held = set(run.train.sequence_of(g.train_rows)), set(run.train.sequence_of(g.val_slice))
     assert trained and held and not trained & held
     assert len(g.history) == 1 and sum(g.weights.values()) == pytest.approx(1.0)
+
+
+def test_the_paper_encoders_train_through_the_same_loop(tiny, tmp_path):
+    """The config's ``encoder: paper`` reaches the model (RGB and mmWave only, to stay quick on a CPU; every
+    paper encoder is tested on its own in test_paper_encoders.py)."""
+    from poise.models.paper import PointTransformer, TemporalConvNet
+
+    run = train(tiny_config(tiny, tmp_path, epochs=1, encoder="paper", rgb_window=1, batch_size=32, train_stride=4,
+                            modalities=["rgb", "mmwave"], name="paper"), progress=False)
+    assert {m: type(e) for m, e in run.model.encoders.items()} == {"rgb": TemporalConvNet, "mmwave": PointTransformer}
+    assert run.model.encoders["rgb"].receptive_field == 3
+    assert all(math.isfinite(v) for v in run.history[0].values())
+    with pytest.raises(ValueError, match="encoder"):
+        tiny_config(tiny, tmp_path, encoder="huge")

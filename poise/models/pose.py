@@ -64,9 +64,19 @@ class PoseModel(nn.Module):
         return groups
 
 
+ENCODERS = ("lite", "paper")
+
+
 def build_model(modalities=layout.MODALITIES, fusion: str = "concat", dim: int = 256, rgb_window: int = 0,
-                csi_phase: bool = False) -> PoseModel:
-    """A PoseModel with the lite encoders (the CPU default) for ``modalities``."""
+                csi_phase: bool = False, encoder: str = "lite") -> PoseModel:
+    """A PoseModel for ``modalities`` with the ``lite`` encoders (the CPU default) or the ``paper`` ones
+    (VideoPose3D TCN, Point Transformer, MetaFi++-style CSI transformer: ``poise.models.paper``)."""
     modalities = check_modalities(modalities)
-    encoders = {m: lite_encoder(m, dim, rgb_window=rgb_window, csi_phase=csi_phase) for m in modalities}
+    if encoder == "lite":
+        make = lite_encoder
+    elif encoder == "paper":
+        from poise.models.paper import paper_encoder as make
+    else:
+        raise ValueError(f"unknown encoder size {encoder!r}: choose one of {', '.join(ENCODERS)}")
+    encoders = {m: make(m, dim, rgb_window=rgb_window, csi_phase=csi_phase) for m in modalities}
     return PoseModel(encoders, dim, fusion)
