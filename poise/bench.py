@@ -60,9 +60,9 @@ PRESETS = {
               "'does fusion lose to RGB + LiDAR', 2 seeds, about 10 minutes on 2 cores"),
     "standard": Preset(
         methods=METHODS, fusions=("concat", "mlp", "attention"), subsets=(*SINGLES, *PAIRS, ALL),
-        seeds=(0, 1, 2), epochs=10, train=dict(_SMALL, lr_step=6),
+        seeds=(0, 1, 2), epochs=8, train=dict(_SMALL, lr_step=5),
         about="every method x every fusion and every single / pair / full subset, 3 seeds: the numbers in "
-              "docs/bench.md (about 1.5 hours on 2 cores)"),
+              "docs/bench.md (about 75 minutes on 2 cores with --jobs 2)"),
     "tiny": Preset(
         methods=("baseline", "relearn"), fusions=("concat",), subsets=(("rgb",), ALL), seeds=(0, 1), epochs=2,
         train=dict(train_stride=2, dim=16, lidar_points=32, mmwave_points=16, batch_size=64, assess_frames=128,

@@ -34,6 +34,7 @@ class TrainConfig:
     mmwave_points: int = 64
     train_stride: int = 1  # train on every k-th frame of each sequence (the test split always uses every frame)
     seed: int = 0
+    device: str = "auto"  # auto (CUDA when available), cpu or cuda; under torchrun each rank takes its own GPU
     assess_frames: int = 512  # training frames held fixed for the per-epoch contribution assessment
     out: str = "runs"  # parent folder of run directories
     name: str = ""  # run directory name (default: method-fusion-protocol-split-seed)
@@ -47,6 +48,8 @@ class TrainConfig:
                 raise ValueError(f"config key {key!r} must be a positive integer, got {value!r}")
         if not isinstance(self.rgb_window, int) or isinstance(self.rgb_window, bool) or self.rgb_window < 0:
             raise ValueError(f"config key 'rgb_window' must be an integer >= 0, got {self.rgb_window!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"config key 'device' must be auto, cpu or cuda, got {self.device!r}")
         if self.encoder not in ("lite", "paper"):
             raise ValueError(f"config key 'encoder' must be 'lite' or 'paper', got {self.encoder!r}")
         for key in ("lr", "lr_gamma"):

@@ -1,5 +1,6 @@
 """Data-parallel training under ``torchrun --nproc_per_node=N poise train ...`` (gloo on CPU).
 
+On CUDA machines each rank takes GPU ``LOCAL_RANK`` and the backend is NCCL; otherwise gloo on CPU.
 What DDP does, done explicitly: every rank holds the same model, takes its share of each global batch,
 and after ``backward`` the gradients are averaged over ranks (one flat all-reduce), so every rank applies the
 same update. We do it by hand rather than wrapping the model in ``DistributedDataParallel`` because the loop
@@ -23,17 +24,29 @@ import torch
 import torch.distributed as dist
 
 
+_device = torch.device("cpu")  # where collective tensors live: this rank's GPU under NCCL
+
+
 def init() -> bool:
-    """Join the process group if started by torchrun (WORLD_SIZE > 1); True if distributed."""
+    """Join the process group if started by torchrun (WORLD_SIZE > 1): NCCL on GPU ``LOCAL_RANK`` when CUDA is
+    available, else gloo on CPU. True if distributed."""
+    global _device
     if dist.is_initialized():
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     if torch.cuda.is_available():
-        raise RuntimeError("poise trains on CPU only for now: NCCL/CUDA data parallelism is not implemented; "
-                           "hide the GPUs (CUDA_VISIBLE_DEVICES=) to use gloo on CPU")
-    dist.init_process_group("gloo")
+        _device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(_device)
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
     return True
+
+
+def device() -> torch.device | None:
+    """This rank's device when distributed (the config's ``device`` must agree), else None."""
+    return _device if dist.is_initialized() else None
 
 
 def close() -> None:
@@ -77,7 +90,7 @@ def all_sum(values: list[float]) -> list[float]:
     """Element-wise sum over ranks of a list of numbers."""
     if not dist.is_initialized():
         return list(values)
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=_device)
     dist.all_reduce(t)
     return t.tolist()
 
@@ -123,7 +136,7 @@ def check_in_sync(model: torch.nn.Module) -> None:
     reference = local.clone()
     dist.broadcast(reference, 0)
     bad = (local != reference).nonzero()
-    flag = torch.tensor([float(len(bad))])
+    flag = torch.tensor([float(len(bad))], device=_device)
     dist.all_reduce(flag)
     if flag.item():
         raise RuntimeError(f"rank {rank()}: the model differs from rank 0's in {len(bad)} tensors; the ranks "

@@ -37,6 +37,25 @@ from poise.models.pose import PoseModel, build_model
 CHECKPOINT = "checkpoint.pt"
 
 
+def resolve_device(name: str) -> torch.device:
+    """The config's ``device`` ("auto": CUDA when available, else CPU); under torchrun, this rank's device."""
+    ranked = distributed.device()
+    if name == "auto":
+        return ranked or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    wanted = torch.device(name)
+    if wanted.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("config key 'device' is 'cuda' but torch sees no CUDA device; use device: cpu (or auto)")
+    if ranked is not None and ranked.type != wanted.type:
+        raise ValueError(f"config key 'device' is {name!r} but torchrun's processes use {ranked.type}; hide the "
+                         f"GPUs (CUDA_VISIBLE_DEVICES=) to train on CPU, or use device: auto")
+    return ranked or wanted
+
+
+def to_device(batch: dict, device) -> dict:
+    """``batch`` with every tensor on ``device`` (metadata lists unchanged)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 @dataclass
 class Step:
     """What a method's per-step hooks see."""
@@ -60,6 +79,7 @@ class Run:
     train: MMFiDataset
     test: MMFiDataset
     assess: dict  # a fixed batch of training frames for the contribution assessment
+    device: torch.device = torch.device("cpu")
     epoch: int = 0  # the epoch being trained (0-based); after the loop, the number of epochs done
     history: list = field(default_factory=list)  # one dict of metrics per finished epoch
     contributions: list = field(default_factory=list)  # one {modality: score} per finished epoch
@@ -86,22 +106,25 @@ def build_run(config: TrainConfig, run_dir: Path, progress: bool = True) -> Run:
     model = build_model(config.modalities, fusion=config.fusion, dim=config.dim, rgb_window=config.rgb_window,
                         encoder=config.encoder)
     model.set_mean_pose(torch.cat([b["gt"] for b in train.loader(batch_size=2048)]).mean(0))
+    device = resolve_device(config.device)
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     rows = np.random.default_rng(config.seed).permutation(len(train))[: config.assess_frames]
-    assess = train.batch(distributed.shard(np.sort(rows)))  # each rank assesses its share; scores are averaged
-    return Run(config, run_dir, model, optimizer, scheduler, method, train, test, assess)
+    assess = to_device(train.batch(distributed.shard(np.sort(rows))), device)  # each rank its share; averaged
+    return Run(config, run_dir, model, optimizer, scheduler, method, train, test, assess, device=device)
 
 
 def evaluate(model: torch.nn.Module, data: MMFiDataset, batch_size: int = 256) -> dict:
     """Test MPJPE and PA-MPJPE (mm) of ``model`` over every frame of ``data`` (under torchrun: each rank its
     share of the frames, the sums all-reduced)."""
     model.eval()
+    device = next(model.parameters()).device
     rows = distributed.shard(np.arange(len(data)))
     sums = [0.0, 0.0, 0.0]  # MPJPE x frames, PA-MPJPE x frames, frames
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
-            batch = data.batch(rows[start:start + batch_size])
+            batch = to_device(data.batch(rows[start:start + batch_size]), device)
             pred, n = model(batch), len(batch["gt"])
             sums = [sums[0] + float(mpjpe_mm(pred, batch["gt"])) * n,
                     sums[1] + float(pa_mpjpe_mm(pred, batch["gt"])) * n, sums[2] + n]
@@ -149,8 +172,8 @@ def train_epoch(run: Run, progress: bool = True) -> float:
                leave=False, disable=not (progress and distributed.is_main()))
     for positions in bar:
         positions = distributed.shard(positions)  # under torchrun, this rank's share of the global batch
-        batch = run.train.batch(samples[positions])
-        batch["sample"] = torch.from_numpy(positions)
+        batch = to_device(run.train.batch(samples[positions]), run.device)
+        batch["sample"] = torch.from_numpy(positions)  # stays on the CPU: methods index numpy arrays with it
         features = model.encode(batch)
         pred = run.method.predict(run, batch, features)
         pred = model.decode(features) if pred is None else pred

@@ -126,3 +126,17 @@ def test_the_paper_encoders_train_through_the_same_loop(tiny, tmp_path):
     assert all(math.isfinite(v) for v in run.history[0].values())
     with pytest.raises(ValueError, match="encoder"):
         tiny_config(tiny, tmp_path, encoder="huge")
+
+
+def test_device_is_validated_and_batches_move(tiny, tmp_path):
+    from poise.train import resolve_device, to_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device"):
+        tiny_config(tiny, tmp_path, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_device("cuda")
+    batch = to_device({"gt": torch.zeros(2, 17, 3), "subject": ["S01", "S02"]}, "cpu")
+    assert batch["subject"] == ["S01", "S02"] and batch["gt"].device.type == "cpu"

@@ -16,9 +16,12 @@ from poise.metrics import M_TO_MM, mpjpe_mm
 @torch.no_grad()
 def contribution_report(run, batch_size: int = 256) -> dict:
     """{profit: {modality: score}}, unimodal MPJPE and output std (mm), on the whole test split at once."""
+    from poise.train import to_device
+
     model = run.model.eval()
     feats, gts = {m: [] for m in model.modalities}, []
     for batch in run.test.loader(batch_size=batch_size):
+        batch = to_device(batch, run.device)
         for m, f in model.encode(batch).items():
             feats[m].append(f)
         gts.append(batch["gt"])

@@ -56,6 +56,9 @@ class AWC(Method):
         if not self.anchor:  # a fresh run (a resumed one restored these from the checkpoint)
             self.anchor = {m: [p.detach().clone() for p in groups[m]] for m in run.model.modalities}
             self.fisher = {m: [torch.zeros_like(p) for p in groups[m]] for m in run.model.modalities}
+        else:  # restored on the CPU: follow the model's device
+            self.anchor = {m: [a.to(p.device) for a, p in zip(self.anchor[m], groups[m])] for m in self.anchor}
+            self.fisher = {m: [f.to(p.device) for f, p in zip(self.fisher[m], groups[m])] for m in self.fisher}
 
     def _estimating(self, run) -> bool:
         return run.epoch == 0 and (self.fisher_batches == 0 or self.fisher_count < self.fisher_batches)

@@ -93,7 +93,9 @@ class GBlending(Method):
 
     @torch.no_grad()
     def _branch_mm(self, model, rows, data) -> dict:
-        batch = data.batch(rows)
+        from poise.train import to_device
+
+        batch = to_device(data.batch(rows), next(model.parameters()).device)
         features = model.encode(batch)
         out = {m: model.decode(features, (m,)) for m in model.modalities}
         out[FUSED] = model.decode(features)

@@ -43,9 +43,11 @@ class Relearn(Method):
         if self.relearn_epoch > run.config.epochs:
             raise ValueError(f"relearn: relearn_epoch={self.relearn_epoch} leaves no epoch to re-learn in a run of "
                              f"{run.config.epochs}; set --param relearn_epoch=N with N <= epochs")
+        groups = run.model.modality_parameters()
         if not self.initial:
-            groups = run.model.modality_parameters()
             self.initial = {m: [p.detach().clone() for p in groups[m]] for m in run.model.modalities}
+        else:  # restored on the CPU: follow the model's device
+            self.initial = {m: [a.to(p.device) for a, p in zip(self.initial[m], groups[m])] for m in self.initial}
 
     @torch.no_grad()
     def relearn(self, model, superior, inferior) -> None:
