@@ -197,11 +197,14 @@ def test_gblending_loss_blends_the_branches_with_its_weights(fake_batch):
     pred = model.decode(features)
     step = SimpleNamespace(batch=batch, features=features, pred=pred, loss=mpjpe_loss(pred, batch["gt"]))
     method = methods.get("gblending")
+    method.build_heads(model, seed=0, lr=1e-3)
     method.weights = {"rgb": 0.1, "lidar": 0.2, "mmwave": 0.0, "wifi-csi": 0.3, "fused": 0.4}
     total = step.loss + method.extra_loss(SimpleNamespace(model=model), step)
-    expected = 0.4 * step.loss + sum(method.weights[m] * mpjpe_loss(model.decode(features, (m,)), batch["gt"])
-                                     for m in model.modalities)
+    own = {m: model.mean_pose + method.heads[m](features[m]).view(-1, 17, 3) for m in model.modalities}
+    expected = 0.4 * step.loss + sum(method.weights[m] * mpjpe_loss(own[m], batch["gt"]) for m in model.modalities)
     assert torch.allclose(total, expected)
+    total.backward()  # the unimodal losses train each encoder and its own head, never the shared head alone
+    assert method.heads["wifi-csi"].weight.grad.abs().sum() > 0 and not method.heads["mmwave"].weight.grad.any()  # weight 0
 
 
 def test_modality_resample_duplicates_the_weak_modalities_only():

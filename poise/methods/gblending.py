@@ -3,7 +3,7 @@ adapted to regression and to M modalities.
 
 The loss blends the fused output with each modality's unimodal output:
 
-    L = w_fused * L(decode(z)) + sum over m of w_m * L(decode(z, {m})),   sum of w = 1,
+    L = w_fused * L(decode(z)) + sum over m of w_m * L(mean_pose + head_m(z_m)),   sum of w = 1,
 
 and every ``super_epoch`` epochs the weights are re-estimated from each branch's overfitting-to-generalisation
 ratio between the last estimate N and now N + n:
@@ -12,8 +12,11 @@ ratio between the last estimate N and now N + n:
     w_k = max(dG_k, 0) / (dO_k^2 + eps^2),   normalised to sum 1   (Wang et al., Eq. 6 / Proposition 1).
 
 Adaptation (classification -> regression), all ours:
-- The branch loss L is MPJPE (001 Eq. 10) instead of cross-entropy; each unimodal branch is ``decode(z, {m})``
-  (the other modalities zeroed at the feature level, through the shared fusion and head), not an extra head.
+- The branch loss L is MPJPE (001 Eq. 10) instead of cross-entropy. Each unimodal branch has its own linear
+  head on its encoder's features, as G-Blending's unimodal classifiers (the method's own parameters, trained
+  by its own Adam at the run's learning rate, saved in its state). Not ``decode(z, {m})`` through the shared
+  head: with a linear head, training each zero-padded branch to predict the whole pose makes the fused output
+  the *sum* of M pose offsets (we measured 439 mm test MPJPE that way, against 66 mm for joint training).
 - G-Blending needs a validation split: ``holdout`` of the training *sequences* (whole sequences, chosen by the
   seed, never the test split) are held out of training and serve as L_val; L_train is measured on a fixed
   slice of the frames that are trained on. Both slices are ``eval_frames`` frames.
@@ -66,9 +69,12 @@ class GBlending(Method):
             raise ValueError(f"gblending: holdout must lie in (0, 1), got {self.holdout}")
         if not self.eps_mm > 0:
             raise ValueError(f"gblending: eps_mm must be > 0, got {self.eps_mm}")
+        self.heads: torch.nn.ModuleDict | None = None  # modality -> linear head on its features
+        self.head_optimizer: torch.optim.Optimizer | None = None
         self.weights: dict = {}
         self.last: dict = {}  # the last measurement {branch: (train_mm, val_mm)}
         self.history: list = []  # (epoch, weights) after each estimate
+        self._restored: dict | None = None
 
     def setup(self, run) -> None:
         data = run.train
@@ -83,6 +89,11 @@ class GBlending(Method):
         self.train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
         self.train_slice = np.sort(rng.permutation(self.train_rows)[: self.eval_frames])
         self.val_slice = np.sort(rng.permutation(val_rows)[: self.eval_frames])
+        self.build_heads(run.model, run.config.seed, run.config.lr)
+        if self._restored is not None:  # a resumed run: the heads and their optimiser from the checkpoint
+            self.heads.load_state_dict(self._restored["heads"])
+            self.head_optimizer.load_state_dict(self._restored["head_optimizer"])
+            self._restored = None
         if not self.weights:  # a fresh run (a resumed one restored these)
             branches = [*run.model.modalities, FUSED]
             self.weights = {k: 1.0 / len(branches) for k in branches}
@@ -91,13 +102,25 @@ class GBlending(Method):
     def epoch_samples(self, run):
         return self.train_rows
 
+    def build_heads(self, model, seed: int, lr: float) -> None:
+        """One linear head per modality (initialised from ``seed`` without touching the global RNG)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            heads = {m: torch.nn.Linear(model.dim, 17 * 3) for m in model.modalities}
+        self.heads = torch.nn.ModuleDict(heads).to(model.mean_pose.device)
+        self.head_optimizer = torch.optim.Adam(self.heads.parameters(), lr=lr)
+
+    def unimodal(self, model, features: dict) -> dict:
+        """Each modality's own-head prediction (B, 17, 3)."""
+        return {m: model.mean_pose + self.heads[m](features[m]).view(-1, 17, 3) for m in model.modalities}
+
     @torch.no_grad()
     def _branch_mm(self, model, rows, data) -> dict:
         from poise.train import to_device
 
         batch = to_device(data.batch(rows), next(model.parameters()).device)
         features = model.encode(batch)
-        out = {m: model.decode(features, (m,)) for m in model.modalities}
+        out = self.unimodal(model, features)
         out[FUSED] = model.decode(features)
         gt = batch["gt"]
         return {k: float((p - gt).norm(dim=-1).mean() * M_TO_MM) for k, p in out.items()}
@@ -114,10 +137,18 @@ class GBlending(Method):
     def extra_loss(self, run, step):
         gt = step.batch["gt"]
         total = (self.weights[FUSED] - 1.0) * step.loss  # the loop's loss is the fused one, with weight 1
-        for m in run.model.modalities:
-            pred = run.model.decode(step.features, (m,))
+        for m, pred in self.unimodal(run.model, step.features).items():
             total = total + self.weights[m] * mpjpe_loss(pred, gt)
         return total
+
+    def after_backward(self, run, step) -> None:
+        from poise import distributed
+
+        distributed.average_gradients(self.heads)
+        for group in self.head_optimizer.param_groups:
+            group["lr"] = run.optimizer.param_groups[0]["lr"]  # follow the run's schedule
+        self.head_optimizer.step()
+        self.head_optimizer.zero_grad(set_to_none=True)
 
     def on_epoch_end(self, run) -> None:
         if (run.epoch + 1) % self.super_epoch:
@@ -131,9 +162,11 @@ class GBlending(Method):
 
     def state_dict(self) -> dict:
         return {"weights": self.weights, "last": {k: list(v) for k, v in self.last.items()},
-                "history": [[e, w] for e, w in self.history]}
+                "history": [[e, w] for e, w in self.history], "heads": self.heads.state_dict(),
+                "head_optimizer": self.head_optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.weights = dict(state["weights"])
         self.last = {k: tuple(v) for k, v in state["last"].items()}
         self.history = [(e, dict(w)) for e, w in state["history"]]
+        self._restored = {"heads": state["heads"], "head_optimizer": state["head_optimizer"]}
