@@ -145,8 +145,9 @@ def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False,
     def done(config, row):
         rows[config.run_name] = row
         bar.update()
-        bar.write(f"{config.run_name}: MPJPE {row['test_mpjpe_mm']:.1f} / PA {row['test_pa_mpjpe_mm']:.1f} mm "
-                  f"({row['seconds']:.0f} s)") if progress else None
+        if progress:
+            bar.write(f"{config.run_name}: MPJPE {row['test_mpjpe_mm']:.1f} / PA {row['test_pa_mpjpe_mm']:.1f} mm "
+                      f"({row['seconds']:.0f} s)")
 
     if jobs <= 1:
         for config in configs:
