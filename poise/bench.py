@@ -121,8 +121,10 @@ def run_one(config, threads: int = 0, force: bool = False) -> dict:
     if not force and (run_dir / CHECKPOINT).is_file():
         existing = TrainConfig.load(run_dir / "config.yaml")
         if existing != config:
-            raise ValueError(f"{run_dir} holds a run with other settings than this bench asks for; use another "
-                             f"--out, or --force to retrain it")
+            diff = ", ".join(f"{k}: {getattr(existing, k)!r} there, {getattr(config, k)!r} asked"
+                             for k in vars(config) if getattr(existing, k) != getattr(config, k))
+            raise ValueError(f"{run_dir} holds a run with other settings than this bench asks for ({diff}); use "
+                             f"another --out, or --force to retrain it")
         history = json.loads(metrics.read_text()) if metrics.is_file() else []
         if len(history) < config.epochs:
             history = resume(run_dir, progress=False).history
@@ -156,7 +158,14 @@ def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False,
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(run_one, c, threads, force): c for c in configs}
             for future in as_completed(futures):
-                done(futures[future], future.result())
+                config = futures[future]
+                try:
+                    row = future.result()
+                except Exception as error:  # stop now instead of after every other run has trained
+                    pool.shutdown(cancel_futures=True)
+                    raise RuntimeError(f"bench run {config.run_name} failed: {error}; finished runs are kept, "
+                                       f"re-run the same command to resume after fixing it") from error
+                done(config, row)
     bar.close()
     return [rows[c.run_name] for c in configs]
 
@@ -230,22 +239,48 @@ def _diff_text(diffs: list) -> str:
     return f"{mean:+.1f}{tail} mm (paired over {n} seed{'s' if n != 1 else ''})"
 
 
+def noise_clause(diffs: list) -> str:
+    """Whether a paired difference stands out from seed noise: a two-sided 95 % t-interval on its mean.
+
+    ``""`` when the interval excludes 0, otherwise a clause saying it does not (or that one seed gives no
+    estimate of the noise at all).
+    """
+    n = len(diffs)
+    if n < 2:
+        return "; one seed: no noise estimate"
+    from scipy.stats import t
+
+    mean, sd = mean_sd(diffs)
+    half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    if abs(mean) > half:
+        return ""
+    return f"; within seed noise (95 % t-interval {mean:+.1f} ± {half:.1f} mm includes 0)"
+
+
+PAPER_ALL_VS_RL = ("paper 000 reports +0.94 mm (53.87 vs 52.93), paper 001 Table 3 reports -0.12 mm "
+                   "(52.72 vs 52.84)")
+
+
 def findings(rows, preset: Preset) -> list[str]:
-    """Plain statements from the numbers; each says what it compares and by how much."""
+    """Plain statements from the numbers; each says what it compares, by how much, and whether it beats noise."""
     out = []
     fusion = preset.fusions[0]
     base = dict(method="baseline", fusion=fusion)
     rl = subset_name(("rgb", "lidar"))
-    if _select(rows, subset=rl, **base) and _select(rows, subset="all", **base):
-        d = paired(rows, "test_mpjpe_mm", dict(subset="all", **base), dict(subset=rl, **base))
-        verdict = "loses to" if np.mean(d) > 0 else "beats"
+    d = paired(rows, "test_mpjpe_mm", dict(subset="all", **base), dict(subset=rl, **base))
+    if d:
+        mean = float(np.mean(d))
+        verdict = "loses to" if mean > 0 else "beats" if mean < 0 else "ties with"
         out.append(f"Four-modality joint training ({fusion}) {verdict} RGB + LiDAR: MPJPE difference "
-                   f"all - (R + L) = {_diff_text(d)}; the paper reports +0.94 mm (53.87 vs 52.93).")
-    singles = {s[0]: _select(rows, subset=subset_name(s), **base) for s in SINGLES if s in preset.subsets}
-    if singles and all(singles.values()):
-        best = min(singles, key=lambda m: np.mean([r["test_mpjpe_mm"] for r in singles[m]]))
-        d = paired(rows, "test_mpjpe_mm", dict(subset="all", **base), dict(subset=subset_name((best,)), **base))
-        out.append(f"Against its best single modality ({best}) the four-modality model differs by {_diff_text(d)}.")
+                   f"all - (R + L) = {_diff_text(d)}{noise_clause(d)}; {PAPER_ALL_VS_RL}.")
+    if all(s in preset.subsets for s in SINGLES):  # "best single modality" needs all four
+        means = {m: [r["test_mpjpe_mm"] for r in _select(rows, subset=subset_name((m,)), **base)] for m in ALL}
+        if all(means.values()):
+            best = min(means, key=lambda m: np.mean(means[m]))
+            d = paired(rows, "test_mpjpe_mm", dict(subset="all", **base), dict(subset=subset_name((best,)), **base))
+            if d:
+                out.append(f"Against its best single modality ({best}) the four-modality model differs by "
+                           f"{_diff_text(d)}{noise_clause(d)}.")
     sel = _select(rows, subset="all", **base)
     if sel:
         gt = np.mean([r["gt_std_mm"] for r in sel])
@@ -260,11 +295,9 @@ def findings(rows, preset: Preset) -> list[str]:
             d = paired(rows, "test_mpjpe_mm", dict(method=method, fusion=fusion_, subset="all"),
                        dict(method="baseline", fusion=fusion_, subset="all"))
             if d:
-                mean, sd = mean_sd(d)
-                clear = not math.isnan(sd) and abs(mean) > 2 * sd / math.sqrt(len(d))
+                mean = float(np.mean(d))
                 word = "better" if mean < 0 else "worse" if mean > 0 else "no different"
-                out.append(f"{method} vs joint training ({fusion_}): {_diff_text(d)} MPJPE, {word}"
-                           + ("" if clear else "; within seed noise (|mean| <= 2 standard errors)") + ".")
+                out.append(f"{method} vs joint training ({fusion_}): {_diff_text(d)} MPJPE, {word}{noise_clause(d)}.")
     return out
 
 
@@ -283,6 +316,7 @@ def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: fl
           f"{len(rows)} runs, {preset.epochs} epochs each, seeds {list(preset.seeds)}; {settings}. Last-epoch test "
           f"MPJPE / PA-MPJPE in mm, mean ± std over seeds. Wall time {seconds / 60:.1f} min; training time "
           f"{sum(r['seconds'] for r in rows) / 60:.1f} min summed over runs.", "",
+          *([f"Method settings other than the defaults: {preset.params}.", ""] if preset.params else []),
           "## Methods x fusion (001 Table 1 analogue)", "", methods_table(rows, preset), "",
           f"## Modality subsets, joint training, {preset.fusions[0]} fusion (001 Table 3 analogue)", "",
           subsets_table(rows, preset), "",

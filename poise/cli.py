@@ -59,7 +59,7 @@ def cmd_train(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    distributed.init()  # under torchrun: join the process group (gloo); otherwise nothing
+    distributed.init()  # under torchrun: join the process group (gloo, or NCCL on CUDA); otherwise nothing
     try:
         run = _train_or_resume(args)
         main = distributed.is_main()
@@ -108,7 +108,9 @@ def cmd_bench(args) -> int:
     out = args.out or f"runs/bench-{args.preset}"
     command = " ".join(["poise bench --preset", args.preset, *([f"--data {args.data}"] if args.data != DEFAULT_DEMO
                                                                 else []),
+                        *([f"--protocol {args.protocol}"] if args.protocol != "P1" else []),
                         *([f"--split {args.split}"] if args.split != "S1" else []),
+                        *([f"--out {args.out}"] if args.out else []),
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
                         *([f"--jobs {args.jobs}"] if args.jobs != 1 else [])])
     text = bench(args.preset, args.data, out, jobs=args.jobs, threads=args.threads, seeds=args.seeds,

@@ -1,6 +1,7 @@
-"""Data-parallel training under ``torchrun --nproc_per_node=N poise train ...`` (gloo on CPU).
+"""Data-parallel training under ``torchrun --nproc_per_node=N poise train ...``: gloo on CPU, NCCL on CUDA.
 
-On CUDA machines each rank takes GPU ``LOCAL_RANK`` and the backend is NCCL; otherwise gloo on CPU.
+On CUDA machines each rank takes GPU ``LOCAL_RANK`` and the backend is NCCL (written for it, but not yet run on
+a GPU: none has been lent to this project; the gloo path is tested); otherwise gloo on CPU.
 What DDP does, done explicitly: every rank holds the same model, takes its share of each global batch,
 and after ``backward`` the gradients are averaged over ranks (one flat all-reduce), so every rank applies the
 same update. We do it by hand rather than wrapping the model in ``DistributedDataParallel`` because the loop
@@ -9,8 +10,8 @@ wrapper's ``forward`` and so its gradient hooks; and because methods edit gradie
 which must see the averaged gradient. Batch-norm running statistics are broadcast from rank 0 after each epoch,
 as DDP does before each forward.
 
-Everything a method decides from is made identical on every rank: per-step scores and the per-epoch
-contribution scores are averaged over ranks (``all_mean``), the data order and re-sampling depend only on
+Everything a method decides from is made identical on every rank: per-step scores are averaged over ranks
+(``all_mean``), the per-epoch contribution scores are computed by every rank on the same whole slice, the data order and re-sampling depend only on
 (seed, epoch), and the torch RNG (OGM-GE's noise) starts from the same seed and is consumed identically.
 Only rank 0 writes files and shows progress. In a single process every function here is a no-op.
 """
@@ -127,17 +128,19 @@ def broadcast_buffers(model: torch.nn.Module) -> None:
         dist.broadcast(buffer, 0)
 
 
-def check_in_sync(model: torch.nn.Module) -> None:
+def check_in_sync(*modules: torch.nn.Module) -> None:
     """Raise if any rank's parameters or buffers differ from rank 0's (compared by per-tensor sums, bit for
     bit): every rank must have made the same updates and decisions."""
     if not dist.is_initialized():
         return
-    local = torch.stack([t.detach().double().sum() for t in [*model.parameters(), *model.buffers()]])
+    tensors = [t for m in modules for t in [*m.parameters(), *m.buffers()]]
+    local = torch.stack([t.detach().double().sum() for t in tensors]).to(_device)
     reference = local.clone()
     dist.broadcast(reference, 0)
     bad = (local != reference).nonzero()
     flag = torch.tensor([float(len(bad))], device=_device)
     dist.all_reduce(flag)
     if flag.item():
-        raise RuntimeError(f"rank {rank()}: the model differs from rank 0's in {len(bad)} tensors; the ranks "
-                           f"made different updates (a method decided from rank-local numbers?)")
+        raise RuntimeError(f"rank {rank()}: {len(bad)} of {len(tensors)} tensors here differ from rank 0's "
+                           f"({int(flag.item())} over all ranks); the ranks made different updates (a method "
+                           f"decided from rank-local numbers?)")

@@ -100,6 +100,9 @@ def load_datasets(config: TrainConfig, progress: bool = True) -> tuple[MMFiDatas
 
 def build_run(config: TrainConfig, run_dir: Path, progress: bool = True) -> Run:
     method = methods.get(config.method, **config.method_params)  # fail on a bad name before loading data
+    if config.batch_size % distributed.world():
+        raise ValueError(f"batch_size={config.batch_size} does not split evenly over {distributed.world()} "
+                         f"processes; under torchrun choose a batch_size divisible by --nproc_per_node")
     with distributed.main_first():  # rank 0 builds a missing cache; the others then open it
         train, test = load_datasets(config, progress and distributed.is_main())
     torch.manual_seed(config.seed)
@@ -111,7 +114,7 @@ def build_run(config: TrainConfig, run_dir: Path, progress: bool = True) -> Run:
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     rows = np.random.default_rng(config.seed).permutation(len(train))[: config.assess_frames]
-    assess = to_device(train.batch(distributed.shard(np.sort(rows))), device)  # each rank its share; averaged
+    assess = to_device(train.batch(np.sort(rows)), device)  # the whole slice on every rank: identical scores
     return Run(config, run_dir, model, optimizer, scheduler, method, train, test, assess, device=device)
 
 
@@ -140,8 +143,7 @@ def assess(run: Run) -> tuple[dict, dict]:
     contrib = modality_contributions(run.model, features, run.assess["gt"])
     spread = {m: float(run.model.decode(features, (m,)).std(0).mean() * M_TO_MM) for m in run.model.modalities}
     spread["gt"] = float(run.assess["gt"].std(0).mean() * M_TO_MM)
-    spread = distributed.all_mean(spread)
-    return distributed.all_mean(contrib.scores), spread
+    return contrib.scores, spread  # every rank scored the same slice with the same model: no all-reduce needed
 
 
 def epoch_order(run: Run) -> tuple[np.ndarray, np.ndarray]:
@@ -200,6 +202,8 @@ def save_checkpoint(run: Run) -> None:
     state = {"epoch": run.epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
              "scheduler": run.scheduler.state_dict(), "method": run.method.state_dict(),
              "history": run.history, "contributions": run.contributions, "torch_rng": torch.get_rng_state()}
+    if run.device.type == "cuda":  # the GPU generator too, or a resumed CUDA run draws other noise
+        state["cuda_rng"] = torch.cuda.get_rng_state(run.device)
     tmp = run.dir / (CHECKPOINT + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, run.dir / CHECKPOINT)
@@ -217,6 +221,8 @@ def load_checkpoint(run: Run) -> None:
     run.method.load_state_dict(state["method"])
     run.epoch, run.history, run.contributions = state["epoch"], state["history"], state["contributions"]
     torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and run.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"], run.device)
 
 
 def write_reports(run: Run) -> None:
@@ -256,7 +262,7 @@ def fit(run: Run, progress: bool = True) -> Run:
                             **{f"unimodal_std_mm_{m}": spread[m] for m in scores}, "gt_std_mm": spread["gt"],
                             "seconds": time.perf_counter() - start})
         run.method.on_epoch_end(run)
-        distributed.check_in_sync(run.model)
+        distributed.check_in_sync(run.model, *run.method.modules())
         run.epoch += 1
         if distributed.is_main():
             save_checkpoint(run)

@@ -52,3 +52,36 @@ def test_bench_errors_name_what_to_do(tmp_path):
         bench.bench("quick", str(tmp_path / "missing"), tmp_path / "out")
     with pytest.raises(ValueError, match="choose one of"):
         bench.bench("huge", str(tmp_path), tmp_path / "out")
+
+
+def _rows(method, subset, values):
+    return [dict(method=method, fusion="concat", subset=subset, seed=s, test_mpjpe_mm=v, gt_std_mm=150.0,
+                 **{f"unimodal_std_mm_{m}": 10.0 for m in bench.ALL}) for s, v in enumerate(values)]
+
+
+def test_findings_say_whether_a_difference_beats_seed_noise():
+    preset = bench.Preset(methods=("baseline", "awc", "relearn"), fusions=("concat",),
+                          subsets=(("rgb", "lidar"), bench.ALL), seeds=(0, 1, 2), epochs=1)
+    rows = (_rows("baseline", "all", [60.0, 62.0, 61.0]) + _rows("baseline", "R+L", [50.0, 51.0, 52.0])
+            + _rows("awc", "all", [61.0, 60.0, 63.0])        # diffs +1, -2, +2: noise
+            + _rows("relearn", "all", [70.0, 72.0, 71.0]))   # diffs +10 each: clear
+    text = "\n".join(bench.findings(rows, preset))
+    assert "loses to RGB + LiDAR" in text and "+10.0 ± 1.0 mm" in text and "paper 001 Table 3" in text
+    awc = next(line for line in bench.findings(rows, preset) if line.startswith("awc"))
+    assert "within seed noise" in awc and "95 % t-interval" in awc
+    relearn = next(line for line in bench.findings(rows, preset) if line.startswith("relearn"))
+    assert relearn.endswith("worse.")
+    assert "best single modality" not in text  # the singles did not run
+    one = [r for r in rows if r["seed"] == 0]
+    assert all("one seed: no noise estimate" in line for line in bench.findings(one, preset) if " vs " in line)
+    assert not [line for line in bench.findings(_rows("baseline", "all", [60.0]), preset) if "RGB + LiDAR" in line]
+
+
+def test_bench_refuses_a_run_with_other_settings_and_names_them(tiny, tmp_path):
+    from dataclasses import replace
+
+    config = bench.plan(bench.PRESETS["tiny"], str(tiny), tmp_path, split="S3")[0]
+    config = replace(config, epochs=1)
+    bench.run_one(config)
+    with pytest.raises(ValueError, match="epochs: 1 there, 2 asked"):
+        bench.run_one(replace(config, epochs=2))

@@ -42,3 +42,23 @@ def test_ranks_stay_in_sync_under_per_step_decisions(tiny, tmp_path):
     torchrun(tiny, tmp_path, "--name", "ogm", "--method", "ogm_ge")
     history = json.loads((tmp_path / "ogm" / "metrics.json").read_text())
     assert len(history) == 2 and all(h["test_mpjpe_mm"] > 0 for h in history)
+
+
+DIVERGE = """
+import torch
+from poise import distributed
+distributed.init()
+layer = torch.nn.Linear(2, 2)
+torch.nn.init.constant_(layer.bias, 0.0)
+torch.nn.init.constant_(layer.weight, float(distributed.rank()))  # rank 1's weight differs
+distributed.check_in_sync(layer)
+"""
+
+
+def test_the_sync_check_catches_ranks_that_diverged(tmp_path):
+    script = tmp_path / "diverge.py"
+    script.write_text(DIVERGE)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=120)
+    assert done.returncode != 0
+    assert "rank 1: 1 of 2 tensors here differ from rank 0's" in done.stdout + done.stderr

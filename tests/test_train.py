@@ -41,7 +41,7 @@ def test_a_run_writes_its_directory_and_learns(tiny, tmp_path):
 def test_resume_ends_with_the_same_numbers(tiny, tmp_path, method, params, fusion):
     """N epochs straight == N - 1 epochs, stop, resume for the last (AWC's penalty and re-learning included)."""
     kw = dict(fusion=fusion, method=method, method_params=params)
-    n = 3 if method == "modality_resample" else 2  # a run must be long enough to re-sample at all
+    n = 3 if method in ("modality_resample", "relearn", "gblending") else 2  # long enough that the cut run acts too
     straight = train(tiny_config(tiny, tmp_path, epochs=n, name="straight", **kw), progress=False)
     train(tiny_config(tiny, tmp_path, epochs=n - 1, name="cut", **kw), progress=False)
     resumed = resume(tmp_path / "runs" / "cut", progress=False, epochs=n)
@@ -98,7 +98,7 @@ def test_contrib_reports_every_profit_for_a_trained_run(tiny, tmp_path, capsys):
 
 def test_a_method_that_would_never_act_is_an_error(tiny, tmp_path):
     with pytest.raises(ValueError, match="relearn_epoch"):
-        train(tiny_config(tiny, tmp_path, epochs=2, method="relearn", method_params={"relearn_epoch": 3}),
+        train(tiny_config(tiny, tmp_path, epochs=2, method="relearn", method_params={"relearn_epoch": 2}),
               progress=False)
     with pytest.raises(ValueError, match="warmup"):
         train(tiny_config(tiny, tmp_path, epochs=2, method="modality_resample", method_params={"warmup": 2},
@@ -106,12 +106,16 @@ def test_a_method_that_would_never_act_is_an_error(tiny, tmp_path):
 
 
 def test_gblending_never_trains_on_its_validation_sequences(tiny, tmp_path):
-    run = train(tiny_config(tiny, tmp_path, epochs=1, method="gblending",
+    run = train(tiny_config(tiny, tmp_path, epochs=2, method="gblending",
                             method_params={"super_epoch": 1, "holdout": 0.5}), progress=False)
     g = run.method
     trained, held = set(run.train.sequence_of(g.train_rows)), set(run.train.sequence_of(g.val_slice))
     assert trained and held and not trained & held
-    assert len(g.history) == 1 and sum(g.weights.values()) == pytest.approx(1.0)
+    assert len(g.history) == 2 and sum(g.weights.values()) == pytest.approx(1.0)
+    assert g.weights != {k: 1 / 5 for k in g.weights}  # the estimate moved the weights off uniform
+    with pytest.raises(ValueError, match="super_epoch"):
+        train(tiny_config(tiny, tmp_path, epochs=2, method="gblending", name="g",
+                          method_params={"super_epoch": 2, "holdout": 0.5}), progress=False)
 
 
 def test_the_paper_encoders_train_through_the_same_loop(tiny, tmp_path):

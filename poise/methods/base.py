@@ -61,6 +61,11 @@ class Method:
     def on_epoch_end(self, run) -> None:
         pass
 
+    def modules(self) -> list:
+        """Trainable modules the method owns besides the model (e.g. G-Blending's heads): the loop checks that
+        they too stay identical across ranks."""
+        return []
+
     def state_dict(self) -> dict:
         return {}
 

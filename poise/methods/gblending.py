@@ -67,6 +67,8 @@ class GBlending(Method):
             raise ValueError(f"gblending: super_epoch must be >= 1, got {self.super_epoch}")
         if not 0.0 < self.holdout < 1.0:
             raise ValueError(f"gblending: holdout must lie in (0, 1), got {self.holdout}")
+        if self.eval_frames < 2:
+            raise ValueError(f"gblending: eval_frames must be >= 2 (MPJPE on a slice of frames), got {self.eval_frames}")
         if not self.eps_mm > 0:
             raise ValueError(f"gblending: eps_mm must be > 0, got {self.eps_mm}")
         self.heads: torch.nn.ModuleDict | None = None  # modality -> linear head on its features
@@ -77,12 +79,16 @@ class GBlending(Method):
         self._restored: dict | None = None
 
     def setup(self, run) -> None:
+        if self.super_epoch >= run.config.epochs:
+            raise ValueError(f"gblending: super_epoch={self.super_epoch} never re-weights in a run of "
+                             f"{run.config.epochs} epochs; set --param super_epoch=N with N < epochs")
         data = run.train
         sequences = np.unique(data.sequence_of(np.arange(len(data))))
         n_val = int(round(self.holdout * len(sequences)))
         if n_val < 1 or n_val >= len(sequences):
             raise ValueError(f"gblending: holdout={self.holdout} of {len(sequences)} training sequences leaves "
-                             f"{n_val} for validation; G-Blending needs at least one held out and one trained on")
+                             f"{n_val} for validation; G-Blending needs at least one held out and one trained on: set "
+                             f"--param holdout=F so that F x {len(sequences)} rounds to 1..{len(sequences) - 1}")
         rng = np.random.default_rng([run.config.seed, 7])
         held = rng.choice(sequences, n_val, replace=False)
         is_val = np.isin(data.sequence_of(np.arange(len(data))), held)
@@ -159,6 +165,9 @@ class GBlending(Method):
             self.weights = weights
         self.last = now
         self.history.append((run.epoch + 1, dict(self.weights)))
+
+    def modules(self) -> list:
+        return [self.heads]
 
     def state_dict(self) -> dict:
         return {"weights": self.weights, "last": {k: list(v) for k, v in self.last.items()},

@@ -60,6 +60,9 @@ class ModalityResample(Method):
         self.only = np.zeros(0, dtype=np.int64)  # per position in the epoch's list: -1, or the modality kept
 
     def setup(self, run) -> None:
+        if len(run.model.modalities) < 2:
+            raise ValueError(f"modality_resample re-balances between modalities; the run has only "
+                             f"{list(run.model.modalities)}: use --method baseline for a single modality")
         if self.warmup >= run.config.epochs:
             raise ValueError(f"modality_resample: warmup={self.warmup} leaves no epoch to re-sample in a run of "
                              f"{run.config.epochs}; set --param warmup=N with N < epochs")

@@ -40,9 +40,9 @@ class Relearn(Method):
         self.groups: dict[str, list[str]] = {}
 
     def setup(self, run) -> None:
-        if self.relearn_epoch > run.config.epochs:
+        if self.relearn_epoch >= run.config.epochs:
             raise ValueError(f"relearn: relearn_epoch={self.relearn_epoch} leaves no epoch to re-learn in a run of "
-                             f"{run.config.epochs}; set --param relearn_epoch=N with N <= epochs")
+                             f"{run.config.epochs}; set --param relearn_epoch=N with N < epochs")
         groups = run.model.modality_parameters()
         if not self.initial:
             self.initial = {m: [p.detach().clone() for p in groups[m]] for m in run.model.modalities}
