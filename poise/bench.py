@@ -125,12 +125,30 @@ def run_one(config, threads: int = 0, force: bool = False) -> dict:
                              for k in vars(config) if getattr(existing, k) != getattr(config, k))
             raise ValueError(f"{run_dir} holds a run with other settings than this bench asks for ({diff}); use "
                              f"another --out, or --force to retrain it")
+        _check_method_params(run_dir, config)
         history = json.loads(metrics.read_text()) if metrics.is_file() else []
         if len(history) < config.epochs:
             history = resume(run_dir, progress=False).history
     else:
         history = train(config, progress=False, overwrite=True).history
     return _summary(config, history, run_dir)
+
+
+def _check_method_params(run_dir: Path, config) -> None:
+    """A run is reusable only if its method ran with the hyper-parameters the code would use now (a changed
+    default does not show in config.yaml, only in method.json)."""
+    from poise import methods
+
+    path = run_dir / "method.json"
+    if not path.is_file():
+        return
+    then = json.loads(path.read_text())["params"]
+    now = json.loads(json.dumps(methods.get(config.method, **config.method_params).params()))
+    if then != now:
+        diff = ", ".join(f"{k}: {then.get(k)!r} there, {now.get(k)!r} now" for k in sorted(set(then) | set(now))
+                         if then.get(k) != now.get(k))
+        raise ValueError(f"{run_dir} was trained with other {config.method} settings ({diff}); delete it, use "
+                         f"another --out, or --force to retrain")
 
 
 def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False, progress: bool = True) -> list:
@@ -314,7 +332,8 @@ def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: fl
           f"Command: `{command}`", "",
           f"Preset: {preset.about}. Data: {data}.", "",
           f"{len(rows)} runs, {preset.epochs} epochs each, seeds {list(preset.seeds)}; {settings}. Last-epoch test "
-          f"MPJPE / PA-MPJPE in mm, mean ± std over seeds. Wall time {seconds / 60:.1f} min; training time "
+          f"MPJPE / PA-MPJPE in mm, mean ± std over seeds. Wall time of this invocation {seconds / 60:.1f} min "
+          f"(runs already finished are read back, not retrained); training time "
           f"{sum(r['seconds'] for r in rows) / 60:.1f} min summed over runs.", "",
           *([f"Method settings other than the defaults: {preset.params}.", ""] if preset.params else []),
           "## Methods x fusion (001 Table 1 analogue)", "", methods_table(rows, preset), "",

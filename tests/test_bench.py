@@ -85,3 +85,16 @@ def test_bench_refuses_a_run_with_other_settings_and_names_them(tiny, tmp_path):
     bench.run_one(config)
     with pytest.raises(ValueError, match="epochs: 1 there, 2 asked"):
         bench.run_one(replace(config, epochs=2))
+
+
+def test_bench_refuses_a_run_made_with_other_method_defaults(tiny, tmp_path):
+    import json
+
+    config = next(c for c in bench.plan(bench.PRESETS["tiny"], str(tiny), tmp_path, split="S3") if c.method == "relearn")
+    bench.run_one(config)
+    path = __import__("pathlib").Path(config.out) / config.run_name / "method.json"
+    saved = json.loads(path.read_text())
+    saved["params"]["alpha_s"] = 0.25  # as if the default had changed since
+    path.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="alpha_s: 0.25 there, 0.5 now"):
+        bench.run_one(config)
