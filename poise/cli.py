@@ -90,6 +90,37 @@ def _train_or_resume(args):
     return train(config, progress=not args.quiet, overwrite=args.overwrite)
 
 
+def cmd_continual(args) -> int:
+    import torch
+
+    from poise.continual.config import ContinualConfig
+    from poise.continual.runner import resume, run_continual, summary
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.resume:
+        run = resume(args.resume, progress=not args.quiet)
+    else:
+        overrides = {k: getattr(args, k) for k in ("data", "protocol", "split", "method", "ablate", "noise", "ratio",
+                                                     "epochs", "gamma", "fisher", "fusion", "seed", "out", "name")}
+        if args.compare_gradient_stop:
+            overrides["compare_gradient_stop"] = True
+        if args.config:
+            config = ContinualConfig.load(args.config, **overrides)
+        else:
+            config = ContinualConfig.from_dict({k: v for k, v in overrides.items() if v is not None},
+                                               source="command line")
+        run = run_continual(config, progress=not args.quiet, overwrite=args.overwrite)
+    s = summary(run)
+    text = f"{run.dir}: {s['tasks_done']} tasks; avg-MPJPE {s['avg_mpjpe_mm'][-1]:.1f} mm, avg-PA-MPJPE " \
+           f"{s['avg_pa_mpjpe_mm'][-1]:.1f} mm, mean forgetting {s['mean_forgetting_mm']:+.1f} mm"
+    if "nis_naming_accuracy" in s:
+        text += (f"; NIS named the noisy modality in {s['nis_naming_accuracy']:.0%} of tasks, clean precision "
+                 f"{s['nis_clean_precision']:.3f}, noisy recall {s['nis_noisy_recall']:.2f}")
+    print(text)
+    return 0
+
+
 def cmd_contrib(args) -> int:
     from poise.contrib.report import contribution_report, format_report, save_report
     from poise.train import load_run
@@ -245,6 +276,38 @@ def build_parser() -> argparse.ArgumentParser:
                        "Writes contrib.json and contrib.png into the run directory.")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_contrib)
+
+    from poise.continual.config import ABLATIONS, FISHERS, METHODS as CONTINUAL_METHODS
+
+    p = sub.add_parser("continual", help="continual learning on a noisy task stream (paper 001, Algorithm 2)",
+                       description="Learn the protocol's task stream (P1: 7 tasks, P2: 6) one task after another, "
+                       "one modality corrupted in each later task, with NIS, re-learning and adaptive EWC (ours) or "
+                       "a baseline. Writes config.yaml, tasks.json, results.json (avg-MPJPE per task, 001 Eq. 13; "
+                       "the task x task matrix; forgetting; NIS quality), noise.json and a checkpoint after each "
+                       "task; --resume RUN_DIR continues after the last finished task.")
+    p.add_argument("--config", help="YAML file of ContinualConfig keys (see poise/continual/config.py)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run after its last finished task")
+    p.add_argument("--data", help="MM-Fi root with every action of the protocol (default data/mmfi-continual, "
+                   "from `poise simulate --preset continual`)")
+    p.add_argument("--protocol", choices=["P1", "P2"])
+    p.add_argument("--split")
+    p.add_argument("--method", choices=list(CONTINUAL_METHODS))
+    p.add_argument("--ablate", nargs="+", choices=list(ABLATIONS), help="switch off parts of ours (001 Table 4)")
+    p.add_argument("--noise", choices=["raw", "unaligned", "none"])
+    p.add_argument("--ratio", type=float, help="fraction of a task's samples corrupted (001: 0.2 or 0.4)")
+    p.add_argument("--epochs", type=_at_least(1), help="training epochs per task")
+    p.add_argument("--gamma", type=_at_least(1), help="NIS fitting epochs")
+    p.add_argument("--fisher", choices=list(FISHERS), help="Fisher estimator (per_sample = 001 Eq. 7 exactly)")
+    p.add_argument("--fusion", choices=list(FUSIONS))
+    p.add_argument("--compare-gradient-stop", action="store_true",
+                   help="also fit without gradient-stop and keep both loss histograms (001 Fig. 3)")
+    p.add_argument("--seed", type=_at_least(0))
+    p.add_argument("--out", help="parent folder of run directories (default runs)")
+    p.add_argument("--name", help="run directory name")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_continual)
 
     from poise.bench import PRESETS as BENCH_PRESETS
 

@@ -4,10 +4,9 @@
 - ``noise``: raw / unaligned corruption of one modality in a task (``NoiseSpec``, ``NoisyView``);
 - ``nis``: noise identification and separation (noisy-modality naming, per-sample losses, the GMM split,
   gradient-stop, split quality);
-- ``ewc``: generic and adaptive Fisher (per-sample or batched), the EWC penalty.
-
-The runner that strings them together (Algorithm 2) and the Co-teaching / DivideMix baselines are still to
-come; see docs/continual.md.
+- ``ewc``: generic and adaptive Fisher (per-sample or batched), the EWC penalty;
+- ``peers``: the Co-teaching and DivideMix baselines' two-network pieces;
+- ``config`` and ``runner``: ``poise continual``, Algorithm 2 over the stream (see docs/continual.md).
 """
 
 from poise.continual.ewc import (DEFAULT_BETA, DEFAULT_LAMBDA, Fisher, anchor_of, branch_names, ewc_penalty,

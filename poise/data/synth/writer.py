@@ -44,6 +44,10 @@ PRESETS = {
     "tiny": Preset(("S01", "S31"), ("A02", "A03"), "2 subjects x 2 actions: seconds, for tests"),
     "demo": Preset(("S01", "S05", "S11", "S15", "S21", "S25", "S31", "S35"), ("A03", "A13", "A17", "A19", "A21", "A27"),
                    "8 subjects (2 per environment; 4 are S2 test subjects) x 6 protocol-1 actions: the default"),
+    "continual": Preset(("S01", "S05", "S11", "S15", "S21", "S25", "S31", "S35"), layout.PROTOCOLS["P1"],
+                        "the demo's 8 subjects x all 14 protocol-1 actions: the continual-learning task stream"),
+    "tiny-continual": Preset(("S01", "S05"), ("A02", "A03", "A04", "A05"),
+                             "2 subjects (S05 is an S2 test subject) x the first two P1 tasks: seconds, for tests"),
     "full": Preset(layout.SUBJECTS, layout.ACTIONS, "40 subjects x 27 actions: the real dataset's size"),
 }
 

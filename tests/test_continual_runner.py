@@ -1,0 +1,129 @@
+"""``poise continual`` end to end on a two-task stream: results, NIS records, resume at a task boundary."""
+
+import json
+
+import numpy as np
+import pytest
+
+from poise.cli import main
+from poise.continual.config import ContinualConfig
+from poise.continual.runner import noise_plan, resume, run_continual, summary
+
+SMALL = dict(split="S2", tasks=2, epochs=2, relearn_epoch=1, gamma=1, dim=16, lidar_points=32, mmwave_points=16,
+             train_stride=3, batch_size=32, assess_frames=128, fisher_frames=64)
+
+
+@pytest.fixture(scope="module")
+def stream_root(tmp_path_factory):
+    """The simulator's tiny-continual preset: S01 (train) and S05 (S2 test) x P1 tasks 0 and 1."""
+    from poise.data.synth import writer
+
+    root = tmp_path_factory.mktemp("stream")
+    writer.simulate(root, preset="tiny-continual", seed=4, progress=False)
+    return root
+
+
+def config(root, tmp_path, **kw):
+    return ContinualConfig(data=str(root), out=str(tmp_path), **{**SMALL, **kw})
+
+
+def test_ours_learns_the_stream_and_scores_its_noise_split(stream_root, tmp_path):
+    run = run_continual(config(stream_root, tmp_path, noisy_modality="rgb", ratio=0.4), progress=False)
+    s = summary(run)
+    assert s["tasks_done"] == 2 and len(s["mpjpe_matrix_mm"]) == 2
+    assert s["avg_mpjpe_mm"][1] == pytest.approx(np.mean(s["mpjpe_matrix_mm"][1]))  # 001 Eq. 13
+    assert s["forgetting_mm"] == [s["mpjpe_matrix_mm"][1][0] - s["mpjpe_matrix_mm"][0][0]]
+    record = run.records[1]
+    assert record["noise"]["modality"] == "rgb" and record["noise"]["corrupted"] == round(0.4 * record["train_frames"])
+    nis = record["nis"]
+    assert nis["named"] in run.model.modalities and set(nis["frozen"]) <= set(run.model.modalities)
+    assert nis["quality"]["samples"] == record["train_frames"] and nis["quality"]["corrupted"] > 0
+    # the Fisher of a noisy task comes from the clean set only, and adapts on the named branch
+    assert record["fisher"]["samples"] == min(SMALL["fisher_frames"], nis["kept"])
+    assert record["fisher"]["beta"] == 0.3 and all(n.startswith(f"encoders.{nis['named']}.") for n in record["fisher"]["branch"])
+    assert run.records[0]["fisher"]["beta"] is None  # task 0: the generic Fisher (Eq. 7)
+    assert "relearn" in run.records[0] and "relearn" in record
+    saved = json.loads((run.dir / "results.json").read_text())
+    assert saved["avg_mpjpe_mm"] == s["avg_mpjpe_mm"]
+    losses = np.load(run.dir / "losses-task1.npz")
+    assert len(losses["gradient_stop"]) == record["train_frames"] and losses["corrupted"].sum() > 0
+
+
+def test_resume_at_a_task_boundary_equals_an_uninterrupted_run(stream_root, tmp_path):
+    kw = dict(method="ewc", noise="unaligned", fisher="batched")
+    straight = run_continual(config(stream_root, tmp_path, name="straight", **kw), progress=False)
+    run_continual(config(stream_root, tmp_path, name="cut", **{**kw, "tasks": 1}), progress=False)
+    resumed = resume(tmp_path / "cut", progress=False, tasks=2)
+    assert summary(resumed) == summary(straight)
+    for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert (p == q).all(), name
+
+
+def test_the_baselines_and_ablations_run_what_they_say(stream_root, tmp_path):
+    naive = run_continual(config(stream_root, tmp_path, method="naive", name="naive"), progress=False)
+    assert all("fisher" not in r and "nis" not in r and "relearn" not in r for r in naive.records)
+    ablated = run_continual(config(stream_root, tmp_path, ablate=["nis", "relearn"], name="ablated"), progress=False)
+    noisy = ablated.records[1]
+    assert "nis" not in noisy and "relearn" not in noisy and noisy["named_without_nis"] in ablated.model.modalities
+    assert noisy["fisher"]["samples"] == min(SMALL["fisher_frames"], noisy["train_frames"])  # every frame kept
+
+
+def test_continual_errors_name_the_key_or_what_to_do(tiny, tmp_path, capsys):
+    with pytest.raises(ValueError, match="'ablate' switches off parts of method 'ours'"):
+        ContinualConfig(method="naive", ablate=["nis"])
+    with pytest.raises(ValueError, match="relearn_epoch"):
+        ContinualConfig(epochs=2, relearn_epoch=2)
+    with pytest.raises(ValueError, match="noisy_modality"):
+        ContinualConfig(noisy_modality="sonar")
+    with pytest.raises(ValueError, match="did you mean 'ratio'"):
+        ContinualConfig.from_dict({"ratios": 0.2})
+    # the tiny preset holds only task 0 of P1: the error says which tasks are empty
+    assert main(["continual", "--data", str(tiny), "--split", "S3", "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "task 1 (A04, A05): 0 train / 0 test frames" in err and "--preset continual" in err
+
+
+def test_noise_plan_keeps_task_0_clean_and_records_one_modality_per_task():
+    plan = noise_plan(ContinualConfig(seed=3), 7)
+    assert plan[0] is None and all(spec.ratio == 0.2 and spec.kind == "raw" for spec in plan[1:])
+    assert len({spec.modality for spec in plan[1:]}) > 1  # drawn per task
+    assert all(spec.modality == "wifi-csi" for spec in noise_plan(ContinualConfig(noisy_modality="wifi-csi"), 3)[1:])
+    assert noise_plan(ContinualConfig(noise="none"), 3) == [None] * 3
+
+
+@pytest.mark.parametrize("method", ["coteaching", "dividemix"])
+def test_the_two_network_baselines_train_both_networks_with_ewc(stream_root, tmp_path, method):
+    import torch
+
+    run = run_continual(config(stream_root, tmp_path, method=method, ratio=0.4, epochs=2, name=method), progress=False)
+    assert run.peer is not None and run.peer_fisher is not None
+    assert not all(torch.equal(p, q) for p, q in zip(run.model.parameters(), run.peer.parameters()))
+    assert run.records[1]["fisher"]["beta"] is None  # generic Fisher (Eq. 7) for the baselines
+    if method == "dividemix":
+        assert run.records[1]["division"]["corrupted"] == run.records[1]["noise"]["corrupted"]
+    assert np.isfinite(summary(run)["avg_mpjpe_mm"]).all()
+
+
+def test_coteaching_cross_updates_on_the_peers_small_loss_samples():
+    import torch
+
+    from poise.continual import peers
+
+    la = torch.tensor([0.1, 0.9, 0.2, 0.8], requires_grad=True)
+    lb = torch.tensor([0.7, 0.1, 0.2, 0.9], requires_grad=True)
+    loss_a, loss_b, keep = peers.coteaching_losses(la, lb, forget=0.5)
+    assert keep == 2
+    assert loss_a.item() == pytest.approx((0.9 + 0.2) / 2)  # A learns on B's two smallest: samples 1, 2
+    assert loss_b.item() == pytest.approx((0.7 + 0.2) / 2)  # B learns on A's: samples 0, 2
+    assert peers.forget_rates(0.4, 4).tolist() == pytest.approx([0.0, 0.2, 0.4, 0.4])
+
+
+def test_dividemix_targets_refine_labelled_and_co_guess_unlabelled():
+    import torch
+
+    from poise.continual import peers
+
+    gt, own, peer = torch.zeros(2, 17, 3), torch.ones(2, 17, 3), 3 * torch.ones(2, 17, 3)
+    target = peers.dividemix_targets(gt, own, peer, torch.tensor([0.75, 0.2]), torch.tensor([True, False]))
+    assert torch.allclose(target[0], torch.full((17, 3), 0.25))  # 0.75 * 0 + 0.25 * 1
+    assert torch.allclose(target[1], torch.full((17, 3), 2.0))   # (1 + 3) / 2
