@@ -313,11 +313,11 @@ def test_views_on_a_real_dataset(small_root):
 def test_name_noisy_modality_relative_and_absolute():
     before = {"rgb": 10.0, "lidar": 8.0, "mmwave": 1.0, "wifi-csi": 0.5}
     after = {"rgb": 9.0, "lidar": 7.5, "mmwave": 0.3, "wifi-csi": 0.5}
-    assert nis.name_noisy_modality(before, after) == "mmwave"  # -70 % beats rgb's -10 %
-    assert nis.name_noisy_modality(before, after, mode="absolute") == "rgb"  # -1.0 beats -0.7
+    assert nis.name_noisy_modality(before, after, mode="relative") == "mmwave"  # -70 % beats rgb's -10 %
+    assert nis.name_noisy_modality(before, after) == "rgb"  # the default, absolute: -1.0 beats -0.7
     # a near-zero score's fluctuation is measured against the floor, not against itself
     tiny = {"rgb": 10.0, "lidar": 8.0, "mmwave": 1.0, "wifi-csi": 0.001}
-    assert nis.name_noisy_modality(tiny, dict(after, **{"wifi-csi": -0.01})) == "mmwave"
+    assert nis.name_noisy_modality(tiny, dict(after, **{"wifi-csi": -0.01}), mode="relative") == "mmwave"
     with pytest.raises(ValueError, match="same"):
         nis.name_noisy_modality(before, {"rgb": 1.0})
     with pytest.raises(ValueError, match="finite"):
@@ -489,6 +489,16 @@ def test_fisher_per_sample_equals_manual_loop(model, fisher_batches):
     assert set(f.values) == set(manual)
     for n in manual:
         torch.testing.assert_close(f.values[n], manual[n], rtol=1e-4, atol=1e-10)
+
+
+def test_fisher_skips_frozen_parameters_and_keeps_the_others_exact(model, fisher_batches):
+    full = ewc.fisher_generic(model, fisher_batches, per_sample=True)
+    with nis.gradient_stop(model, ["rgb"]):
+        part = ewc.fisher_generic(model, fisher_batches, per_sample=True)
+    rgb = ewc.branch_names(model, "rgb")
+    assert set(part.values) == set(full.values) - rgb and rgb
+    for n in part.values:
+        torch.testing.assert_close(part.values[n], full.values[n])
 
 
 def test_fisher_batched_is_the_batch_mean_formula(model, fisher_batches):
