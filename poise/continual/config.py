@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 
 from poise.config import ConfigFile, positive_ints
 from poise.continual.ewc import DEFAULT_BETA, DEFAULT_LAMBDA
+from poise.continual.nis import MODES
 from poise.continual.noise import KINDS
 from poise.data import layout
 
 METHODS = ("ours", "naive", "ewc", "coteaching", "dividemix")  # the last two with EWC (001 Table 2)
-ABLATIONS = ("nis", "relearn", "adaptive_ewc")  # parts of ``ours`` that ``ablate`` can switch off (001 Table 4)
+# parts of ``ours`` that ``ablate`` can switch off (001 Table 4): ``adaptive_ewc`` falls back to the generic
+# Fisher (Eq. 7) after every task, ``ewc`` drops the EWC penalty altogether (Table 4's rows without a-EWC)
+ABLATIONS = ("nis", "relearn", "adaptive_ewc", "ewc")
 FISHERS = ("per_sample", "batched")
 
 
@@ -21,15 +24,16 @@ class ContinualConfig(ConfigFile):
     protocol: str = "P1"  # P1 (7 tasks) or P2 (6 tasks)
     split: str = "S2"  # 001 uses the cross-subject split for Setting 2
     method: str = "ours"  # ours (NIS + re-learning + adaptive EWC), naive (fine-tuning), ewc, coteaching or dividemix (+ EWC)
-    ablate: list = field(default_factory=list)  # parts of ours switched off: nis, relearn, adaptive_ewc
+    ablate: list = field(default_factory=list)  # parts of ours switched off: nis, relearn, adaptive_ewc, ewc
     tasks: int = 0  # learn only the first N tasks of the stream (0: all)
     noise: str = "raw"  # raw, unaligned, or none (a clean stream)
     noisy_modality: str = ""  # corrupt this modality in every later task ("": one drawn per task from the seed)
     ratio: float = 0.2  # fraction of each later task's samples whose one modality is corrupted (001: 0.2, 0.4)
-    epochs: int = 4  # training epochs per task
+    epochs: int = 5  # training epochs per task
     gamma: int = 1  # NIS fitting epochs (gradient-stop) before the clean/noisy split
+    naming: str = "absolute"  # NIS names the modality with the largest score drop: absolute or relative (nis.py)
     compare_gradient_stop: bool = False  # also fit without gradient-stop, for the 001 Fig. 3 histograms
-    relearn_epoch: int = 2  # re-learn after this epoch of each task (001 Algorithm 1 inside Algorithm 2)
+    relearn_epoch: int = 2  # re-learn after this epoch of each task (001 Algorithm 1 inside Algorithm 2: r = 20 of 50)
     alpha_s: float = 0.5  # re-learning weight of the superior group (001 Eq. 4)
     alpha_i: float = 0.7  # and of the inferior group
     lam: float = DEFAULT_LAMBDA  # EWC strength lambda (001 Eq. 12), for the loss in metres
@@ -43,7 +47,7 @@ class ContinualConfig(ConfigFile):
     dim: int = 64
     lidar_points: int = 128
     mmwave_points: int = 64
-    train_stride: int = 4  # every k-th training frame of a sequence (the test split always uses every frame)
+    train_stride: int = 2  # every k-th training frame of a sequence (the test split always uses every frame)
     batch_size: int = 32
     lr: float = 1e-3  # Adam, re-created at the start of each task
     assess_frames: int = 512  # frames of a task scored for Shapley contributions (naming, re-learning groups)
@@ -60,7 +64,8 @@ class ContinualConfig(ConfigFile):
         self.modalities = list(self.modalities)
         self.ablate = sorted(set(self.ablate or []))
         choices = {"method": METHODS, "noise": (*KINDS, "none"), "fisher": FISHERS, "protocol": ("P1", "P2"),
-                   "device": ("auto", "cpu", "cuda"), "encoder": ("lite", "paper")}
+                   "device": ("auto", "cpu", "cuda"), "encoder": ("lite", "paper"),
+                   "naming": MODES}
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
                 raise ValueError(f"config key {key!r} is {getattr(self, key)!r}: choose one of {', '.join(valid)}")
@@ -94,7 +99,8 @@ class ContinualConfig(ConfigFile):
 
     @property
     def uses_ewc(self) -> bool:
-        return self.method != "naive"
+        """Whether an EWC penalty and Fisher are used (every method but naive and ours without ewc)."""
+        return self.method != "naive" and "ewc" not in self.ablate
 
     @property
     def run_name(self) -> str:

@@ -7,7 +7,8 @@ For each task t of the protocol's stream (``poise.continual.tasks``), on the cro
 - **task t > 0** (one modality corrupted in ``ratio`` of the samples, ``poise.continual.noise``):
   - ``ours``, NIS (001 Sec. 3.3): fit ``gamma`` epochs on the whole task with the superior encoders frozen
     (gradient-stop; superior/inferior by K-Means on the scores at the end of task t-1), name the noisy
-    modality as the one whose Shapley-Pearson score dropped most from the end of task t-1 to after the fit
+    modality as the one whose Shapley-Pearson score dropped most (``naming``: absolute or relative drop) from
+    the end of task t-1 to after the fit
     (``nis.name_noisy_modality``), fit a 2-component GMM to the per-sample losses and keep the clean set
     (Eq. 5-6). The fit is a probe: the model goes back to its state before it, then trains on the clean set.
   - training: ``epochs`` epochs on the kept samples (all of them for naive, ewc, or ours without NIS) with
@@ -293,7 +294,7 @@ def nis_probe(run: ContinualRun, t: int, rows: np.ndarray, gradient_stop: bool, 
         fit(run, t, rows, config.gamma, phase=1 if gradient_stop else 2, progress=progress,
             desc=f"task {t} NIS fit{' (gradient-stop)' if gradient_stop else ''}")
     after = scores_on(run, t, assess_rows(run, t, rows))
-    named = nis.name_noisy_modality(run.scores, after)
+    named = nis.name_noisy_modality(run.scores, after, mode=config.naming)
     losses = nis.per_sample_losses(model, task_batches(run, t, rows))
     clean, posterior = nis.gmm_clean_mask(losses, seed=config.seed)
     model.load_state_dict(state)
@@ -408,7 +409,7 @@ def learn_task(run: ContinualRun, t: int, progress: bool = True) -> dict:
 def _name_without_probe(run: ContinualRun, record: dict) -> str:
     """Without NIS (ablation), the noisy branch for adaptive EWC is named from the score drop between the end
     of the previous task and the end of this one."""
-    named = nis.name_noisy_modality(run.records[-1]["scores"], run.scores)
+    named = nis.name_noisy_modality(run.records[-1]["scores"], run.scores, mode=run.config.naming)
     record["named_without_nis"] = named
     return named
 
