@@ -57,12 +57,12 @@ PRESETS = {
         methods=("baseline", "awc", "relearn"), fusions=("concat",),
         subsets=(*SINGLES, ("rgb", "lidar"), ALL), seeds=(0, 1), epochs=8, train=dict(_SMALL, lr_step=5),
         about="the README's main job: joint training, AWC and re-learning, and the subsets that answer "
-              "'does fusion lose to RGB + LiDAR', 2 seeds, about 10 minutes on 2 cores"),
+              "'does fusion lose to RGB + LiDAR', 2 seeds, about 8 minutes on 2 cores"),
     "standard": Preset(
         methods=METHODS, fusions=("concat", "mlp", "attention"), subsets=(*SINGLES, *PAIRS, ALL),
         seeds=(0, 1, 2), epochs=8, train=dict(_SMALL, lr_step=5),
         about="every method x every fusion and every single / pair / full subset, 3 seeds: the numbers in "
-              "docs/bench.md (about 75 minutes on 2 cores with --jobs 2)"),
+              "docs/bench.md (about 60 minutes on 2 cores with --jobs 2)"),
     "tiny": Preset(
         methods=("baseline", "relearn"), fusions=("concat",), subsets=(("rgb",), ALL), seeds=(0, 1), epochs=2,
         train=dict(train_stride=2, dim=16, lidar_points=32, mmwave_points=16, batch_size=64, assess_frames=128,
@@ -250,7 +250,7 @@ def collapse_table(rows, preset: Preset) -> str:
     return "\n".join(lines)
 
 
-def _diff_text(diffs: list) -> str:
+def diff_text(diffs: list) -> str:
     mean, sd = mean_sd(diffs)
     n = len(diffs)
     tail = "" if math.isnan(sd) else f" ± {sd:.1f}"
@@ -290,7 +290,7 @@ def findings(rows, preset: Preset) -> list[str]:
         mean = float(np.mean(d))
         verdict = "loses to" if mean > 0 else "beats" if mean < 0 else "ties with"
         out.append(f"Four-modality joint training ({fusion}) {verdict} RGB + LiDAR: MPJPE difference "
-                   f"all - (R + L) = {_diff_text(d)}{noise_clause(d)}; {PAPER_ALL_VS_RL}.")
+                   f"all - (R + L) = {diff_text(d)}{noise_clause(d)}; {PAPER_ALL_VS_RL}.")
     if all(s in preset.subsets for s in SINGLES):  # "best single modality" needs all four
         means = {m: [r["test_mpjpe_mm"] for r in _select(rows, subset=subset_name((m,)), **base)] for m in ALL}
         if all(means.values()):
@@ -298,7 +298,7 @@ def findings(rows, preset: Preset) -> list[str]:
             d = paired(rows, "test_mpjpe_mm", dict(subset="all", **base), dict(subset=subset_name((best,)), **base))
             if d:
                 out.append(f"Against its best single modality ({best}) the four-modality model differs by "
-                           f"{_diff_text(d)}{noise_clause(d)}.")
+                           f"{diff_text(d)}{noise_clause(d)}.")
     sel = _select(rows, subset="all", **base)
     if sel:
         gt = np.mean([r["gt_std_mm"] for r in sel])
@@ -315,7 +315,7 @@ def findings(rows, preset: Preset) -> list[str]:
             if d:
                 mean = float(np.mean(d))
                 word = "better" if mean < 0 else "worse" if mean > 0 else "no different"
-                out.append(f"{method} vs joint training ({fusion_}): {_diff_text(d)} MPJPE, {word}{noise_clause(d)}.")
+                out.append(f"{method} vs joint training ({fusion_}): {diff_text(d)} MPJPE, {word}{noise_clause(d)}.")
     return out
 
 
@@ -364,7 +364,7 @@ def plot_bench(rows, preset: Preset, out: Path) -> list[Path]:
     ax.set_ylabel("test MPJPE (mm)")
     ax.set_title("methods x fusion, mean ± std over seeds")
     ax.legend()
-    _save(fig, out / "methods.png", paths)
+    save_figure(fig, out / "methods.png", paths)
 
     fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(preset.subsets)), 3.5))
     names = [subset_name(s) for s in preset.subsets]
@@ -375,7 +375,7 @@ def plot_bench(rows, preset: Preset, out: Path) -> list[Path]:
     ax.set_xticks(range(len(names)), names, rotation=30)
     ax.set_ylabel("test MPJPE (mm)")
     ax.set_title(f"modality subsets, joint training ({preset.fusions[0]})")
-    _save(fig, out / "subsets.png", paths)
+    save_figure(fig, out / "subsets.png", paths)
 
     shown = [m for m in preset.methods if _select(rows, method=m, fusion=preset.fusions[0], subset="all",
                                                   seed=preset.seeds[0])]
@@ -390,11 +390,11 @@ def plot_bench(rows, preset: Preset, out: Path) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("Shapley-Pearson score")
     axes[0][-1].legend(fontsize=7)
-    _save(fig, out / "contributions.png", paths)
+    save_figure(fig, out / "contributions.png", paths)
     return paths
 
 
-def _save(fig, path: Path, paths: list) -> None:
+def save_figure(fig, path: Path, paths: list) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     from poise.plots import plt

@@ -11,6 +11,7 @@ import numpy as np
 from poise.data import layout
 
 DEFAULT_DEMO = "data/mmfi-demo"
+DEFAULT_CONTINUAL = "data/mmfi-continual"
 
 
 def cmd_simulate(args) -> int:
@@ -102,7 +103,8 @@ def cmd_continual(args) -> int:
         run = resume(args.resume, progress=not args.quiet)
     else:
         overrides = {k: getattr(args, k) for k in ("data", "protocol", "split", "method", "ablate", "noise", "ratio",
-                                                     "epochs", "gamma", "fisher", "fusion", "seed", "out", "name")}
+                                                     "epochs", "gamma", "naming", "fisher", "fusion", "seed", "out",
+                                                     "name")}
         if args.compare_gradient_stop:
             overrides["compare_gradient_stop"] = True
         if args.config:
@@ -118,6 +120,22 @@ def cmd_continual(args) -> int:
         text += (f"; NIS named the noisy modality in {s['nis_naming_accuracy']:.0%} of tasks, clean precision "
                  f"{s['nis_clean_precision']:.3f}, noisy recall {s['nis_noisy_recall']:.2f}")
     print(text)
+    return 0
+
+
+def cmd_continual_bench(args) -> int:
+    from poise.continual.compare import continual_bench
+
+    out = args.out or f"runs/continual-bench-{args.preset}"
+    command = " ".join(["poise continual-bench --preset", args.preset,
+                        *([f"--data {args.data}"] if args.data != DEFAULT_CONTINUAL else []),
+                        *([f"--out {args.out}"] if args.out else []),
+                        *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
+                        *([f"--jobs {args.jobs}"] if args.jobs != 1 else [])])
+    text = continual_bench(args.preset, args.data, out, jobs=args.jobs, threads=args.threads, seeds=args.seeds,
+                           force=args.force, progress=not args.quiet, command=command)
+    print(text)
+    print(f"saved {out}/report.md, {out}/results.csv and the plots")
     return 0
 
 
@@ -297,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ratio", type=float, help="fraction of a task's samples corrupted (001: 0.2 or 0.4)")
     p.add_argument("--epochs", type=_at_least(1), help="training epochs per task")
     p.add_argument("--gamma", type=_at_least(1), help="NIS fitting epochs")
+    p.add_argument("--naming", choices=["absolute", "relative"],
+                   help="NIS names the modality with the largest absolute (default) or relative score drop")
     p.add_argument("--fisher", choices=list(FISHERS), help="Fisher estimator (per_sample = 001 Eq. 7 exactly)")
     p.add_argument("--fusion", choices=list(FUSIONS))
     p.add_argument("--compare-gradient-stop", action="store_true",
@@ -328,6 +348,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain runs already in OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
+
+    from poise.continual.compare import PRESETS as CONTINUAL_PRESETS
+
+    p = sub.add_parser("continual-bench", help="compare the continual methods over seeds (001 Tables 2 and 4, plots)",
+                       description="Run every continual configuration of a preset (each an ordinary `poise "
+                       "continual` run under OUT/runs/), then write OUT/report.md (001 Table 2 and Table 4 "
+                       "analogues, NIS quality, task x task matrices, findings), OUT/results.csv, fig5.png and "
+                       "fig3.png. Re-running resumes: finished runs are read back, unfinished ones continue after "
+                       "their last task. Presets: " + "; ".join(f"{k}: {v.about}" for k, v in CONTINUAL_PRESETS.items()))
+    p.add_argument("--preset", choices=list(CONTINUAL_PRESETS), default="small")
+    p.add_argument("--data", default=DEFAULT_CONTINUAL,
+                   help=f"MM-Fi root with every action of the protocols (default {DEFAULT_CONTINUAL}, from "
+                        f"`poise simulate --preset continual`)")
+    p.add_argument("--out", help="output folder (default runs/continual-bench-PRESET)")
+    p.add_argument("--seeds", type=_at_least(0), nargs="+", help="override the preset's seeds")
+    p.add_argument("--jobs", type=_at_least(1), default=1, help="runs at once, in separate processes")
+    p.add_argument("--threads", type=_at_least(0), default=0,
+                   help="torch threads per run (default: CPU cores / jobs)")
+    p.add_argument("--force", action="store_true", help="run again the runs already in OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_continual_bench)
 
     p = sub.add_parser("info", help="summarise an MM-Fi root (real or synthetic)")
     p.add_argument("root", nargs="?", default=DEFAULT_DEMO)
