@@ -313,8 +313,9 @@ def findings(rows, preset: Preset) -> list[str]:
                 continue
             d = _pair(rows, "avg_mpjpe_mm", dict(variant="ours", **on), dict(variant=label, **on))
             if d:
-                out.append(f"{_stream_label(preset.streams[0])}: ours - {label} = {diff_text(d)} avg-MPJPE"
-                           f"{noise_clause(d)}.")
+                word = "helps" if np.mean(d) < 0 else "hurts"
+                out.append(f"{_stream_label(preset.streams[0])}: ours - {label} = {diff_text(d)} avg-MPJPE: putting "
+                           f"back what {label} switches off {word}{noise_clause(d)}.")
     stream = preset.streams[0]
     if stream == ("P1", "raw", 0.2):
         paper = ", ".join(f"{m} {v:.2f}" for m, v in PAPER_TABLE2_P1_RAW20.items())
