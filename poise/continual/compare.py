@@ -63,8 +63,8 @@ PRESETS = {
     "small": Preset(
         streams=(("P1", "raw", 0.2),), methods=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1),
         config=dict(_SMALL, tasks=4),
-        about="P1 with 20 % raw noise, its first 4 tasks, the five methods and the Table 4 ablation, 2 seeds "
-              "(about 20 minutes on 2 cores with --jobs 2; --seeds 0 1 2 about 30)"),
+        about="P1 with 20 % raw noise, its first 4 tasks, the five methods and the Table 4 ablation "
+              "(about 20 minutes on 2 cores with --jobs 2 and its 2 seeds)"),
     "paper": Preset(
         streams=tuple((p, n, r) for p in ("P1", "P2") for n in ("raw", "unaligned") for r in (0.2, 0.4)),
         methods=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1, 2), config=dict(_SMALL),
@@ -120,12 +120,11 @@ def _row(config: ContinualConfig, run_dir: Path) -> dict:
                 == r["noise"]["modality"] for r in with_nis]))
         for key in ("clean_precision", "clean_recall", "noisy_recall"):
             row[f"nis_{key}"] = float(np.nanmean([r["nis"]["quality"][key] for r in with_nis]))
-        plain = [r["nis"]["without_gradient_stop"] for r in with_nis if "without_gradient_stop" in r["nis"]]
+        plain = [(r["nis"]["without_gradient_stop"], r) for r in with_nis if "without_gradient_stop" in r["nis"]]
         if plain:
-            row["plain_named"] = float(np.mean([p["named"] == r["noise"]["modality"]
-                                                for p, r in zip(plain, with_nis)]))
+            row["plain_named"] = float(np.mean([p["named"] == r["noise"]["modality"] for p, r in plain]))
             for key in ("clean_precision", "clean_recall", "noisy_recall"):
-                row[f"plain_{key}"] = float(np.nanmean([p["quality"][key] for p in plain]))
+                row[f"plain_{key}"] = float(np.nanmean([p["quality"][key] for p, _ in plain]))
     divided = [r["division"] for r in noisy if "division" in r]
     if divided:
         for key in ("clean_precision", "clean_recall", "noisy_recall"):

@@ -33,7 +33,8 @@ class ContinualConfig(ConfigFile):
     gamma: int = 1  # NIS fitting epochs (gradient-stop) before the clean/noisy split
     naming: str = "absolute"  # NIS names the modality with the largest score drop: absolute or relative (nis.py)
     compare_gradient_stop: bool = False  # also fit without gradient-stop, for the 001 Fig. 3 histograms
-    relearn_epoch: int = 2  # re-learn after this epoch of each task (001 Algorithm 1 inside Algorithm 2: r = 20 of 50)
+    relearn_epoch: int = 2  # re-learn after this epoch of each task (001 Algorithm 1 inside Algorithm 2; 001 gives r only for
+    # Setting 1, 20 of 50 epochs, and we keep that proportion)
     alpha_s: float = 0.5  # re-learning weight of the superior group (001 Eq. 4)
     alpha_i: float = 0.7  # and of the inferior group
     lam: float = DEFAULT_LAMBDA  # EWC strength lambda (001 Eq. 12), for the loss in metres
@@ -94,7 +95,8 @@ class ContinualConfig(ConfigFile):
                              f"got {self.modalities}")
 
     def uses(self, part: str) -> bool:
-        """Whether ``part`` of ours (nis, relearn, adaptive_ewc) is on in this run."""
+        """Whether ``part`` of ours (nis, relearn, adaptive_ewc) is on in this run; False for every other
+        method. Whether EWC is on at all (baselines included) is ``uses_ewc``."""
         return self.method == "ours" and part not in self.ablate
 
     @property
