@@ -15,7 +15,7 @@ SMALL = dict(split="S2", tasks=2, epochs=2, relearn_epoch=1, gamma=1, dim=16, li
 
 @pytest.fixture(scope="module")
 def stream_root(tmp_path_factory):
-    """The simulator's tiny-continual preset: S01 (train) and S05 (S2 test) x P1 tasks 0 and 1."""
+    """The simulator's tiny-continual preset: S01 (train) and S05 (S2 test) x tasks 0 and 1 of P1 and P2."""
     from poise.data.synth import writer
 
     root = tmp_path_factory.mktemp("stream")
@@ -138,3 +138,14 @@ def test_nis_names_the_corrupted_modality_on_a_tiny_stream(stream_root, tmp_path
     nis = run.records[1]["nis"]
     assert nis["named"] == "rgb", nis
     assert nis["scores_after"]["rgb"] < nis["scores_before"]["rgb"]
+
+
+def test_a_p2_stream_with_unaligned_noise_runs_dividemix(stream_root, tmp_path):
+    """P2's first tasks (limb extension: A07, A08, A11; lunge: A09, A10) with unaligned LiDAR frames."""
+    run = run_continual(config(stream_root, tmp_path, protocol="P2", noise="unaligned", noisy_modality="lidar",
+                               ratio=0.4, method="dividemix", epochs=2), progress=False)
+    first, second = run.records
+    assert first["actions"] == ["A07", "A08", "A11"] and second["actions"] == ["A09", "A10"]
+    assert first["noise"] is None and second["noise"]["kind"] == "unaligned"
+    assert second["division"]["corrupted"] == second["noise"]["corrupted"] > 0
+    assert np.isfinite(summary(run)["avg_mpjpe_mm"]).all()
