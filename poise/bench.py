@@ -121,10 +121,8 @@ def run_one(config, threads: int = 0, force: bool = False) -> dict:
     if not force and (run_dir / CHECKPOINT).is_file():
         existing = TrainConfig.load(run_dir / "config.yaml")
         if existing != config:
-            diff = ", ".join(f"{k}: {getattr(existing, k)!r} there, {getattr(config, k)!r} asked"
-                             for k in vars(config) if getattr(existing, k) != getattr(config, k))
-            raise ValueError(f"{run_dir} holds a run with other settings than this bench asks for ({diff}); use "
-                             f"another --out, or --force to retrain it")
+            raise ValueError(f"{run_dir} holds a run with other settings than this bench asks for "
+                             f"({settings_diff(existing, config)}); use another --out, or --force to retrain it")
         _check_method_params(run_dir, config)
         history = json.loads(metrics.read_text()) if metrics.is_file() else []
         if len(history) < config.epochs:
@@ -132,6 +130,12 @@ def run_one(config, threads: int = 0, force: bool = False) -> dict:
     else:
         history = train(config, progress=False, overwrite=True).history
     return _summary(config, history, run_dir)
+
+
+def settings_diff(existing, asked) -> str:
+    """"key: X there, Y asked" for every field where two configs of one dataclass differ."""
+    return ", ".join(f"{k}: {getattr(existing, k)!r} there, {getattr(asked, k)!r} asked"
+                     for k in vars(asked) if getattr(existing, k) != getattr(asked, k))
 
 
 def _check_method_params(run_dir: Path, config) -> None:
@@ -153,21 +157,33 @@ def _check_method_params(run_dir: Path, config) -> None:
 
 def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False, progress: bool = True) -> list:
     """Run every config (``jobs`` at a time, each with ``threads`` torch threads); their summary rows in order."""
-    from tqdm import tqdm
-
     from poise.train import load_datasets
 
     for modalities in sorted({tuple(c.modalities) for c in configs}):  # build each cache here, not in N workers
         load_datasets(next(c for c in configs if tuple(c.modalities) == modalities), progress=progress)
+
+    def line(config, row) -> str:
+        return (f"{config.run_name}: MPJPE {row['test_mpjpe_mm']:.1f} / PA {row['test_pa_mpjpe_mm']:.1f} mm "
+                f"({row['seconds']:.0f} s)")
+
+    return run_all(configs, run_one, line, "bench", jobs, threads, force, progress)
+
+
+def run_all(configs: list, run_one, line, what: str, jobs: int = 1, threads: int = 0, force: bool = False,
+            progress: bool = True) -> list:
+    """``run_one(config, threads, force)`` for every config, ``jobs`` at a time in spawned processes, with a
+    progress bar and ``line(config, row)`` printed as each finishes; the rows in ``configs``' order. The first
+    failure stops the pool and names its run."""
+    from tqdm import tqdm
+
     rows: dict = {}
-    bar = tqdm(total=len(configs), desc="bench", unit="run", disable=not progress)
+    bar = tqdm(total=len(configs), desc=what, unit="run", disable=not progress)
 
     def done(config, row):
         rows[config.run_name] = row
         bar.update()
         if progress:
-            bar.write(f"{config.run_name}: MPJPE {row['test_mpjpe_mm']:.1f} / PA {row['test_pa_mpjpe_mm']:.1f} mm "
-                      f"({row['seconds']:.0f} s)")
+            bar.write(line(config, row))
 
     if jobs <= 1:
         for config in configs:
@@ -179,9 +195,9 @@ def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False,
                 config = futures[future]
                 try:
                     row = future.result()
-                except Exception as error:  # stop now instead of after every other run has trained
+                except Exception as error:  # stop now instead of after every other run has finished
                     pool.shutdown(cancel_futures=True)
-                    raise RuntimeError(f"bench run {config.run_name} failed: {error}; finished runs are kept, "
+                    raise RuntimeError(f"{what} run {config.run_name} failed: {error}; finished runs are kept, "
                                        f"re-run the same command to resume after fixing it") from error
                 done(config, row)
     bar.close()
@@ -202,12 +218,12 @@ def fmt(values, digits: int = 1) -> str:
     return f"{mean:.{digits}f}" + ("" if math.isnan(sd) else f" ± {sd:.{digits}f}")
 
 
-def _select(rows, **where) -> list:
-    return [r for r in rows if all(r[k] == v for k, v in where.items())]
+def select(rows, **where) -> list:
+    return [r for r in rows if all(r.get(k) == v for k, v in where.items())]
 
 
 def _by_seed(rows, key: str, **where) -> dict:
-    return {r["seed"]: r[key] for r in _select(rows, **where)}
+    return {r["seed"]: r[key] for r in select(rows, **where)}
 
 
 def paired(rows, key: str, a: dict, b: dict) -> list:
@@ -222,7 +238,7 @@ def methods_table(rows, preset: Preset) -> str:
     for method in preset.methods:
         cells = []
         for fusion in preset.fusions:
-            sel = _select(rows, method=method, fusion=fusion, subset="all")
+            sel = select(rows, method=method, fusion=fusion, subset="all")
             cells += [fmt(r["test_mpjpe_mm"] for r in sel), fmt(r["test_pa_mpjpe_mm"] for r in sel)]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -232,7 +248,7 @@ def subsets_table(rows, preset: Preset) -> str:
     fusion = preset.fusions[0]
     lines = ["| modalities | MPJPE | PA-MPJPE |", "|---|---|---|"]
     for subset in preset.subsets:
-        sel = _select(rows, method="baseline", fusion=fusion, subset=subset_name(subset))
+        sel = select(rows, method="baseline", fusion=fusion, subset=subset_name(subset))
         label = " + ".join(SHORT[m] for m in subset) if tuple(subset) != ALL else "R + L + M + W (all)"
         lines.append(f"| {label} | {fmt(r['test_mpjpe_mm'] for r in sel)} | {fmt(r['test_pa_mpjpe_mm'] for r in sel)} |")
     return "\n".join(lines)
@@ -242,7 +258,7 @@ def collapse_table(rows, preset: Preset) -> str:
     lines = ["| fusion | " + " | ".join(f"{m} std (mm)" for m in ALL) + " | ground truth std (mm) | "
              + " | ".join(f"{m} Shapley" for m in ALL) + " |", "|---" * (2 + 2 * len(ALL)) + "|"]
     for fusion in preset.fusions:
-        sel = _select(rows, method="baseline", fusion=fusion, subset="all")
+        sel = select(rows, method="baseline", fusion=fusion, subset="all")
         if sel:
             lines.append(f"| {fusion} | " + " | ".join(fmt(r[f"unimodal_std_mm_{m}"] for r in sel) for m in ALL)
                          + f" | {fmt(r['gt_std_mm'] for r in sel)} | "
@@ -292,14 +308,14 @@ def findings(rows, preset: Preset) -> list[str]:
         out.append(f"Four-modality joint training ({fusion}) {verdict} RGB + LiDAR: MPJPE difference "
                    f"all - (R + L) = {diff_text(d)}{noise_clause(d)}; {PAPER_ALL_VS_RL}.")
     if all(s in preset.subsets for s in SINGLES):  # "best single modality" needs all four
-        means = {m: [r["test_mpjpe_mm"] for r in _select(rows, subset=subset_name((m,)), **base)] for m in ALL}
+        means = {m: [r["test_mpjpe_mm"] for r in select(rows, subset=subset_name((m,)), **base)] for m in ALL}
         if all(means.values()):
             best = min(means, key=lambda m: np.mean(means[m]))
             d = paired(rows, "test_mpjpe_mm", dict(subset="all", **base), dict(subset=subset_name((best,)), **base))
             if d:
                 out.append(f"Against its best single modality ({best}) the four-modality model differs by "
                            f"{diff_text(d)}{noise_clause(d)}.")
-    sel = _select(rows, subset="all", **base)
+    sel = select(rows, subset="all", **base)
     if sel:
         gt = np.mean([r["gt_std_mm"] for r in sel])
         parts = [f"{m} {np.mean([r[f'unimodal_std_mm_{m}'] for r in sel]):.1f} mm "
@@ -355,7 +371,7 @@ def plot_bench(rows, preset: Preset, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(preset.methods) * len(preset.fusions) ** 0.5), 3.8))
     width = 0.8 / len(preset.fusions)
     for i, fusion in enumerate(preset.fusions):
-        stats = [mean_sd(r["test_mpjpe_mm"] for r in _select(rows, method=m, fusion=fusion, subset="all"))
+        stats = [mean_sd(r["test_mpjpe_mm"] for r in select(rows, method=m, fusion=fusion, subset="all"))
                  for m in preset.methods]
         ax.bar(np.arange(len(preset.methods)) + i * width, [s[0] for s in stats], width,
                yerr=[0 if math.isnan(s[1]) else s[1] for s in stats], capsize=3, label=fusion)
@@ -368,7 +384,7 @@ def plot_bench(rows, preset: Preset, out: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(preset.subsets)), 3.5))
     names = [subset_name(s) for s in preset.subsets]
-    stats = [mean_sd(r["test_mpjpe_mm"] for r in _select(rows, method="baseline", fusion=preset.fusions[0],
+    stats = [mean_sd(r["test_mpjpe_mm"] for r in select(rows, method="baseline", fusion=preset.fusions[0],
                                                          subset=n)) for n in names]
     ax.bar(range(len(names)), [s[0] for s in stats], yerr=[0 if math.isnan(s[1]) else s[1] for s in stats],
            capsize=3, color="tab:gray")
@@ -377,11 +393,11 @@ def plot_bench(rows, preset: Preset, out: Path) -> list[Path]:
     ax.set_title(f"modality subsets, joint training ({preset.fusions[0]})")
     save_figure(fig, out / "subsets.png", paths)
 
-    shown = [m for m in preset.methods if _select(rows, method=m, fusion=preset.fusions[0], subset="all",
+    shown = [m for m in preset.methods if select(rows, method=m, fusion=preset.fusions[0], subset="all",
                                                   seed=preset.seeds[0])]
     fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3), sharey=True, squeeze=False)
     for ax, method in zip(axes[0], shown):
-        run = Path(_select(rows, method=method, fusion=preset.fusions[0], subset="all", seed=preset.seeds[0])[0]["run"])
+        run = Path(select(rows, method=method, fusion=preset.fusions[0], subset="all", seed=preset.seeds[0])[0]["run"])
         history = json.loads((run / "metrics.json").read_text())
         for m in ALL:
             ax.plot([h["epoch"] for h in history], [h[f"shapley_{m}"] for h in history], label=m)

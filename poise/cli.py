@@ -341,12 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default runs/bench-PRESET)")
     p.add_argument("--protocol", default="P1")
     p.add_argument("--split", default="S1")
-    p.add_argument("--seeds", type=_at_least(0), nargs="+", help="override the preset's seeds")
-    p.add_argument("--jobs", type=_at_least(1), default=1, help="runs trained at once, in separate processes")
-    p.add_argument("--threads", type=_at_least(0), default=0,
-                   help="torch threads per run (default: CPU cores / jobs)")
-    p.add_argument("--force", action="store_true", help="retrain runs already in OUT")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_all_options(p)
     p.set_defaults(func=cmd_bench)
 
     from poise.continual.compare import PRESETS as CONTINUAL_PRESETS
@@ -362,18 +357,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"MM-Fi root with every action of the protocols (default {DEFAULT_CONTINUAL}, from "
                         f"`poise simulate --preset continual`)")
     p.add_argument("--out", help="output folder (default runs/continual-bench-PRESET)")
-    p.add_argument("--seeds", type=_at_least(0), nargs="+", help="override the preset's seeds")
-    p.add_argument("--jobs", type=_at_least(1), default=1, help="runs at once, in separate processes")
-    p.add_argument("--threads", type=_at_least(0), default=0,
-                   help="torch threads per run (default: CPU cores / jobs)")
-    p.add_argument("--force", action="store_true", help="run again the runs already in OUT")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_all_options(p)
     p.set_defaults(func=cmd_continual_bench)
 
     p = sub.add_parser("info", help="summarise an MM-Fi root (real or synthetic)")
     p.add_argument("root", nargs="?", default=DEFAULT_DEMO)
     p.set_defaults(func=cmd_info)
     return parser
+
+
+def _add_run_all_options(p) -> None:
+    """The options of a command that runs many configurations over seeds (``poise.bench.run_all``)."""
+    p.add_argument("--seeds", type=_at_least(0), nargs="+", help="override the preset's seeds")
+    p.add_argument("--jobs", type=_at_least(1), default=1, help="runs at once, in separate processes")
+    p.add_argument("--threads", type=_at_least(0), default=0,
+                   help="torch threads per run (default: CPU cores / jobs)")
+    p.add_argument("--force", action="store_true", help="run again the runs already in OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def main(argv=None) -> int:

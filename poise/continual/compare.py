@@ -24,14 +24,13 @@ import csv
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from poise.bench import diff_text, fmt, noise_clause, save_figure
+from poise.bench import diff_text, fmt, noise_clause, paired, run_all, save_figure, select, settings_diff
+from poise.continual import tasks as task_stream
 from poise.continual.config import ContinualConfig
 from poise.continual.nis import MODES, name_noisy_modality
 
@@ -144,11 +143,12 @@ def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> d
     if not force and (run_dir / CHECKPOINT).is_file():
         existing = ContinualConfig.load(run_dir / "config.yaml")
         if existing != config:
-            diff = ", ".join(f"{k}: {getattr(existing, k)!r} there, {getattr(config, k)!r} asked"
-                             for k in vars(config) if getattr(existing, k) != getattr(config, k))
             raise ValueError(f"{run_dir} holds a continual run with other settings than this bench asks for "
-                             f"({diff}); use another --out, or --force to run it again")
-        resume(run_dir, progress=False)  # returns at once when every task is done
+                             f"({settings_diff(existing, config)}); use another --out, or --force to run it again")
+        results = run_dir / "results.json"
+        done = json.loads(results.read_text())["tasks_done"] if results.is_file() else 0
+        if done < (config.tasks or len(task_stream.tasks(config.protocol))):  # a finished run is only read back
+            resume(run_dir, progress=False)
     else:
         run_continual(config, progress=False, overwrite=True)
     return _row(config, run_dir)
@@ -156,47 +156,20 @@ def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> d
 
 def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False, progress: bool = True) -> list:
     """Every config, ``jobs`` at a time; their rows in order."""
-    from tqdm import tqdm
-
     from poise.continual.runner import load_stream
 
     for protocol in sorted({c.protocol for c in configs}):  # build the caches here, not in N workers at once
         load_stream(next(c for c in configs if c.protocol == protocol), progress=progress)
-    rows: dict = {}
-    bar = tqdm(total=len(configs), desc="continual-bench", unit="run", disable=not progress)
 
-    def done(config, row):
-        rows[config.run_name] = row
-        bar.update()
-        if progress:
-            bar.write(f"{config.run_name}: avg-MPJPE {row['avg_mpjpe_mm']:.1f} / avg-PA {row['avg_pa_mpjpe_mm']:.1f} "
-                      f"mm, forgetting {row['mean_forgetting_mm']:+.1f} mm ({row['seconds']:.0f} s)")
+    def line(config, row) -> str:
+        return (f"{config.run_name}: avg-MPJPE {row['avg_mpjpe_mm']:.1f} / avg-PA {row['avg_pa_mpjpe_mm']:.1f} mm, "
+                f"forgetting {row['mean_forgetting_mm']:+.1f} mm ({row['seconds']:.0f} s)")
 
-    if jobs <= 1:
-        for config in configs:
-            done(config, run_one(config, threads, force))
-    else:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(run_one, c, threads, force): c for c in configs}
-            for future in as_completed(futures):
-                config = futures[future]
-                try:
-                    row = future.result()
-                except Exception as error:
-                    pool.shutdown(cancel_futures=True)
-                    raise RuntimeError(f"continual-bench run {config.run_name} failed: {error}; finished runs "
-                                       f"are kept, re-run the same command to resume after fixing it") from error
-                done(config, row)
-    bar.close()
-    return [rows[c.run_name] for c in configs]
+    return run_all(configs, run_one, line, "continual-bench", jobs, threads, force, progress)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # tables and findings
-
-
-def _select(rows, **where) -> list:
-    return [r for r in rows if all(r.get(k) == v for k, v in where.items())]
 
 
 def _stream(stream) -> dict:
@@ -209,13 +182,6 @@ def _stream_label(stream) -> str:
     return f"{protocol} {noise} {ratio:.0%}"
 
 
-def _pair(rows, key: str, a: dict, b: dict) -> list:
-    """a - b of ``key`` for each seed both have."""
-    x = {r["seed"]: r[key] for r in _select(rows, **a)}
-    y = {r["seed"]: r[key] for r in _select(rows, **b)}
-    return [x[s] - y[s] for s in sorted(set(x) & set(y))]
-
-
 def _cell(sel, key: str = "avg_mpjpe_mm", pa: str = "avg_pa_mpjpe_mm") -> str:
     return f"{fmt(r[key] for r in sel)} / {fmt(r[pa] for r in sel)}" if sel else "-"
 
@@ -224,14 +190,14 @@ def table2(rows, preset: Preset) -> str:
     lines = ["| method | " + " | ".join(_stream_label(s) for s in preset.streams) + " |",
              "|---" * (1 + len(preset.streams)) + "|"]
     for method in preset.methods:
-        cells = [_cell(_select(rows, variant=method, **_stream(s))) for s in preset.streams]
+        cells = [_cell(select(rows, variant=method, **_stream(s))) for s in preset.streams]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", "Mean forgetting (mm; MPJPE after the last task minus right after learning the task, averaged "
               "over the earlier tasks; positive = forgot):", "",
               "| method | " + " | ".join(_stream_label(s) for s in preset.streams) + " |",
               "|---" * (1 + len(preset.streams)) + "|"]
     for method in preset.methods:
-        cells = [fmt(r["mean_forgetting_mm"] for r in _select(rows, variant=method, **_stream(s)))
+        cells = [fmt(r["mean_forgetting_mm"] for r in select(rows, variant=method, **_stream(s)))
                  for s in preset.streams]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -242,10 +208,10 @@ def table4(rows, preset: Preset) -> str:
     mark = {True: "✓", False: ""}
     lines = ["| a-EWC | re-learning | NIS | run | avg-MPJPE / avg-PA-MPJPE | forgetting |", "|---|---|---|---|---|---|"]
     for (a_ewc, relearn, nis), method, ablate in ABLATION_ROWS:
-        sel = _select(rows, variant=ablation_label(method, ablate), **on)
+        sel = select(rows, variant=ablation_label(method, ablate), **on)
         lines.append(f"| {mark[a_ewc]} | {mark[relearn]} | {mark[nis]} | `{ablation_label(method, ablate)}` | "
                      f"{_cell(sel)} | {fmt(r['mean_forgetting_mm'] for r in sel)} |")
-    sel = _select(rows, variant=ablation_label(*GENERIC_FISHER_ROW), **on)
+    sel = select(rows, variant=ablation_label(*GENERIC_FISHER_ROW), **on)
     lines.append(f"| generic EWC | ✓ | ✓ | `{ablation_label(*GENERIC_FISHER_ROW)}` | {_cell(sel)} | "
                  f"{fmt(r['mean_forgetting_mm'] for r in sel)} |")
     return "\n".join(lines)
@@ -255,7 +221,7 @@ def nis_table(rows, preset: Preset) -> str:
     lines = ["| stream | split | noisy modality named (as run; by absolute drop; by relative drop) | clean precision | "
              "clean recall | corrupted removed |", "|---|---|---|---|---|---|"]
     for stream in preset.streams:
-        sel = _select(rows, variant="ours", **_stream(stream))
+        sel = select(rows, variant="ours", **_stream(stream))
         for prefix, label in (("nis", "NIS (gradient-stop)"), ("plain", "NIS without gradient-stop")):
             part = [r for r in sel if f"{prefix}_named" in r]
             if part:
@@ -265,7 +231,7 @@ def nis_table(rows, preset: Preset) -> str:
                 lines.append(f"| {_stream_label(stream)} | {label} | {named} | "
                              + " | ".join(fmt((r[f"{prefix}_{k}"] for r in part), 3)
                                           for k in ("clean_precision", "clean_recall", "noisy_recall")) + " |")
-        part = [r for r in _select(rows, variant="dividemix", **_stream(stream)) if "division_noisy_recall" in r]
+        part = [r for r in select(rows, variant="dividemix", **_stream(stream)) if "division_noisy_recall" in r]
         if part:
             lines.append(f"| {_stream_label(stream)} | DivideMix's co-divide (last epoch) | - | "
                          + " | ".join(fmt((r[f"division_{k}"] for r in part), 3)
@@ -273,15 +239,20 @@ def nis_table(rows, preset: Preset) -> str:
     return "\n".join(lines)
 
 
+def _matrices(sel) -> list:
+    """The task x task MPJPE matrix of each selected run, from its results.json."""
+    return [json.loads((Path(r["run"]) / "results.json").read_text())["mpjpe_matrix_mm"] for r in sel]
+
+
 def matrix_tables(rows, preset: Preset) -> str:
     """The mean task x task MPJPE matrix of each method on the first stream (row i: after task i)."""
     on = _stream(preset.streams[0])
     out = []
     for method in preset.methods:
-        sel = _select(rows, variant=method, **on)
+        sel = select(rows, variant=method, **on)
         if not sel:
             continue
-        mats = [json.loads((Path(r["run"]) / "results.json").read_text())["mpjpe_matrix_mm"] for r in sel]
+        mats = _matrices(sel)
         n = len(mats[0])
         lines = [f"**{method}** (mean over {len(mats)} seed{'s' if len(mats) != 1 else ''})", "",
                  "| after \\ on | " + " | ".join(f"task {j}" for j in range(n)) + " |", "|---" * (n + 1) + "|"]
@@ -299,7 +270,7 @@ def findings(rows, preset: Preset) -> list[str]:
         for method in preset.methods:
             if method == "ours":
                 continue
-            d = _pair(rows, "avg_mpjpe_mm", dict(variant="ours", **on), dict(variant=method, **on))
+            d = paired(rows, "avg_mpjpe_mm", dict(variant="ours", **on), dict(variant=method, **on))
             if d:
                 word = "better" if np.mean(d) < 0 else "worse"
                 out.append(f"{_stream_label(stream)}: ours - {method} = {diff_text(d)} avg-MPJPE, {word}"
@@ -310,7 +281,7 @@ def findings(rows, preset: Preset) -> list[str]:
             label = ablation_label(method, ablate)
             if label in ("ours", "naive"):
                 continue
-            d = _pair(rows, "avg_mpjpe_mm", dict(variant="ours", **on), dict(variant=label, **on))
+            d = paired(rows, "avg_mpjpe_mm", dict(variant="ours", **on), dict(variant=label, **on))
             if d:
                 word = "helps" if np.mean(d) < 0 else "hurts"
                 out.append(f"{_stream_label(preset.streams[0])}: ours - {label} = {diff_text(d)} avg-MPJPE: putting "
@@ -335,10 +306,10 @@ def plot_fig5(rows, preset: Preset, out: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     n = 0
     for k, method in enumerate(preset.methods):
-        sel = _select(rows, variant=method, **on)
+        sel = select(rows, variant=method, **on)
         if not sel:
             continue
-        mats = [json.loads((Path(r["run"]) / "results.json").read_text())["mpjpe_matrix_mm"] for r in sel]
+        mats = _matrices(sel)
         n = len(mats[0])
         last = np.array([m[-1] for m in mats])
         diag = np.array([[m[i][i] for i in range(n)] for m in mats])
@@ -365,7 +336,7 @@ def plot_fig3(rows, preset: Preset, out: Path) -> Path | None:
     Losses are min-max normalised per task (as the GMM sees them) and pooled over the noisy tasks of one seed."""
     from poise.plots import plt
 
-    sel = [r for r in _select(rows, variant="ours", **_stream(preset.streams[0])) if "plain_named" in r]
+    sel = [r for r in select(rows, variant="ours", **_stream(preset.streams[0])) if "plain_named" in r]
     if not sel:
         return None
     run = Path(sel[0]["run"])

@@ -353,13 +353,12 @@ def learn_task(run: ContinualRun, t: int, progress: bool = True) -> dict:
         record["nis"] = {k: probe[k] for k in ("named", "frozen", "scores_before", "scores_after")}
         record["nis"]["quality"] = probe.get("quality")
         record["nis"]["kept"] = int(len(keep))
-        np.savez_compressed(run.dir / f"losses-task{t}.npz", gradient_stop=probe["losses_mm"],
-                            corrupted=probe.get("corrupted", np.zeros(len(rows), bool)))
+        losses = {"gradient_stop": probe["losses_mm"], "corrupted": probe.get("corrupted", np.zeros(len(rows), bool))}
         if config.compare_gradient_stop:
             plain = nis_probe(run, t, rows, gradient_stop=False, progress=progress)
             record["nis"]["without_gradient_stop"] = {"named": plain["named"], "quality": plain.get("quality")}
-            with np.load(run.dir / f"losses-task{t}.npz") as saved:
-                np.savez_compressed(run.dir / f"losses-task{t}.npz", **dict(saved), plain=plain["losses_mm"])
+            losses["plain"] = plain["losses_mm"]
+        np.savez_compressed(run.dir / f"losses-task{t}.npz", **losses)
     if len(keep) < config.batch_size:
         raise RuntimeError(f"task {t}: NIS kept {len(keep)} of {len(rows)} frames, fewer than one batch of "
                            f"{config.batch_size}; the split failed (see losses-task{t}.npz)")
