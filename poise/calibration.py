@@ -21,7 +21,7 @@ from tqdm import tqdm
 from poise.data import layout
 from poise.data.dataset import MMFiDataset
 from poise.models.pose import build_model
-from poise.train import evaluate
+from poise.runtime import evaluate
 
 PAPER_001_TABLE_3 = {"rgb": (62.46, 34.89), "lidar": (65.95, 44.41), "mmwave": (116.48, 58.15),
                      "wifi-csi": (166.55, 110.42)}

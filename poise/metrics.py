@@ -22,9 +22,14 @@ M_TO_MM = 1000.0
 _EPS = 1e-12  # clamp for the Frobenius norms in Procrustes (a collapsed pose has norm 0)
 
 
+def sample_mpjpe(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Per-sample MPJPE (B,) in metres, 001 Eq. 10, smooth at zero error (finite gradient there)."""
+    return ((pred - gt).square().sum(-1) + 1e-12).sqrt().mean(-1)
+
+
 def mpjpe_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """The training loss: MPJPE in metres (001 Eq. 10), smooth at zero error (finite gradient there)."""
-    return ((pred - gt).square().sum(-1) + 1e-12).sqrt().mean()
+    """The training loss: MPJPE in metres (001 Eq. 10), the mean of ``sample_mpjpe``."""
+    return sample_mpjpe(pred, gt).mean()
 
 
 # -----------------------------------------------------------------------------

@@ -1,13 +1,9 @@
 """EWC (Kirkpatrick et al., PNAS 2017) and paper 001's adaptive EWC (Eq. 7-9, 11-12).
 
 - Generic Fisher, 001 Eq. 7: I(theta) = 1/|D| sum_i (dL_i/dtheta)^2, the diagonal empirical Fisher of the
-  per-sample loss L_i = MPJPE of sample i (001 Eq. 10, metres). Two estimators (``fisher_generic``):
-  ``per_sample=True`` is Eq. 7 exactly (one backward per sample); ``per_sample=False`` is the cheaper
-  "batched" approximation most EWC code uses (Avalanche's ``EWCPlugin``): the squared gradient of each
-  batch's MEAN loss, weighted by the batch size. Since mean_b(g)^2 = mean_b(g^2) - var_b(g), it drops the
-  within-batch variance of the gradients, so it is smaller than Eq. 7 (equal with batches of one sample) and
-  shrinks as batches grow; van de Ven (2025, arXiv 2502.11756) shows the choice changes EWC's results.
-  The ``Fisher`` records which estimator made it.
+  per-sample loss L_i = MPJPE of sample i (001 Eq. 10, metres), from ``poise.fisher`` (shared with AWC): the
+  per-sample estimator is Eq. 7 exactly, the "batched" one (squared batch-mean gradients) its cheaper
+  approximation. The ``Fisher`` records which estimator made it.
 - Adaptive Fisher, 001 Eq. 8-9: on the noisy branch, I_t = 1/|D| sum_i [beta g_i^2 + (1 - beta) I_{t-1}]
   = beta * generic_t + (1 - beta) * I_{t-1}; every other parameter gets the generic Fisher of task t
   (001: "we apply the modified information matrix exclusively to the noisy branch"), i.e. as 001 writes it,
@@ -29,12 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 
-import warnings
-
 import torch
 
-from poise.continual.nis import sample_mpjpe
-from poise.train import to_device
+from poise.fisher import empirical_fisher
 
 DEFAULT_LAMBDA = 10_000.0  # 001 Sec. 4.1, for a loss in metres (see the module docstring)
 DEFAULT_BETA = 0.3  # 001 Sec. 4.1
@@ -75,67 +68,11 @@ def anchor_of(model) -> dict[str, torch.Tensor]:
 
 
 def fisher_generic(model, batches, per_sample: bool = True) -> Fisher:
-    """001 Eq. 7: the diagonal Fisher of the per-sample MPJPE over ``batches`` (dicts with "gt").
-
-    Computed in eval mode (dropout off, BatchNorm on its running statistics, the model's mode restored), for
-    every parameter that requires grad (a frozen parameter gets no entry; one the loss does not reach gets
-    zeros). ``per_sample=True``: each sample's own gradient, vectorised over the batch with ``torch.func``
-    (vmap of grad; exact, since in eval mode samples do not interact, and about 3x faster on CPU than a
-    backward per sample, which the tests compare it with); ``per_sample=False``: one
-    backward per batch of the batch-mean loss, squared, weighted by the batch size (see the module docstring
-    for how this differs)."""
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if not params:
-        raise ValueError("no parameter requires grad: nothing to estimate a Fisher for")
-    names, tensors = list(params), list(params.values())
-    values = {n: torch.zeros_like(p) for n, p in params.items()}
-    device = tensors[0].device
-    total = 0
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in batches:
-            batch = to_device(batch, device)
-            if per_sample:
-                b = len(batch["gt"])
-                for n, g in _per_sample_grads(model, params, batch).items():
-                    values[n] += g.square().sum(0)
-                total += b
-                continue
-            with torch.enable_grad():
-                losses = sample_mpjpe(model(batch), batch["gt"])
-            b = losses.shape[0]
-            if b:
-                grads = torch.autograd.grad(losses.mean(), tensors, allow_unused=True)
-                for n, g in zip(names, grads):
-                    if g is not None:
-                        values[n] += b * g.square()
-            total += b
-    finally:
-        model.train(was_training)
-    if not total:
-        raise ValueError("batches held no sample: a Fisher needs at least one")
-    return Fisher({n: v / total for n, v in values.items()}, "per_sample" if per_sample else "batched", total)
-
-
-def _per_sample_grads(model, params: dict, batch: dict) -> dict:
-    """{name: (B, *shape)} gradients of each sample's MPJPE w.r.t. ``params``, by ``torch.func.vmap`` over the
-    batch's tensors (the model in eval mode; other parameters and buffers held fixed)."""
-    from torch.func import functional_call, grad, vmap
-
-    fixed = {n: p for n, p in model.named_parameters() if n not in params}
-    fixed.update(model.named_buffers())
-    tensors = {k: v for k, v in batch.items() if torch.is_tensor(v)}
-
-    def loss(theta, sample):
-        one = {k: v.unsqueeze(0) for k, v in sample.items()}
-        return sample_mpjpe(functional_call(model, (theta, fixed), (one,)), one["gt"]).sum()
-
-    theta = {n: p.detach() for n, p in params.items()}
-    with warnings.catch_warnings():  # attention has no vmap batching rule on CPU yet: slower, still exact
-        warnings.filterwarnings("ignore", message="There is a performance drop")
-        with torch.enable_grad():
-            return vmap(grad(loss), in_dims=(None, 0))(theta, tensors)
+    """001 Eq. 7: the diagonal Fisher of the per-sample MPJPE over ``batches`` (dicts with "gt"), for every
+    parameter that requires grad (``poise.fisher.empirical_fisher``: in eval mode; ``per_sample=False`` is the
+    batched approximation)."""
+    values, samples = empirical_fisher(model, batches, per_sample)
+    return Fisher(values, "per_sample" if per_sample else "batched", samples)
 
 
 def fisher_adaptive(model, batches, previous: Fisher, beta: float = DEFAULT_BETA, branch_params=(),

@@ -19,7 +19,8 @@ import math
 import numpy as np
 import torch
 
-from poise.train import to_device
+from poise.metrics import sample_mpjpe  # noqa: F401  (part of this module's interface)
+from poise.runtime import to_device
 
 MODES = ("absolute", "relative")
 RELATIVE_FLOOR = 0.05  # denominators below 5 % of the largest |score| are raised to it
@@ -58,12 +59,6 @@ def name_noisy_modality(before: dict, after: dict, mode: str = "absolute", floor
             raise ValueError("every 'before' score is 0: a relative drop is undefined; use mode='absolute'")
         drop = drop / np.maximum(np.abs(b), floor * scale)
     return list(before)[int(np.argmax(drop))]
-
-
-def sample_mpjpe(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Per-sample MPJPE (B,) in metres, 001 Eq. 10, in the same smooth form as ``poise.metrics.mpjpe_loss``
-    (whose value is the mean of this vector)."""
-    return ((pred - gt).square().sum(-1) + 1e-12).sqrt().mean(-1)
 
 
 @torch.no_grad()

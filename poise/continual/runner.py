@@ -55,7 +55,7 @@ from poise.data.dataset import MMFiDataset
 from poise.methods.groups import split_groups
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.models.pose import build_model
-from poise.train import batches, evaluate, resolve_device, to_device
+from poise.runtime import batches, evaluate, resolve_device, to_device
 
 CHECKPOINT = "checkpoint.pt"
 EVAL_BATCH = 256

@@ -16,7 +16,7 @@ from poise.metrics import M_TO_MM, mpjpe_mm
 @torch.no_grad()
 def contribution_report(run, batch_size: int = 256) -> dict:
     """{profit: {modality: score}}, unimodal MPJPE and output std (mm), on the whole test split at once."""
-    from poise.train import to_device
+    from poise.runtime import to_device
 
     model = run.model.eval()
     feats, gts = {m: [] for m in model.modalities}, []

@@ -1,0 +1,60 @@
+"""What the training loop, the methods, the contribution code and the continual runner share at run time: the
+device, moving a batch to it, cutting an order into batches, and evaluating a model on a set of frames.
+
+It sits below the loop (``poise.train``) so that a method or the data layer never imports the loop to get a
+helper (``tests/test_layering.py`` keeps it so).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from poise import distributed
+from poise.metrics import mpjpe_mm, pa_mpjpe_mm
+
+
+def resolve_device(name: str) -> torch.device:
+    """The config's ``device`` ("auto": CUDA when available, else CPU); under torchrun, this rank's device."""
+    ranked = distributed.device()
+    if name == "auto":
+        return ranked or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    wanted = torch.device(name)
+    if wanted.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("config key 'device' is 'cuda' but torch sees no CUDA device; use device: cpu (or auto)")
+    if ranked is not None and ranked.type != wanted.type:
+        raise ValueError(f"config key 'device' is {name!r} but torchrun's processes use {ranked.type}; hide the "
+                         f"GPUs (CUDA_VISIBLE_DEVICES=) to train on CPU, or use device: auto")
+    return ranked or wanted
+
+
+def to_device(batch: dict, device) -> dict:
+    """``batch`` with every tensor on ``device`` (metadata lists unchanged)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """``order`` in chunks of ``batch_size``; the last, smaller chunk is dropped unless it is the only one."""
+    stop = len(order) - len(order) % batch_size if len(order) > batch_size else len(order)
+    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def evaluate(model: torch.nn.Module, data, rows=None, batch_size: int = 256, prefix: str = "test") -> dict:
+    """MPJPE and PA-MPJPE (mm) of ``model`` over the frames ``rows`` of ``data`` (default: every frame), as
+    ``{prefix}_mpjpe_mm`` and ``{prefix}_pa_mpjpe_mm``. Under torchrun each rank takes its share of the frames
+    and the sums are all-reduced."""
+    model.eval()
+    device = next(model.parameters()).device
+    rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        raise ValueError(f"no frames to evaluate the {prefix} metrics on")
+    rows = distributed.shard(rows)
+    sums = [0.0, 0.0, 0.0]  # MPJPE x frames, PA-MPJPE x frames, frames
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            batch = to_device(data.batch(rows[start:start + batch_size]), device)
+            pred, n = model(batch), len(batch["gt"])
+            sums = [sums[0] + float(mpjpe_mm(pred, batch["gt"])) * n,
+                    sums[1] + float(pa_mpjpe_mm(pred, batch["gt"])) * n, sums[2] + n]
+    total, pa, n = distributed.all_sum(sums)
+    return {f"{prefix}_mpjpe_mm": total / n, f"{prefix}_pa_mpjpe_mm": pa / n}
