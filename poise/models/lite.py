@@ -7,7 +7,12 @@ They are the CPU-sized stand-ins for the papers' encoders (VideoPose3D, Point Tr
 - ``KeypointMLP``: COCO keypoints (optionally a temporal window), pixels scaled to [-1, 1], then an MLP;
 - ``PointNet`` (Qi et al., CVPR 2017): a shared per-point MLP and a masked max-pool, so padding never
   counts and an empty cloud (an empty mmWave frame) gives a zero feature;
-- ``CSINet``: a small 2D CNN over subcarriers x packets with the 3 antennas (x amplitude/phase) as channels.
+- ``CSINet``: strided 1-D convolutions along the 114 subcarriers, with every (antenna, packet) pair (x amplitude /
+  phase) as an input channel, and group norm. It replaced a 2-D CNN over subcarriers x packets with batch norm
+  that cost 10x the time (60 vs 6 ms forward + backward at batch 32, over half of a training step) and 6x the
+  parameters, and was less accurate: `poise calibrate --modalities wifi-csi` on the demo data gave 192.6 /
+  106.6 mm MPJPE / PA-MPJPE against 219.6 / 113.4 mm. Group norm, unlike batch norm, keeps every sample's
+  output (hence its gradient, for the per-sample Fisher) independent of the rest of the batch.
 """
 
 from __future__ import annotations
@@ -59,17 +64,23 @@ class PointNet(nn.Module):
 class CSINet(nn.Module):
     """(B, K, 3, 114, 10) CSI (K = 1 amplitude, 2 with phase) -> (B, dim)."""
 
-    def __init__(self, kinds: int = 1, dim: int = 256, width: int = 16):
+    def __init__(self, kinds: int = 1, dim: int = 256, width: int = 32, packets: int = 10, subcarriers: int = 114):
         super().__init__()
 
         def block(a, b):
-            return nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU(), nn.MaxPool2d((2, 1)))
+            return [nn.Conv1d(a, b, 5, stride=2, padding=2), nn.GroupNorm(4, b), nn.ReLU()]
 
-        self.conv = nn.Sequential(block(3 * kinds, width), block(width, 2 * width), block(2 * width, 4 * width))
-        self.out = nn.Linear(4 * width * 14 * 10, dim)
+        self.conv = nn.Sequential(*block(3 * kinds * packets, width), *block(width, 2 * width),
+                                  *block(2 * width, 2 * width))
+        length = subcarriers
+        for _ in range(3):
+            length = (length - 1) // 2 + 1
+        self.out = nn.Linear(2 * width * length, dim)
 
     def forward(self, csi: torch.Tensor) -> torch.Tensor:
-        return self.out(self.conv(csi.flatten(1, 2)).flatten(1))
+        b, k, a, s, p = csi.shape
+        channels = csi.permute(0, 1, 2, 4, 3).reshape(b, k * a * p, s)  # (antenna, packet) pairs as channels
+        return self.out(self.conv(channels).flatten(1))
 
 
 MMWAVE_SCALE = (1.0, 1.0, 1.0, 1.0, 10.0)  # metres, metres, metres, m/s, dB
