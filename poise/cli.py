@@ -80,8 +80,8 @@ def _train_or_resume(args):
     if args.resume:
         return resume(args.resume, progress=not args.quiet, epochs=args.epochs)
     overrides = {k: getattr(args, k) for k in ("data", "method", "fusion", "encoder", "rgb_window", "modalities",
-                                                 "protocol", "split", "epochs", "batch_size", "lr", "seed", "out",
-                                                 "name")}
+                                                 "protocol", "split", "epochs", "batch_size", "optimizer", "lr",
+                                                 "holdout", "seed", "out", "name")}
     if args.param:
         overrides["method_params"] = dict(_parse_param(p) for p in args.param)
     if args.config:
@@ -279,7 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split")
     p.add_argument("--epochs", type=_at_least(1))
     p.add_argument("--batch-size", dest="batch_size", type=_at_least(1))
-    p.add_argument("--lr", type=float)
+    from poise.optim import CHOICES as OPTIMIZERS
+
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS),
+                   help="auto (default): the method's reference optimiser (Adam; SGD for ogm_ge and agm)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the optimiser's, see poise/optim.py)")
+    p.add_argument("--holdout", type=float,
+                   help="fraction of training sequences held out as a validation set (gblending needs one)")
     p.add_argument("--seed", type=_at_least(0))
     p.add_argument("--out", help="parent folder of run directories (default runs)")
     p.add_argument("--name", help="run directory name")

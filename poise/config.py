@@ -14,6 +14,26 @@ import yaml
 from poise.data import layout
 
 
+def as_number(config, key: str, low: float | None = None, high: float | None = None, optional: bool = False,
+              above: bool = False) -> None:
+    """Make ``config.key`` a float (YAML reads ``1e-3`` as a string) and check its range; raise naming the key."""
+    value = getattr(config, key)
+    if value is None and optional:
+        return
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config key {key!r} must be a number, got {value!r}") from None
+    if number != number or (low is not None and (number <= low if above else number < low)) or \
+            (high is not None and number > high):
+        bounds = (f"> {low}" if above else f">= {low}") if low is not None else ""
+        bounds += (" and " if bounds and high is not None else "") + (f"<= {high}" if high is not None else "")
+        raise ValueError(f"config key {key!r} must be {bounds}, got {value!r}")
+    setattr(config, key, number)
+
+
 def positive_ints(config, *keys) -> None:
     """Raise naming the first of ``keys`` that is not an integer >= 1."""
     for key in keys:
@@ -66,9 +86,15 @@ class TrainConfig(ConfigFile):
     split: str = "S1"
     epochs: int = 20
     batch_size: int = 64
-    lr: float = 1e-3  # Adam
+    optimizer: str = "auto"  # auto (the method's reference optimiser), adam or sgd (poise.optim)
+    lr: float | None = None  # None: the optimiser's default (adam 1e-3, sgd poise.optim.SGD_LR)
+    momentum: float = 0.9  # sgd only
+    weight_decay: float | None = None  # None: the optimiser's default (adam 0, sgd 1e-4)
+    lr_groups: dict = field(default_factory=dict)  # learning-rate factor per parameter group (modality, "fusion", ...)
     lr_step: int = 10  # epochs between learning-rate decays (StepLR)
     lr_gamma: float = 0.5
+    holdout: float = 0.0  # fraction of training sequences held out as a validation set (never trained on)
+    eval_stride: int = 1  # per-epoch test metrics on every k-th test frame; the last epoch uses every frame
     encoder: str = "lite"  # lite (CPU-sized) or paper (VideoPose3D / Point Transformer / MetaFi++)
     dim: int = 128  # feature size of every encoder
     rgb_window: int = 0  # RGB keypoint frames on each side of the target frame (the TCN's temporal context)
@@ -84,16 +110,26 @@ class TrainConfig(ConfigFile):
     def __post_init__(self):
         self.modalities = list(layout.MODALITIES if self.modalities is None else self.modalities)
         positive_ints(self, "epochs", "batch_size", "dim", "lidar_points", "mmwave_points", "assess_frames", "lr_step",
-                      "train_stride")
+                      "train_stride", "eval_stride")
         if not isinstance(self.rgb_window, int) or isinstance(self.rgb_window, bool) or self.rgb_window < 0:
             raise ValueError(f"config key 'rgb_window' must be an integer >= 0, got {self.rgb_window!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"config key 'device' must be auto, cpu or cuda, got {self.device!r}")
         if self.encoder not in ("lite", "paper"):
             raise ValueError(f"config key 'encoder' must be 'lite' or 'paper', got {self.encoder!r}")
-        for key in ("lr", "lr_gamma"):
-            if not float(getattr(self, key)) > 0:
-                raise ValueError(f"config key {key!r} must be positive, got {getattr(self, key)!r}")
+        from poise.optim import CHOICES
+
+        if self.optimizer not in CHOICES:
+            raise ValueError(f"config key 'optimizer' must be one of {', '.join(CHOICES)}, got {self.optimizer!r}")
+        as_number(self, "lr", 0, optional=True, above=True)
+        as_number(self, "lr_gamma", 0, above=True)
+        as_number(self, "momentum", 0, 1)
+        as_number(self, "weight_decay", 0, optional=True)
+        as_number(self, "holdout", 0, 1)
+        if self.holdout >= 1:
+            raise ValueError(f"config key 'holdout' must be below 1 (a fraction of the training sequences), got {self.holdout!r}")
+        if not isinstance(self.lr_groups, dict):
+            raise ValueError(f"config key 'lr_groups' must be a mapping of parameter group to factor, got {self.lr_groups!r}")
 
     @property
     def run_name(self) -> str:

@@ -104,11 +104,11 @@ def all_mean(values: dict) -> dict:
     return dict(zip(keys, (v / world() for v in all_sum([float(values[k]) for k in keys]))))
 
 
-def average_gradients(model: torch.nn.Module) -> None:
-    """Average every parameter's gradient over ranks, in one flat all-reduce."""
+def average_gradients(*modules: torch.nn.Module) -> None:
+    """Average every parameter's gradient of ``modules`` over ranks, in one flat all-reduce."""
     if not dist.is_initialized():
         return
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    grads = [p.grad for m in modules for p in m.parameters() if p.grad is not None]
     if not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])

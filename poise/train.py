@@ -1,17 +1,26 @@
 """The training loop: data -> model -> method hooks -> metrics, contributions and a run directory.
 
-One epoch: for each shuffled batch, ``encode`` once, ``decode`` with every modality (or the method's
-``predict``), the MPJPE loss (paper 001, Eq. 10) plus the method's ``extra_loss``, backward, the method's ``after_backward``, an Adam step. After
-the epoch: test MPJPE / PA-MPJPE, the Shapley-Pearson contribution of each modality on a fixed slice of the
-training frames (one encoder pass, 2^M decodes), the std of each modality's unimodal output (a collapsed
-modality predicts nearly the same pose for every frame; ``gt_std_mm`` is the ground truth's on the same
-frames), then the method's ``on_epoch_end`` and a checkpoint.
+Building a run (``build_run``): the datasets (with ``holdout`` of the training sequences set aside as a
+validation set, never trained on), the model, then the method's ``setup``, then the optimiser over one
+parameter group per modality, ``"fusion"`` and each module the method owns (``poise.optim``: the method's
+reference optimiser unless the config names one), then, on resume, the checkpoint (set up, then restore).
 
-The run directory holds ``config.yaml``, ``metrics.csv`` / ``metrics.json`` (one row per epoch),
-``contributions.csv``, ``checkpoint.pt`` (written to a temporary file and renamed) and ``curves.png`` /
-``contributions.png``. ``resume(run_dir)`` continues from the last checkpoint and, on CPU with the same seed,
-ends with the same numbers as an uninterrupted run: the data order depends only on (seed, epoch), and the
-checkpoint holds the optimiser, scheduler, method and RNG states.
+One epoch: for each shuffled batch, ``encode`` once, ``decode`` with every modality (or the method's
+``predict``), the objective w * MPJPE (paper 001, Eq. 10; w = the method's ``pose_loss_weight``, 1 for most) +
+the method's ``extra_loss``, backward, the gradient all-reduce under torchrun, the method's ``after_backward``,
+an optimiser step. After the epoch: validation MPJPE on the held-out sequences (if any), test MPJPE / PA-MPJPE
+(on every ``eval_stride``-th test frame, every frame at the last epoch), the Shapley-Pearson contribution of
+each modality on a fixed slice of the training frames (one encoder pass, 2^M decodes), the std of each
+modality's unimodal output (a collapsed modality predicts nearly the same pose for every frame; ``gt_std_mm``
+is the ground truth's on the same frames), then the method's ``on_epoch_end`` and ``epoch_metrics``, and a
+checkpoint.
+
+The run directory holds ``config.yaml``, ``method.json`` (the method's hyper-parameters and the resolved
+optimiser), ``metrics.csv`` / ``metrics.json`` (one row per epoch), ``contributions.csv``, ``checkpoint.pt``
+(written to a temporary file and renamed) and ``curves.png`` / ``contributions.png``. ``resume(run_dir)``
+continues from the last checkpoint and, on CPU with the same seed, ends with the same numbers as an
+uninterrupted run: the data order depends only on (seed, epoch), and the checkpoint holds the optimiser,
+scheduler, method (and its modules) and RNG states.
 """
 
 from __future__ import annotations
@@ -27,33 +36,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from poise import distributed, methods
+from poise import distributed, methods, optim
 from poise.config import TrainConfig
 from poise.contrib.shapley import modality_contributions
 from poise.data.dataset import MMFiDataset
-from poise.metrics import M_TO_MM, mpjpe_loss, mpjpe_mm, pa_mpjpe_mm
+from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.models.pose import PoseModel, build_model
+from poise.runtime import batches, evaluate, resolve_device, to_device
 
 CHECKPOINT = "checkpoint.pt"
-
-
-def resolve_device(name: str) -> torch.device:
-    """The config's ``device`` ("auto": CUDA when available, else CPU); under torchrun, this rank's device."""
-    ranked = distributed.device()
-    if name == "auto":
-        return ranked or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    wanted = torch.device(name)
-    if wanted.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("config key 'device' is 'cuda' but torch sees no CUDA device; use device: cpu (or auto)")
-    if ranked is not None and ranked.type != wanted.type:
-        raise ValueError(f"config key 'device' is {name!r} but torchrun's processes use {ranked.type}; hide the "
-                         f"GPUs (CUDA_VISIBLE_DEVICES=) to train on CPU, or use device: auto")
-    return ranked or wanted
-
-
-def to_device(batch: dict, device) -> dict:
-    """``batch`` with every tensor on ``device`` (metadata lists unchanged)."""
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+HOLDOUT_SEED = 7  # the held-out sequences are drawn from (seed, HOLDOUT_SEED)
 
 
 @dataclass
@@ -73,16 +65,22 @@ class Run:
     config: TrainConfig
     dir: Path
     model: PoseModel
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
     method: methods.Method
     train: MMFiDataset
     test: MMFiDataset
-    assess: dict  # a fixed batch of training frames for the contribution assessment
+    train_rows: np.ndarray  # the training frames trained on (``train`` minus the held-out sequences)
+    val_rows: np.ndarray  # the held-out training frames (empty without ``holdout``)
+    assess: dict  # a fixed batch of trained-on frames for the contribution assessment
     device: torch.device = torch.device("cpu")
+    optimizer: torch.optim.Optimizer | None = None  # built after the method's setup
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     epoch: int = 0  # the epoch being trained (0-based); after the loop, the number of epochs done
     history: list = field(default_factory=list)  # one dict of metrics per finished epoch
     contributions: list = field(default_factory=list)  # one {modality: score} per finished epoch
+
+    @property
+    def last_epoch(self) -> bool:
+        return self.epoch == self.config.epochs - 1
 
 
 def load_datasets(config: TrainConfig, progress: bool = True) -> tuple[MMFiDataset, MMFiDataset]:
@@ -98,6 +96,23 @@ def load_datasets(config: TrainConfig, progress: bool = True) -> tuple[MMFiDatas
     return train, test
 
 
+def holdout_rows(train: MMFiDataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(trained rows, held-out rows): ``fraction`` of the training *sequences* (whole sequences, drawn from the
+    seed; at least one when ``fraction`` > 0) set aside as a validation set."""
+    rows = np.arange(len(train))
+    if not fraction:
+        return rows, rows[:0]
+    sequence = train.sequence_of(rows)
+    names = np.unique(sequence)
+    n = max(1, int(round(fraction * len(names))))
+    if n >= len(names):
+        raise ValueError(f"config key 'holdout' = {fraction} of {len(names)} training sequences leaves none to train "
+                         f"on; use a smaller holdout or a root with more sequences")
+    held = np.random.default_rng([seed, HOLDOUT_SEED]).choice(names, n, replace=False)
+    is_val = np.isin(sequence, held)
+    return rows[~is_val], rows[is_val]
+
+
 def build_run(config: TrainConfig, run_dir: Path, progress: bool = True) -> Run:
     method = methods.get(config.method, **config.method_params)  # fail on a bad name before loading data
     if config.batch_size % distributed.world():
@@ -105,34 +120,21 @@ def build_run(config: TrainConfig, run_dir: Path, progress: bool = True) -> Run:
                          f"processes; under torchrun choose a batch_size divisible by --nproc_per_node")
     with distributed.main_first():  # rank 0 builds a missing cache; the others then open it
         train, test = load_datasets(config, progress and distributed.is_main())
+    train_rows, val_rows = holdout_rows(train, config.holdout, config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config.modalities, fusion=config.fusion, dim=config.dim, rgb_window=config.rgb_window,
                         encoder=config.encoder)
-    model.set_mean_pose(torch.cat([b["gt"] for b in train.loader(batch_size=2048)]).mean(0))
+    model.set_mean_pose(torch.from_numpy(train.poses(train_rows).mean(0)))
     device = resolve_device(config.device)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
-    rows = np.random.default_rng(config.seed).permutation(len(train))[: config.assess_frames]
-    assess = to_device(train.batch(np.sort(rows)), device)  # the whole slice on every rank: identical scores
-    return Run(config, run_dir, model, optimizer, scheduler, method, train, test, assess, device=device)
-
-
-def evaluate(model: torch.nn.Module, data: MMFiDataset, batch_size: int = 256) -> dict:
-    """Test MPJPE and PA-MPJPE (mm) of ``model`` over every frame of ``data`` (under torchrun: each rank its
-    share of the frames, the sums all-reduced)."""
-    model.eval()
-    device = next(model.parameters()).device
-    rows = distributed.shard(np.arange(len(data)))
-    sums = [0.0, 0.0, 0.0]  # MPJPE x frames, PA-MPJPE x frames, frames
-    with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            batch = to_device(data.batch(rows[start:start + batch_size]), device)
-            pred, n = model(batch), len(batch["gt"])
-            sums = [sums[0] + float(mpjpe_mm(pred, batch["gt"])) * n,
-                    sums[1] + float(pa_mpjpe_mm(pred, batch["gt"])) * n, sums[2] + n]
-    total, pa, n = distributed.all_sum(sums)
-    return {"test_mpjpe_mm": total / n, "test_pa_mpjpe_mm": pa / n}
+    rows = np.random.default_rng(config.seed).permutation(train_rows)[: config.assess_frames]
+    assess_batch = to_device(train.batch(np.sort(rows)), device)  # the whole slice on every rank: identical scores
+    run = Run(config, run_dir, model, method, train, test, train_rows, val_rows, assess_batch, device=device)
+    method.setup(run)
+    groups = {**model.modality_parameters(), **{name: list(m.parameters()) for name, m in method.modules().items()}}
+    run.optimizer = optim.build(optim.resolve(config, method), groups)
+    run.scheduler = torch.optim.lr_scheduler.StepLR(run.optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    return run
 
 
 @torch.no_grad()
@@ -147,19 +149,13 @@ def assess(run: Run) -> tuple[dict, dict]:
 
 
 def epoch_order(run: Run) -> tuple[np.ndarray, np.ndarray]:
-    """This epoch's sample list (the method's ``epoch_samples``, default every training frame once) and a
+    """This epoch's sample list (the method's ``epoch_samples``, default every trained-on frame once) and a
     shuffled order of positions in it; both depend only on (seed, epoch, method state), so a resumed run
     sees the same batches."""
     samples = run.method.epoch_samples(run)
-    samples = np.arange(len(run.train)) if samples is None else np.asarray(samples, dtype=np.int64)
+    samples = run.train_rows if samples is None else np.asarray(samples, dtype=np.int64)
     order = np.random.default_rng([run.config.seed, run.epoch]).permutation(len(samples))
     return samples, order
-
-
-def batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """``order`` in chunks of ``batch_size``; the last, smaller chunk is dropped unless it is the only one."""
-    stop = len(order) - len(order) % batch_size if len(order) > batch_size else len(order)
-    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
 
 
 def train_epoch(run: Run, progress: bool = True) -> float:
@@ -169,6 +165,7 @@ def train_epoch(run: Run, progress: bool = True) -> float:
     model.train()
     run.train.set_epoch(run.epoch)
     samples, order = epoch_order(run)
+    trained = [model, *run.method.modules().values()]
     total, count = 0.0, 0
     bar = tqdm(batches(order, config.batch_size), desc=f"epoch {run.epoch + 1}/{config.epochs}", unit="batch",
                leave=False, disable=not (progress and distributed.is_main()))
@@ -181,11 +178,13 @@ def train_epoch(run: Run, progress: bool = True) -> float:
         pred = model.decode(features) if pred is None else pred
         loss = mpjpe_loss(pred, batch["gt"])
         step = Step(batch, features, pred, loss)
+        weight = run.method.pose_loss_weight(run)
+        objective = loss if weight == 1 else weight * loss
         extra = run.method.extra_loss(run, step)
-        objective = loss if extra is None else loss + extra
+        objective = objective if extra is None else objective + extra
         run.optimizer.zero_grad(set_to_none=True)
         objective.backward()
-        distributed.average_gradients(model)
+        distributed.average_gradients(*trained)
         run.method.after_backward(run, step)
         run.optimizer.step()
         value = loss.item()
@@ -198,9 +197,19 @@ def train_epoch(run: Run, progress: bool = True) -> float:
     return total / max(count, 1) * M_TO_MM
 
 
+def epoch_evaluation(run: Run) -> dict:
+    """Validation metrics on the held-out sequences (if any) and test metrics: every ``eval_stride``-th test
+    frame, every frame at the last epoch (the number that is reported)."""
+    metrics = evaluate(run.model, run.train, run.val_rows, prefix="val") if len(run.val_rows) else {}
+    stride = 1 if run.last_epoch else run.config.eval_stride
+    rows = np.arange(0, len(run.test), stride)
+    return {**metrics, **evaluate(run.model, run.test, rows), "test_frames": len(rows)}
+
+
 def save_checkpoint(run: Run) -> None:
     state = {"epoch": run.epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
              "scheduler": run.scheduler.state_dict(), "method": run.method.state_dict(),
+             "method_modules": {k: m.state_dict() for k, m in run.method.modules().items()},
              "history": run.history, "contributions": run.contributions, "torch_rng": torch.get_rng_state()}
     if run.device.type == "cuda":  # the GPU generator too, or a resumed CUDA run draws other noise
         state["cuda_rng"] = torch.cuda.get_rng_state(run.device)
@@ -210,12 +219,15 @@ def save_checkpoint(run: Run) -> None:
 
 
 def load_checkpoint(run: Run) -> None:
+    """Restore the state of a run that has been built (and its method set up) from its checkpoint."""
     path = run.dir / CHECKPOINT
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError) as err:
         raise ValueError(f"{path}: cannot load the checkpoint ({err}); start a new run instead of --resume") from err
     run.model.load_state_dict(state["model"])
+    for name, module in run.method.modules().items():
+        module.load_state_dict(state["method_modules"][name])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.method.load_state_dict(state["method"])
@@ -229,7 +241,7 @@ def write_reports(run: Run) -> None:
     """metrics.csv/json, contributions.csv and the two plots, from the history so far."""
     if not run.history:
         return
-    keys = list(run.history[0])
+    keys = list(run.history[0]) + sorted({k for h in run.history for k in h} - set(run.history[0]))
     with open(run.dir / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, keys)
         writer.writeheader()
@@ -248,30 +260,32 @@ def write_reports(run: Run) -> None:
 
 def fit(run: Run, progress: bool = True) -> Run:
     """Train from ``run.epoch`` to the configured number of epochs, checkpointing after each."""
-    run.method.setup(run)
     while run.epoch < run.config.epochs:
         start = time.perf_counter()
         run.method.on_epoch_start(run)
-        lr = run.optimizer.param_groups[0]["lr"]
+        lr = optim.base_lr(run.optimizer)
         train_mm = train_epoch(run, progress)
-        metrics = evaluate(run.model, run.test)
+        metrics = epoch_evaluation(run)
         scores, spread = assess(run)
         run.contributions.append(scores)
-        run.history.append({"epoch": run.epoch + 1, "lr": lr, "train_mpjpe_mm": train_mm, **metrics,
-                            **{f"shapley_{m}": s for m, s in scores.items()},
-                            **{f"unimodal_std_mm_{m}": spread[m] for m in scores}, "gt_std_mm": spread["gt"],
-                            "seconds": time.perf_counter() - start})
+        row = {"epoch": run.epoch + 1, "lr": lr, "train_mpjpe_mm": train_mm, **metrics,
+               **{f"shapley_{m}": s for m, s in scores.items()},
+               **{f"unimodal_std_mm_{m}": spread[m] for m in scores}, "gt_std_mm": spread["gt"]}
         run.method.on_epoch_end(run)
-        distributed.check_in_sync(run.model, *run.method.modules())
+        row.update(run.method.epoch_metrics(run))
+        row["seconds"] = time.perf_counter() - start
+        run.history.append(row)
+        distributed.check_in_sync(run.model, *run.method.modules().values())
         run.epoch += 1
         if distributed.is_main():
             save_checkpoint(run)
             write_reports(run)
         if progress and distributed.is_main():
-            h = run.history[-1]
-            tqdm.write(f"epoch {run.epoch}/{run.config.epochs}: train {train_mm:.1f} mm, test MPJPE "
-                       f"{h['test_mpjpe_mm']:.1f} / PA {h['test_pa_mpjpe_mm']:.1f} mm; Shapley "
+            val = f", val {row['val_mpjpe_mm']:.1f}" if "val_mpjpe_mm" in row else ""
+            tqdm.write(f"epoch {run.epoch}/{run.config.epochs}: train {train_mm:.1f} mm{val}, test MPJPE "
+                       f"{row['test_mpjpe_mm']:.1f} / PA {row['test_pa_mpjpe_mm']:.1f} mm; Shapley "
                        + ", ".join(f"{m} {s:.2f}" for m, s in scores.items()))
+    distributed.barrier()  # no rank leaves (and tears the process group down) while another still works
     return run
 
 
@@ -287,8 +301,8 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False) -
         config.save(run_dir / "config.yaml")
     run = build_run(config, run_dir, progress)
     if distributed.is_main():
-        (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params()},
-                                                        indent=1))
+        (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params(),
+                                                         "optimizer": optim.resolve(config, run.method)}, indent=1))
     return fit(run, progress)
 
 

@@ -2,20 +2,40 @@
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 from poise import methods
 from poise.methods.groups import split_groups
+from poise.metrics import mpjpe_loss
 from poise.models.pose import build_model
 
 SCORES = {"rgb": 33.0, "lidar": 29.0, "mmwave": 3.0, "wifi-csi": 2.5}
 
 
-def fake_run(epoch=0, epochs=10, scores=SCORES):
+class FakeData:
+    """A training set of ``n`` random frames, with ``batch(rows)`` as ``MMFiDataset`` has it."""
+
+    def __init__(self, make, n: int = 12):
+        self.full = make(n)
+        self.full["gt"] = torch.randn(n, 17, 3, generator=torch.Generator().manual_seed(1)) * 0.2
+
+    def __len__(self):
+        return len(self.full["gt"])
+
+    def batch(self, rows):
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return {k: v[rows] for k, v in self.full.items()}
+
+
+def fake_run(epoch=0, epochs=10, scores=SCORES, data=None):
     torch.manual_seed(0)
-    return SimpleNamespace(model=build_model(dim=8), epoch=epoch, config=SimpleNamespace(epochs=epochs),
-                           contributions=[dict(scores)])
+    model = build_model(dim=8)
+    n = len(data) if data is not None else 4
+    return SimpleNamespace(model=model, epoch=epoch, config=SimpleNamespace(epochs=epochs, seed=0),
+                           contributions=[dict(scores)], train=data, train_rows=np.arange(n),
+                           assess=None if data is None else data.batch(np.arange(n)))
 
 
 def test_kmeans_groups_split_at_the_largest_gap():
@@ -37,58 +57,110 @@ def set_grads(model, value):
         p.grad = torch.full_like(p, value)
 
 
-def test_awc_fisher_is_the_mean_squared_gradient_of_the_first_epoch():
-    run = fake_run()
-    awc = methods.get("awc")
+def awc_after_epoch_0(fake_batch, epochs=10, **params):
+    run = fake_run(epochs=epochs, data=FakeData(fake_batch))
+    awc = methods.get("awc", **params)
     awc.setup(run)
-    for g in (1.0, 3.0):
-        set_grads(run.model, g)
-        awc.after_backward(run, None)
-    assert all(torch.allclose(f, torch.full_like(f, 5.0)) for fs in awc.fisher.values() for f in fs)  # (1 + 9) / 2
-    run.epoch = 1
-    set_grads(run.model, 100.0)
-    awc.after_backward(run, None)  # outside the estimation epoch: no change
-    assert all(torch.allclose(f, torch.full_like(f, 5.0)) for fs in awc.fisher.values() for f in fs)
-
-
-def test_awc_penalty_is_zero_at_the_anchor_and_outside_the_window():
-    run = fake_run(epochs=10)
-    awc = methods.get("awc")
-    awc.setup(run)
-    set_grads(run.model, 1.0)
-    awc.after_backward(run, None)
+    awc.on_epoch_start(run)
+    assert awc.extra_loss(run, None) is None  # epoch 0 is never penalised
     awc.on_epoch_end(run)
+    return run, awc
+
+
+def test_awc_fisher_is_the_per_sample_fisher_at_the_end_of_epoch_0(fake_batch):
+    """F = mean over the trained-on frames of each sample's squared gradient (001 Eq. 7), one backward per
+    sample here, against the vectorised estimator AWC uses; the anchor is the encoders' parameters then."""
+    run, awc = awc_after_epoch_0(fake_batch, fisher_frames=0)
+    model, data = run.model, run.train
+    model.eval()
+    manual = {m: [torch.zeros_like(p) for p in model.modality_parameters()[m]] for m in model.modalities}
+    for i in range(len(data)):
+        model.zero_grad()
+        one = data.batch([i])
+        mpjpe_loss(model(one), one["gt"]).backward()
+        for m in model.modalities:
+            for f, p in zip(manual[m], model.modality_parameters()[m]):
+                f += p.grad.square() / len(data)
+    for m in model.modalities:
+        for f, g in zip(awc.fisher[m], manual[m]):
+            torch.testing.assert_close(f, g, rtol=1e-4, atol=1e-10)
+        assert all(torch.equal(a, p) for a, p in zip(awc.anchor[m], model.modality_parameters()[m]))
+    assert set(awc.fisher) == set(model.modalities)  # fusion and head are never constrained
+    assert awc.fisher_sums == pytest.approx({m: float(sum(f.sum() for f in manual[m])) for m in manual}, rel=1e-4)
+
+
+def test_awc_penalises_exactly_its_window(fake_batch):
+    run, awc = awc_after_epoch_0(fake_batch, epochs=10)
+    assert awc.K == 4  # 40 % of 10 epochs: epochs 1..4 (0-based) are penalised
+    active = []
+    for epoch in range(10):
+        run.epoch = epoch
+        shift(run.model, "rgb", 0.01)
+        awc.on_epoch_start(run)
+        active.append(awc.extra_loss(run, None) is not None)
+    assert active == [False, True, True, True, True, False, False, False, False, False]
+    for epochs, window in ((1, 0), (3, 3), (5, 5)):
+        with pytest.raises(ValueError, match="would never act"):
+            methods.get("awc", window=window).setup(fake_run(epochs=epochs))
+    methods.get("awc", window=2).setup(fake_run(epochs=3))  # epochs 1 and 2 penalised: fine
+
+
+def test_awc_weighs_the_superior_group_more_and_matches_the_formula(fake_batch):
+    run, awc = awc_after_epoch_0(fake_batch, alpha_s=2.0, alpha_i=1.0)
+    assert (awc.superior, awc.inferior) == (["rgb", "lidar"], ["mmwave", "wifi-csi"])
     run.epoch = 1
-    assert awc.extra_loss(run, None).item() == 0.0  # theta == theta_0
-    shift(run.model, "rgb")
-    assert awc.extra_loss(run, None).item() > 0
-    assert awc.window_epochs(run) == 4  # 40 % of 10 epochs
-    run.epoch = 4
-    assert awc.extra_loss(run, None) is None
-    run.epoch = 0
-    assert awc.extra_loss(run, None) is None
-
-
-def test_awc_weighs_the_superior_group_more_and_matches_the_formula():
-    run = fake_run()
-    awc = methods.get("awc", alpha_s=2.0, alpha_i=1.0)
-    awc.setup(run)
-    set_grads(run.model, 0.5)
-    awc.after_backward(run, None)  # F = 0.25 everywhere
-    awc.on_epoch_end(run)
-    assert awc.superior == ["rgb", "lidar"]
-    groups = run.model.modality_parameters()
-    size = {m: sum(p.numel() for p in groups[m]) for m in groups}
+    assert awc.extra_loss(run, None).item() == 0.0  # theta == theta*
+    F = {m: float(sum(f.sum() for f in awc.fisher[m])) for m in awc.fisher}
     shift(run.model, "rgb", 0.1)
-    rgb = awc.penalty(run.model).item()
-    assert rgb == pytest.approx(2.0 * size["rgb"] * 0.25 * 0.01 / 2, rel=1e-5)
+    assert awc.penalty().item() == pytest.approx(2.0 * F["rgb"] * 0.01 / 2, rel=1e-4)
     shift(run.model, "rgb", -0.1)
     shift(run.model, "mmwave", 0.1)
-    assert awc.penalty(run.model).item() == pytest.approx(1.0 * size["mmwave"] * 0.25 * 0.01 / 2, rel=1e-5)
+    assert awc.penalty().item() == pytest.approx(1.0 * F["mmwave"] * 0.01 / 2, rel=1e-4)
+
+
+def test_awc_records_each_modalitys_share_of_the_penalty(fake_batch):
+    run, awc = awc_after_epoch_0(fake_batch)
+    run.epoch = 1
+    awc.on_epoch_start(run)
+    shift(run.model, "rgb", 0.1)
+    shift(run.model, "wifi-csi", 0.1)
+    terms = {m: float(t.detach()) for m, t in awc.terms().items()}
+    for _ in range(3):
+        awc.extra_loss(run, None)
+    row = awc.epoch_metrics(run)
+    total = sum(terms.values())
+    assert row["awc_active"] == 1 and row["awc_penalty"] == pytest.approx(total, rel=1e-5)
+    for m in run.model.modalities:
+        assert row[f"awc_share_{m}"] == pytest.approx(terms[m] / total, rel=1e-5)
+    assert row["awc_share_lidar"] == 0.0 and row["awc_share_mmwave"] == 0.0  # they did not move
+    assert row["awc_superior_rgb"] == 1 and row["awc_superior_wifi-csi"] == 0
+    assert sum(row[f"awc_share_{m}"] for m in run.model.modalities) == pytest.approx(1.0)
+
+
+def test_awc_normalised_fisher_gives_every_encoder_the_same_mean(fake_batch):
+    _, raw = awc_after_epoch_0(fake_batch)
+    _, norm = awc_after_epoch_0(fake_batch, normalise=True)
+    means = {m: float(sum(f.sum() for f in fs) / sum(f.numel() for f in fs)) for m, fs in norm.fisher.items()}
+    counts = {m: sum(f.numel() for f in fs) for m, fs in raw.fisher.items()}
+    overall = sum(raw.fisher_sums.values()) / sum(counts.values())
+    assert means == pytest.approx({m: overall for m in means}, rel=1e-4)
+    raw_means = {m: raw.fisher_sums[m] / counts[m] for m in counts}
+    assert max(raw_means.values()) / min(raw_means.values()) > 1.5  # the raw Fisher differs between encoders
+    for m in raw.fisher:  # within an encoder, the ranking of the parameters is kept
+        ratio = [f_n / f_r for f_n, f_r in zip(norm.fisher[m], raw.fisher[m]) if (f_r > 0).all()]
+        assert all(torch.allclose(r, r.flatten()[0].expand_as(r), rtol=1e-4) for r in ratio)
+    assert norm.fisher_sums == raw.fisher_sums  # the record keeps the measured (raw) Fisher
+
+
+def test_awc_groups_can_come_from_another_profit(fake_batch):
+    run, awc = awc_after_epoch_0(fake_batch, profit="neg_mpjpe")
+    assert set(awc.superior) | set(awc.inferior) == set(run.model.modalities) and awc.superior
+    with pytest.raises(ValueError, match="profit must be one of"):
+        methods.get("awc", profit="accuracy")
 
 
 def test_relearn_interpolates_exactly_per_group_once():
-    run = fake_run(epoch=4)
+    run = fake_run(epoch=5)  # Algorithm 1: re-learn after training epoch n == r (0-based), r = 5 here
     rl = methods.get("relearn", relearn_epoch=5)
     rl.setup(run)
     initial = {m: [p.detach().clone() for p in ps] for m, ps in run.model.modality_parameters().items()}
@@ -103,10 +175,15 @@ def test_relearn_interpolates_exactly_per_group_once():
             assert torch.allclose(p, alpha * p0 + (1 - alpha) * p1, atol=1e-6)
     for p, p1 in zip(after["fusion"], before["fusion"]):
         assert torch.equal(p, p1)  # fusion and head untouched
-    run.epoch = 5
-    snapshot = [p.detach().clone() for p in run.model.parameters()]
-    rl.on_epoch_end(run)
-    assert all(torch.equal(p, q) for p, q in zip(run.model.parameters(), snapshot))  # only at epoch r
+    for run.epoch in (4, 6):
+        snapshot = [p.detach().clone() for p in run.model.parameters()]
+        rl.on_epoch_end(run)
+        assert all(torch.equal(p, q) for p, q in zip(run.model.parameters(), snapshot))  # only at epoch r
+    rl = methods.get("relearn")
+    rl.setup(fake_run(epochs=50))
+    assert rl.at == 20  # 001 Sec. 4.1: r = 20 of 50
+    with pytest.raises(ValueError, match="relearn_epoch"):
+        methods.get("relearn", relearn_epoch=9).setup(fake_run(epochs=10))  # nothing left to re-learn in
 
 
 def test_method_parameters_are_validated():
@@ -197,9 +274,10 @@ def test_gblending_loss_blends_the_branches_with_its_weights(fake_batch):
     pred = model.decode(features)
     step = SimpleNamespace(batch=batch, features=features, pred=pred, loss=mpjpe_loss(pred, batch["gt"]))
     method = methods.get("gblending")
-    method.build_heads(model, seed=0, lr=1e-3)
+    method.heads = torch.nn.ModuleDict({m: torch.nn.Linear(model.dim, 51) for m in model.modalities})
     method.weights = {"rgb": 0.1, "lidar": 0.2, "mmwave": 0.0, "wifi-csi": 0.3, "fused": 0.4}
-    total = step.loss + method.extra_loss(SimpleNamespace(model=model), step)
+    run = SimpleNamespace(model=model)
+    total = method.pose_loss_weight(run) * step.loss + method.extra_loss(run, step)  # the loop's objective
     own = {m: model.mean_pose + method.heads[m](features[m]).view(-1, 17, 3) for m in model.modalities}
     expected = 0.4 * step.loss + sum(method.weights[m] * mpjpe_loss(own[m], batch["gt"]) for m in model.modalities)
     assert torch.allclose(total, expected)
@@ -210,30 +288,45 @@ def test_gblending_loss_blends_the_branches_with_its_weights(fake_batch):
 def test_modality_resample_duplicates_the_weak_modalities_only():
     from poise.methods.modality_resample import duplicate_counts
 
-    counts = duplicate_counts({"a": 30.0, "b": 10.0}, n=1000, alpha=1.0)  # M = 2: the original's count
-    gap_a, gap_b = 1 - 30 * 2 / 51, 1 - 10 * 2 / 51
-    assert counts == {"a": 0, "b": int(2 / 3 * (gap_b - gap_a) * 1000)}
+    counts = duplicate_counts({"a": 30.0, "b": 10.0}, n=1000, alpha=1.0)  # M = 2: the original's count with
+    assert counts == {"a": 0, "b": int(2 / 3 * (30 - 10) / 51 * 1000)}  # the unimodal-profit gap as a fraction
     four = duplicate_counts(SCORES, n=900, alpha=1.0)
     assert four["rgb"] == 0 and four["wifi-csi"] > four["mmwave"] > four["lidar"] > 0
     assert duplicate_counts(SCORES, n=900, alpha=0.0) == {m: 0 for m in SCORES}
 
 
+def test_modality_resample_never_adds_more_than_the_originals_bound():
+    """The original adds at most alpha * 2/3 * N duplicates; so must we, whatever the scores (negative, above
+    51 / M, or the bench's: RGB 27.8, LiDAR 14.2, mmWave 2.3, WiFi 6.0 used to add 1,060 per 1,000 frames)."""
+    from poise.methods.modality_resample import duplicate_counts
+
+    rng = np.random.default_rng(0)
+    cases = [{"rgb": 27.8, "lidar": 14.2, "mmwave": 2.3, "wifi-csi": 6.0}, {"a": 51.0, "b": -51.0},
+             {"a": 60.0, "b": 0.0, "c": -5.0}]
+    cases += [dict(zip("abcd", rng.uniform(-60, 60, 4))) for _ in range(200)]
+    for scores in cases:
+        for alpha in (0.5, 1.0, 2.0):
+            assert sum(duplicate_counts(scores, n=1000, alpha=alpha).values()) <= alpha * 2 / 3 * 1000, scores
+    assert sum(duplicate_counts({"a": 51.0, "b": -51.0}, n=1000, alpha=1.0).values()) == 666  # the bound is reached
+
+
 def test_modality_resample_trains_its_duplicates_on_one_modality(fake_batch):
     torch.manual_seed(0)
     run = fake_run(epoch=3)
-    run.train = [None] * 4  # only len() is used
-    run.config.seed = 0
+    run.train_rows = np.delete(np.arange(64), [4, 6, 7])  # rows 4, 6, 7 are held out
+    n = len(run.train_rows)
     method = methods.get("modality_resample", warmup=1)
     samples = method.epoch_samples(run)
-    assert (samples[:4] == range(4)).all() and len(samples) > 4  # every frame once, then the duplicates
-    kept = {run.model.modalities[i] for i in method.only[4:]}
+    assert (samples[:n] == run.train_rows).all() and len(samples) > n  # every frame once, then the duplicates
+    assert set(samples[n:]) <= set(run.train_rows)  # duplicates are drawn from the frames trained on
+    kept = {run.model.modalities[i] for i in method.only[n:]}
     assert "rgb" not in kept and kept  # the best valued modality is never the one kept alone
     batch = fake_batch(len(samples))
     batch["sample"] = torch.arange(len(samples))
     features = run.model.encode(batch)
     pred = method.predict(run, batch, features)
-    assert torch.equal(pred[:4], run.model.decode(features)[:4])
-    for row in range(4, len(samples)):
+    assert torch.equal(pred[:n], run.model.decode(features)[:n])
+    for row in range(n, len(samples)):
         m = run.model.modalities[method.only[row]]
         alone = run.model.decode({k: f[row:row + 1] for k, f in features.items()}, (m,))
         assert torch.allclose(pred[row:row + 1], alone, atol=1e-6)

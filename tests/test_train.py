@@ -35,13 +35,13 @@ def test_a_run_writes_its_directory_and_learns(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("method, params, fusion", [
-    ("baseline", {}, "attention"), ("awc", {"window": 2, "alpha_s": 2e4}, "concat"),
-    ("relearn", {"relearn_epoch": 1}, "concat"), ("ogm_ge", {}, "concat"), ("agm", {}, "concat"),
-    ("gblending", {"super_epoch": 1, "holdout": 0.5}, "concat"), ("modality_resample", {"warmup": 1}, "mlp")])
+    ("baseline", {}, "attention"), ("awc", {"window": 1, "alpha_s": 2e4, "fisher_frames": 64}, "concat"),
+    ("relearn", {"relearn_epoch": 0}, "concat"), ("ogm_ge", {}, "concat"), ("agm", {}, "concat"),
+    ("gblending", {"super_epoch": 1}, "concat"), ("modality_resample", {"warmup": 1}, "mlp")])
 def test_resume_ends_with_the_same_numbers(tiny, tmp_path, method, params, fusion):
     """N epochs straight == N - 1 epochs, stop, resume for the last (AWC's penalty and re-learning included)."""
-    kw = dict(fusion=fusion, method=method, method_params=params)
-    n = 3 if method in ("modality_resample", "relearn", "gblending") else 2  # long enough that the cut run acts too
+    kw = dict(fusion=fusion, method=method, method_params=params, holdout=0.5 if method == "gblending" else 0.0)
+    n = 3 if method in ("modality_resample", "relearn", "gblending", "awc") else 2  # long enough that the cut run acts
     straight = train(tiny_config(tiny, tmp_path, epochs=n, name="straight", **kw), progress=False)
     train(tiny_config(tiny, tmp_path, epochs=n - 1, name="cut", **kw), progress=False)
     resumed = resume(tmp_path / "runs" / "cut", progress=False, epochs=n)
@@ -97,6 +97,10 @@ def test_contrib_reports_every_profit_for_a_trained_run(tiny, tmp_path, capsys):
 
 
 def test_a_method_that_would_never_act_is_an_error(tiny, tmp_path):
+    with pytest.raises(ValueError, match="would never act"):
+        train(tiny_config(tiny, tmp_path, epochs=1, method="awc", name="a"), progress=False)
+    with pytest.raises(ValueError, match="holdout"):
+        train(tiny_config(tiny, tmp_path, epochs=3, method="gblending", name="g"), progress=False)
     with pytest.raises(ValueError, match="relearn_epoch"):
         train(tiny_config(tiny, tmp_path, epochs=2, method="relearn", method_params={"relearn_epoch": 2}),
               progress=False)
@@ -105,17 +109,25 @@ def test_a_method_that_would_never_act_is_an_error(tiny, tmp_path):
                           name="r"), progress=False)
 
 
-def test_gblending_never_trains_on_its_validation_sequences(tiny, tmp_path):
-    run = train(tiny_config(tiny, tmp_path, epochs=2, method="gblending",
-                            method_params={"super_epoch": 1, "holdout": 0.5}), progress=False)
+def test_held_out_sequences_are_never_trained_on_and_validate_every_epoch(tiny, tmp_path):
+    from poise.train import epoch_order
+
+    run = train(tiny_config(tiny, tmp_path, epochs=2, method="gblending", holdout=0.5,
+                            method_params={"super_epoch": 1}), progress=False)
     g = run.method
-    trained, held = set(run.train.sequence_of(g.train_rows)), set(run.train.sequence_of(g.val_slice))
+    trained, held = set(run.train.sequence_of(run.train_rows)), set(run.train.sequence_of(run.val_rows))
     assert trained and held and not trained & held
+    assert set(run.train.sequence_of(g.val_slice)) <= held and set(run.train.sequence_of(g.train_slice)) <= trained
+    samples, _ = epoch_order(run)
+    assert not set(run.train.sequence_of(samples)) & held
+    assert all(h["val_mpjpe_mm"] > 0 for h in run.history)
     assert len(g.history) == 2 and sum(g.weights.values()) == pytest.approx(1.0)
     assert g.weights != {k: 1 / 5 for k in g.weights}  # the estimate moved the weights off uniform
+    assert run.history[-1]["gblending_w_fused"] == g.weights["fused"]
+    assert {g["name"] for g in run.optimizer.param_groups} >= {"gblending_heads", "fusion", "rgb"}
     with pytest.raises(ValueError, match="super_epoch"):
-        train(tiny_config(tiny, tmp_path, epochs=2, method="gblending", name="g",
-                          method_params={"super_epoch": 2, "holdout": 0.5}), progress=False)
+        train(tiny_config(tiny, tmp_path, epochs=2, method="gblending", name="g", holdout=0.5,
+                          method_params={"super_epoch": 2}), progress=False)
 
 
 def test_the_paper_encoders_train_through_the_same_loop(tiny, tmp_path):
@@ -133,7 +145,7 @@ def test_the_paper_encoders_train_through_the_same_loop(tiny, tmp_path):
 
 
 def test_device_is_validated_and_batches_move(tiny, tmp_path):
-    from poise.train import resolve_device, to_device
+    from poise.runtime import resolve_device, to_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

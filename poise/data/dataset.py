@@ -207,6 +207,10 @@ class MMFiDataset(Dataset):
         """The sequence (an index into ``self.sequences``) of each dataset index."""
         return self._seq_ids[self._rows[np.asarray(indices, dtype=np.int64)]]
 
+    def poses(self, indices) -> np.ndarray:
+        """The ground-truth poses (N, 17, 3), metres, of the frames at ``indices`` (no sensor data read)."""
+        return self._source.gt(self._rows[np.asarray(indices, dtype=np.int64).reshape(-1)])
+
     def set_epoch(self, epoch: int) -> None:
         """Select the point-sampling draws of this epoch (deterministic given seed, epoch and item index)."""
         self.epoch = int(epoch)

@@ -23,6 +23,9 @@ overflow the exponential. The empty coalition is the model's output with every m
 regression head has a bias). ``cap`` is 7, the original's value for three modalities. AGM's gradient rule is
 kept: when any fusion/head gradient element exceeds 1 in magnitude, the global gradient norm is clipped to 1.
 Cost: 2^M decodes per step with autograd (encoders still run once).
+Optimiser: the reference trains with SGD (momentum 0.9, weight decay 1e-4), and so do we by default
+(``reference_optimizer``; ``poise.optim``): Adam would normalise a slowly varying k away. Each epoch's row of
+``metrics.csv`` holds the mean coefficient of every modality (``agm_k_<m>``).
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ def coefficients(reference: dict, current: dict, alpha: float, cap: float) -> di
 @register("agm")
 @dataclasses.dataclass
 class AGM(Method):
+    reference_optimizer = "sgd"
     alpha: float = 1.0
     cap: float = 7.0
     clip: bool = True  # AGM's gradient-norm clipping rule
@@ -90,6 +94,14 @@ class AGM(Method):
         self.running: dict = {}  # running mean of each score
         self.count = 0
         self.last: dict = {}
+        self._sums: dict = {}  # this epoch's summed coefficients
+        self._steps = 0
+
+    def on_epoch_start(self, run) -> None:
+        self._sums, self._steps = {m: 0.0 for m in run.model.modalities}, 0
+
+    def epoch_metrics(self, run) -> dict:
+        return {f"agm_k_{m}": (s / self._steps if self._steps else 1.0) for m, s in self._sums.items()}
 
     def predict(self, run, batch: dict, features: dict) -> torch.Tensor:
         empty, phi = shapley_responses(run.model, features)
@@ -103,6 +115,9 @@ class AGM(Method):
             for m, s in scores.items():
                 self.running[m] = self.running.get(m, s) + (s - self.running.get(m, s)) / self.count
             self.last = coefficients(strengths(self.running), strengths(scores), self.alpha, self.cap)
+            for m, k in self.last.items():
+                self._sums[m] = self._sums.get(m, 0.0) + k
+            self._steps += 1
         return empty + sum(scale_grad(p, self.last[m]) for m, p in phi.items())
 
     def after_backward(self, run, step) -> None:

@@ -1,18 +1,36 @@
-"""``awc``: Adaptive Weight Constraint (paper 000, "AWC regularization" and "Learning Window").
+"""``awc``: Adaptive Weight Constraint (paper 000, "AWC regularization", "Learning Window", "Loss & Training").
 
-    L_AWC = sum over modalities m of alpha_g(m) * sum_i F_ii (theta_i^m - theta_0,i^m*)^2 / 2,
+    L_AWC = sum over modalities m of alpha_g(m) * sum_i F_ii (theta_i^m - theta*_i^m)^2 / 2,
 
 added to the MPJPE loss during the learning window, where g(m) is m's group from K-Means (k = 2) on the
-Shapley-Pearson scores (superior S or inferior I, ``groups.split_groups``), alpha_S > alpha_I, and the sum
-runs over each encoder's parameters (fusion and head are never constrained). Our choices where the paper is
-not explicit:
-- **Anchor** theta_0*: each encoder's parameters when training starts (the start of the window).
-- **Fisher**: the empirical diagonal Fisher, the mean of squared gradients of the MPJPE loss over the first
-  ``fisher_batches`` batches of the first epoch (0 = the whole epoch). This is where "strong modalities
-  accumulate large early-stage gradients" (000) and so receive the larger constraint.
-- **Window**: the penalty applies in epochs 1 .. K-1 (epoch 0 estimates the Fisher, and no scores exist yet);
-  K defaults to 40 % of the epochs, the paper's 20 of 50.
-- **Groups** are re-computed after every epoch from that epoch's scores.
+modalities' Shapley scores (superior S or inferior I, ``groups.split_groups``), alpha_S > alpha_I, and the sum
+runs over each encoder's parameters (fusion and head are never constrained). 000 does not say how F and
+theta* are obtained beyond "the diagonal FIM" and "strong modalities accumulate large early-stage gradients,
+yielding high FIM values"; our reading:
+
+- **Schedule.** Epoch 0 trains without the penalty. It is the early stage whose gradients the Fisher is to
+  measure, and before it there are neither contribution scores (so no groups) nor a Fisher: at the random
+  initialisation the scores would group the modalities at random. At the end of epoch 0:
+  - theta* = each encoder's parameters (000's theta_0^{m,*}; EWC anchors where its Fisher is measured);
+  - F = the per-sample empirical Fisher of the MPJPE loss (001 Eq. 7, ``poise.fisher``, one implementation
+    with EWC) at theta*, over ``fisher_frames`` trained-on frames (a fixed draw; 0 = all of them). Per
+    sample, not squared batch-mean gradients: the latter is 100-200x smaller at batch 32 and shrinks as
+    1/batch, which would make alpha mean something else at every batch size;
+  - the groups, from that epoch's scores.
+  Epochs 1 .. K are penalised (``window`` = K, default 40 % of the epochs: 000's K = 20 of 50), with the
+  groups re-computed after every epoch from its scores; the epochs after K are unconstrained (000: "disabled
+  thereafter"). A run that would never be penalised (K < 1, or K > epochs - 1) is an error.
+- **Groups** come from the Shapley scores under ``profit`` (``pearson``, 000's choice and the loop's per-epoch
+  assessment; ``neg_mse`` or ``neg_mpjpe`` recompute them on the same assessment frames), for 000's ablation
+  of the profit.
+- **Who is constrained.** 000's mechanism needs the strong modalities to carry the large Fisher. With our
+  encoders they may not (an encoder's Fisher depends on its size, input scale and architecture as much as on
+  how much the modality has learned), so each epoch's row of ``metrics.csv`` records every modality's share
+  of the penalty (``awc_share_<m>``), its Fisher sum (``awc_fisher_<m>``) and its group
+  (``awc_superior_<m>``). ``normalise=True`` is our documented variant: each encoder's Fisher is rescaled so
+  that its mean per parameter equals the mean over all encoders' parameters. Within an encoder the Fisher
+  still ranks the parameters; between encoders only alpha_S / alpha_I (and how far each encoder moves) set
+  the strength, as 000's argument intends.
 - **Scale**: the paper's alpha_S = 20k, alpha_I = 10k are our defaults, for a loss in metres as here (the
   MM-Fi ground truth is in metres). With a loss in millimetres the squared gradients, hence F, grow by 10^6
   while the loss grows by 10^3: divide alpha by 1000 to keep the same balance.
@@ -22,13 +40,18 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
+from poise.contrib.profits import PROFITS
+from poise.contrib.shapley import modality_contributions
+from poise.fisher import empirical_fisher
 from poise.methods import register
-from poise.methods.base import Method
+from poise.methods.base import Method, on_device_of, snapshot
 from poise.methods.groups import split_groups
 
 WINDOW_FRACTION = 0.4  # paper 000: K = 20 of 50 epochs
+FISHER_BATCH = 64  # frames per vectorised per-sample gradient batch
 
 
 @register("awc")
@@ -36,68 +59,123 @@ WINDOW_FRACTION = 0.4  # paper 000: K = 20 of 50 epochs
 class AWC(Method):
     alpha_s: float = 20_000.0
     alpha_i: float = 10_000.0
-    window: int = 0  # epochs; 0 = 40 % of the run's epochs
-    fisher_batches: int = 0  # 0 = every batch of the first epoch
+    window: int = 0  # K, the penalised epochs (1 .. K); 0 = 40 % of the run's epochs
+    fisher_frames: int = 1024  # trained-on frames of the Fisher pass at the end of epoch 0; 0 = all of them
+    normalise: bool = False  # rescale each encoder's Fisher to the same mean per parameter (our variant)
+    profit: str = "pearson"  # the Shapley profit whose scores form the groups
 
     def __post_init__(self):
-        if not self.alpha_s >= 0 or not self.alpha_i >= 0:
-            raise ValueError(f"awc: alpha_s and alpha_i must be >= 0, got {self.alpha_s}, {self.alpha_i}")
+        for key in ("alpha_s", "alpha_i"):
+            if isinstance(getattr(self, key), bool) or not isinstance(getattr(self, key), (int, float)) \
+                    or not getattr(self, key) >= 0:
+                raise ValueError(f"awc: {key} must be a number >= 0, got {getattr(self, key)!r}")
+        for key in ("window", "fisher_frames"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"awc: {key} must be an integer >= 0, got {value!r}")
+        if self.profit not in PROFITS:
+            raise ValueError(f"awc: profit must be one of {', '.join(PROFITS)}, got {self.profit!r}")
         self.anchor: dict[str, list[torch.Tensor]] = {}
         self.fisher: dict[str, list[torch.Tensor]] = {}
-        self.fisher_count = 0
+        self.fisher_sums: dict[str, float] = {}  # before any normalisation: 000's premise, as measured
         self.superior: list[str] = []
         self.inferior: list[str] = []
-
-    def window_epochs(self, run) -> int:
-        return self.window or max(1, round(WINDOW_FRACTION * run.config.epochs))
+        self.K = self.window
+        self.params_of: dict = {}
+        self._terms: dict[str, float] = {}  # this epoch's summed penalty per modality
+        self._steps = 0
+        self._superior_now: list[str] = []  # the superior group during this epoch
 
     def setup(self, run) -> None:
-        groups = run.model.modality_parameters()
-        if not self.anchor:  # a fresh run (a resumed one restored these from the checkpoint)
-            self.anchor = {m: [p.detach().clone() for p in groups[m]] for m in run.model.modalities}
-            self.fisher = {m: [torch.zeros_like(p) for p in groups[m]] for m in run.model.modalities}
-        else:  # restored on the CPU: follow the model's device
-            self.anchor = {m: [a.to(p.device) for a, p in zip(self.anchor[m], groups[m])] for m in self.anchor}
-            self.fisher = {m: [f.to(p.device) for f, p in zip(self.fisher[m], groups[m])] for m in self.fisher}
+        epochs = run.config.epochs
+        self.K = self.window or max(1, round(WINDOW_FRACTION * epochs))
+        if not 1 <= self.K <= epochs - 1:
+            raise ValueError(f"awc: window={self.K} penalised epochs after the Fisher epoch (epochs 1..{self.K}) do "
+                             f"not fit a run of {epochs} epochs, so AWC would never act as 000 describes; train at "
+                             f"least {self.K + 1} epochs or set --param window=K with 1 <= K <= {max(epochs - 1, 1)}")
+        self.params_of = {m: run.model.modality_parameters()[m] for m in run.model.modalities}
 
-    def _estimating(self, run) -> bool:
-        return run.epoch == 0 and (self.fisher_batches == 0 or self.fisher_count < self.fisher_batches)
-
-    def after_backward(self, run, step) -> None:
-        if not self._estimating(run):
-            return
-        n = self.fisher_count
-        for m, params in run.model.modality_parameters().items():
-            if m in self.fisher:
-                for f, p in zip(self.fisher[m], params):
-                    if p.grad is not None:
-                        f.mul_(n / (n + 1)).add_(p.grad.detach().square(), alpha=1 / (n + 1))  # running mean
-        self.fisher_count += 1
+    def active(self, run) -> bool:
+        return 1 <= run.epoch <= self.K
 
     def weight(self, modality: str) -> float:
         return self.alpha_s if modality in self.superior else self.alpha_i
 
-    def penalty(self, model) -> torch.Tensor:
-        """L_AWC at the model's current parameters (independent of the window)."""
-        groups = model.modality_parameters()
-        total = next(iter(self.fisher.values()))[0].new_zeros(())
-        for m in self.anchor:
-            term = sum(((p - a).square() * f).sum() for p, a, f in zip(groups[m], self.anchor[m], self.fisher[m]))
-            total = total + self.weight(m) * term / 2
-        return total
+    def terms(self) -> dict:
+        """Each modality's alpha_g(m) * sum_i F_ii (theta_i - theta*_i)^2 / 2 at the current parameters
+        (differentiable; independent of the window)."""
+        return {m: self.weight(m) * sum(((p - a).square() * f).sum()
+                                        for p, a, f in zip(self.params_of[m], self.anchor[m], self.fisher[m])) / 2
+                for m in self.anchor}
+
+    def penalty(self) -> torch.Tensor:
+        """L_AWC at the current parameters."""
+        return sum(self.terms().values())
+
+    def on_epoch_start(self, run) -> None:
+        self._terms, self._steps = {m: 0.0 for m in run.model.modalities}, 0
+        self._superior_now = list(self.superior) if self.active(run) else []
 
     def extra_loss(self, run, step):
-        if run.epoch == 0 or run.epoch >= self.window_epochs(run) or not (self.superior or self.inferior):
+        if not self.active(run):
             return None
-        return self.penalty(run.model)
+        terms = self.terms()
+        for m, t in terms.items():
+            self._terms[m] += float(t.detach())
+        self._steps += 1
+        return sum(terms.values())
 
     def on_epoch_end(self, run) -> None:
-        self.superior, self.inferior = split_groups(run.contributions[-1])
+        if run.epoch == 0:
+            self.estimate(run)
+        if run.epoch < self.K:  # the groups of the next (penalised) epoch
+            self.superior, self.inferior = split_groups(self.scores(run))
+
+    def scores(self, run) -> dict:
+        if self.profit == "pearson":
+            return run.contributions[-1]  # the loop's assessment of this epoch
+        run.model.eval()
+        with torch.no_grad():
+            features = run.model.encode(run.assess)
+        return modality_contributions(run.model, features, run.assess["gt"], profit=self.profit).scores
+
+    def estimate(self, run) -> None:
+        """theta* and the per-sample Fisher at the end of epoch 0."""
+        rows = run.train_rows
+        if self.fisher_frames and self.fisher_frames < len(rows):
+            rows = np.sort(np.random.default_rng([run.config.seed, 13]).choice(rows, self.fisher_frames, replace=False))
+        names = {n for m in run.model.modalities for n, _ in run.model.encoders[m].named_parameters(prefix=f"encoders.{m}")}
+        batches = (run.train.batch(rows[i:i + FISHER_BATCH]) for i in range(0, len(rows), FISHER_BATCH))
+        values, _ = empirical_fisher(run.model, batches, per_sample=True, names=names)
+        self.anchor = {m: snapshot(self.params_of[m]) for m in self.params_of}
+        self.fisher = {m: [values[f"encoders.{m}.{n}"] for n, _ in run.model.encoders[m].named_parameters()]
+                       for m in self.params_of}
+        self.fisher_sums = {m: float(sum(f.sum() for f in fs)) for m, fs in self.fisher.items()}
+        if self.normalise:
+            counts = {m: sum(f.numel() for f in fs) for m, fs in self.fisher.items()}
+            overall = sum(self.fisher_sums.values()) / sum(counts.values())
+            for m, fs in self.fisher.items():
+                mean = self.fisher_sums[m] / counts[m]
+                if mean > 0:
+                    self.fisher[m] = [f * (overall / mean) for f in fs]
+
+    def epoch_metrics(self, run) -> dict:
+        total = sum(self._terms.values())
+        out = {"awc_active": int(self.active(run)), "awc_penalty": total / max(self._steps, 1)}
+        for m in run.model.modalities:
+            out[f"awc_share_{m}"] = self._terms[m] / total if total > 0 else 0.0
+        for m in run.model.modalities:
+            out[f"awc_fisher_{m}"] = self.fisher_sums.get(m, 0.0)
+        for m in run.model.modalities:
+            out[f"awc_superior_{m}"] = int(m in self._superior_now)
+        return out
 
     def state_dict(self) -> dict:
-        return {"anchor": self.anchor, "fisher": self.fisher, "fisher_count": self.fisher_count,
+        return {"anchor": self.anchor, "fisher": self.fisher, "fisher_sums": self.fisher_sums,
                 "superior": self.superior, "inferior": self.inferior}
 
     def load_state_dict(self, state: dict) -> None:
-        self.anchor, self.fisher = state["anchor"], state["fisher"]
-        self.fisher_count, self.superior, self.inferior = state["fisher_count"], state["superior"], state["inferior"]
+        self.anchor = on_device_of(state["anchor"], self.params_of)
+        self.fisher = on_device_of(state["fisher"], self.params_of)
+        self.fisher_sums = dict(state["fisher_sums"])
+        self.superior, self.inferior = list(state["superior"]), list(state["inferior"])

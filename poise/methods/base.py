@@ -1,14 +1,22 @@
 """The method plugin interface: a few hooks, called by the training loop at fixed moments.
 
-    setup(run)                      once, after the model, optimiser and data exist (and after a resume)
+    reference_optimizer             "adam" or "sgd": what the method's reference trains with (``optimizer: auto``)
+    setup(run)                      once, after the model and the data exist and before the optimiser is built;
+                                    on resume, before the checkpoint is restored (set up, then restore)
+    modules() -> {name: Module}     trainable modules the method owns (e.g. G-Blending's heads): the loop puts
+                                    their parameters in the optimiser as groups of those names, checkpoints
+                                    them, averages their gradients under torchrun and checks them in sync
     on_epoch_start(run)             before each training epoch
-    epoch_samples(run) -> array|None   the training rows of this epoch, repeats allowed (None: each row once);
+    epoch_samples(run) -> array|None   the training rows of this epoch, repeats allowed (None: ``run.train_rows``);
                                     each batch's ``"sample"`` holds its positions in this list
     predict(run, batch, features) -> Tensor|None   the training prediction (None: model.decode(features))
-    extra_loss(run, step) -> Tensor|None   added to the pose loss of each step
-    after_backward(run, step)       after loss.backward(), before optimizer.step(): gradient editing
+    pose_loss_weight(run) -> float  the weight of the fused pose loss in the step's objective (default 1)
+    extra_loss(run, step) -> Tensor|None   added to the weighted pose loss of each step
+    after_backward(run, step)       after loss.backward() (and the gradient all-reduce), before optimizer.step()
     on_epoch_end(run)               after evaluation and the contribution assessment of the epoch
-    state_dict() / load_state_dict  what a checkpoint must hold to resume the method exactly
+    epoch_metrics(run) -> dict      numbers to add to this epoch's row of metrics.csv (named ``<method>_...``)
+    state_dict() / load_state_dict  what a checkpoint must hold to resume the method exactly (modules() are
+                                    saved by the loop)
 
 ``run`` is the training loop's ``Run`` (model, optimiser, config, epoch, contribution history, ...);
 ``step`` is the ``Step`` of the current batch (batch, features, prediction, loss). A method implements only
@@ -20,11 +28,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from typing import ClassVar
+
+import torch
 
 
 @dataclasses.dataclass
 class Method:
-    name = "method"
+    name: ClassVar[str] = "method"
+    reference_optimizer: ClassVar[str] = "adam"
 
     @classmethod
     def from_params(cls, params: dict) -> "Method":
@@ -43,6 +55,9 @@ class Method:
     def setup(self, run) -> None:
         pass
 
+    def modules(self) -> dict:
+        return {}
+
     def on_epoch_start(self, run) -> None:
         pass
 
@@ -51,6 +66,9 @@ class Method:
 
     def predict(self, run, batch: dict, features: dict):
         return None
+
+    def pose_loss_weight(self, run) -> float:
+        return 1.0
 
     def extra_loss(self, run, step):
         return None
@@ -61,13 +79,22 @@ class Method:
     def on_epoch_end(self, run) -> None:
         pass
 
-    def modules(self) -> list:
-        """Trainable modules the method owns besides the model (e.g. G-Blending's heads): the loop checks that
-        they too stay identical across ranks."""
-        return []
+    def epoch_metrics(self, run) -> dict:
+        return {}
 
     def state_dict(self) -> dict:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+def snapshot(params) -> list[torch.Tensor]:
+    """Detached copies of ``params`` (e.g. an encoder's parameters at the start of training)."""
+    return [p.detach().clone() for p in params]
+
+
+def on_device_of(saved: dict, like: dict) -> dict:
+    """``saved`` ({key: [tensors]}, restored from a checkpoint on the CPU) moved to the devices of ``like``'s
+    tensors ({key: [parameters]}), so a resumed run keeps working on its GPU."""
+    return {k: [s.to(p.device) for s, p in zip(saved[k], like[k])] for k in saved}

@@ -13,13 +13,16 @@ ratio between the last estimate N and now N + n:
 
 Adaptation (classification -> regression), all ours:
 - The branch loss L is MPJPE (001 Eq. 10) instead of cross-entropy. Each unimodal branch has its own linear
-  head on its encoder's features, as G-Blending's unimodal classifiers (the method's own parameters, trained
-  by its own Adam at the run's learning rate, saved in its state). Not ``decode(z, {m})`` through the shared
-  head: with a linear head, training each zero-padded branch to predict the whole pose makes the fused output
-  the *sum* of M pose offsets (we measured 439 mm test MPJPE that way, against 66 mm for joint training).
-- G-Blending needs a validation split: ``holdout`` of the training *sequences* (whole sequences, chosen by the
-  seed, never the test split) are held out of training and serve as L_val; L_train is measured on a fixed
-  slice of the frames that are trained on. Both slices are ``eval_frames`` frames.
+  head on its encoder's features, as G-Blending's unimodal classifiers: modules the method owns
+  (``modules()``), trained by the run's optimiser (their own parameter group) and checkpointed by the loop.
+  Not ``decode(z, {m})`` through the shared head: with a linear head, training each zero-padded branch to
+  predict the whole pose makes the fused output the *sum* of M pose offsets (we measured 439 mm test MPJPE
+  that way, against 66 mm for joint training). The fused branch's weight is the loop's ``pose_loss_weight``.
+- G-Blending needs a validation split: the run's held-out training *sequences* (config ``holdout``, whole
+  sequences, never trained on by any method, never the test split) give L_val; L_train is measured on a
+  fixed slice of the trained-on frames. Both slices are ``eval_frames`` frames. Every method in a
+  ``poise bench`` comparison trains on the same trained-on frames, so G-Blending is not handicapped by its
+  validation set.
 - Online estimation uses the jointly trained model's own trajectory over the last super-epoch, not M + 1
   temporary models trained from a snapshot (BalanceMM's version costs (M + 1) x super_epoch extra epochs per
   super-epoch, and it uses |G| / O^2 of absolute losses rather than the paper's deltas).
@@ -38,6 +41,7 @@ import torch
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.methods import register
 from poise.methods.base import Method
+from poise.runtime import to_device
 
 FUSED = "fused"
 
@@ -58,63 +62,41 @@ def blend_weights(previous: dict, now: dict, eps_mm: float) -> dict | None:
 @dataclasses.dataclass
 class GBlending(Method):
     super_epoch: int = 2  # epochs between weight estimates (n)
-    holdout: float = 0.1  # fraction of training sequences held out as G-Blending's validation set
     eval_frames: int = 512  # frames in each of the train and validation slices
     eps_mm: float = 1.0
 
     def __post_init__(self):
         if self.super_epoch < 1:
             raise ValueError(f"gblending: super_epoch must be >= 1, got {self.super_epoch}")
-        if not 0.0 < self.holdout < 1.0:
-            raise ValueError(f"gblending: holdout must lie in (0, 1), got {self.holdout}")
         if self.eval_frames < 2:
             raise ValueError(f"gblending: eval_frames must be >= 2 (MPJPE on a slice of frames), got {self.eval_frames}")
         if not self.eps_mm > 0:
             raise ValueError(f"gblending: eps_mm must be > 0, got {self.eps_mm}")
         self.heads: torch.nn.ModuleDict | None = None  # modality -> linear head on its features
-        self.head_optimizer: torch.optim.Optimizer | None = None
         self.weights: dict = {}
         self.last: dict = {}  # the last measurement {branch: (train_mm, val_mm)}
         self.history: list = []  # (epoch, weights) after each estimate
-        self._restored: dict | None = None
 
     def setup(self, run) -> None:
         if self.super_epoch >= run.config.epochs:
             raise ValueError(f"gblending: super_epoch={self.super_epoch} never re-weights in a run of "
                              f"{run.config.epochs} epochs; set --param super_epoch=N with N < epochs")
-        data = run.train
-        sequences = np.unique(data.sequence_of(np.arange(len(data))))
-        n_val = int(round(self.holdout * len(sequences)))
-        if n_val < 1 or n_val >= len(sequences):
-            raise ValueError(f"gblending: holdout={self.holdout} of {len(sequences)} training sequences leaves "
-                             f"{n_val} for validation; G-Blending needs at least one held out and one trained on: set "
-                             f"--param holdout=F so that F x {len(sequences)} rounds to 1..{len(sequences) - 1}")
+        if not len(run.val_rows):
+            raise ValueError("gblending estimates its weights on held-out training sequences and this run holds "
+                             "none out: set the config key holdout (e.g. --holdout 0.1)")
         rng = np.random.default_rng([run.config.seed, 7])
-        held = rng.choice(sequences, n_val, replace=False)
-        is_val = np.isin(data.sequence_of(np.arange(len(data))), held)
-        self.train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-        self.train_slice = np.sort(rng.permutation(self.train_rows)[: self.eval_frames])
-        self.val_slice = np.sort(rng.permutation(val_rows)[: self.eval_frames])
-        self.build_heads(run.model, run.config.seed, run.config.lr)
-        if self._restored is not None:  # a resumed run: the heads and their optimiser from the checkpoint
-            self.heads.load_state_dict(self._restored["heads"])
-            self.head_optimizer.load_state_dict(self._restored["head_optimizer"])
-            self._restored = None
-        if not self.weights:  # a fresh run (a resumed one restored these)
-            branches = [*run.model.modalities, FUSED]
-            self.weights = {k: 1.0 / len(branches) for k in branches}
-            self.last = self.measure(run)
+        self.train_slice = np.sort(rng.permutation(run.train_rows)[: self.eval_frames])
+        self.val_slice = np.sort(rng.permutation(run.val_rows)[: self.eval_frames])
+        with torch.random.fork_rng(devices=[]):  # initialised from the seed without touching the global RNG
+            torch.manual_seed(run.config.seed + 1)
+            heads = {m: torch.nn.Linear(run.model.dim, 17 * 3) for m in run.model.modalities}
+        self.heads = torch.nn.ModuleDict(heads).to(run.device)
+        branches = [*run.model.modalities, FUSED]
+        self.weights = {k: 1.0 / len(branches) for k in branches}
+        self.last = self.measure(run)  # a resumed run restores its own weights and measurement after this
 
-    def epoch_samples(self, run):
-        return self.train_rows
-
-    def build_heads(self, model, seed: int, lr: float) -> None:
-        """One linear head per modality (initialised from ``seed`` without touching the global RNG)."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 1)
-            heads = {m: torch.nn.Linear(model.dim, 17 * 3) for m in model.modalities}
-        self.heads = torch.nn.ModuleDict(heads).to(model.mean_pose.device)
-        self.head_optimizer = torch.optim.Adam(self.heads.parameters(), lr=lr)
+    def modules(self) -> dict:
+        return {"gblending_heads": self.heads}
 
     def unimodal(self, model, features: dict) -> dict:
         """Each modality's own-head prediction (B, 17, 3)."""
@@ -122,8 +104,6 @@ class GBlending(Method):
 
     @torch.no_grad()
     def _branch_mm(self, model, rows, data) -> dict:
-        from poise.train import to_device
-
         batch = to_device(data.batch(rows), next(model.parameters()).device)
         features = model.encode(batch)
         out = self.unimodal(model, features)
@@ -140,21 +120,12 @@ class GBlending(Method):
         run.model.train(was_training)
         return {k: (train[k], val[k]) for k in train}
 
+    def pose_loss_weight(self, run) -> float:
+        return self.weights[FUSED]
+
     def extra_loss(self, run, step):
         gt = step.batch["gt"]
-        total = (self.weights[FUSED] - 1.0) * step.loss  # the loop's loss is the fused one, with weight 1
-        for m, pred in self.unimodal(run.model, step.features).items():
-            total = total + self.weights[m] * mpjpe_loss(pred, gt)
-        return total
-
-    def after_backward(self, run, step) -> None:
-        from poise import distributed
-
-        distributed.average_gradients(self.heads)
-        for group in self.head_optimizer.param_groups:
-            group["lr"] = run.optimizer.param_groups[0]["lr"]  # follow the run's schedule
-        self.head_optimizer.step()
-        self.head_optimizer.zero_grad(set_to_none=True)
+        return sum(self.weights[m] * mpjpe_loss(pred, gt) for m, pred in self.unimodal(run.model, step.features).items())
 
     def on_epoch_end(self, run) -> None:
         if (run.epoch + 1) % self.super_epoch:
@@ -166,16 +137,14 @@ class GBlending(Method):
         self.last = now
         self.history.append((run.epoch + 1, dict(self.weights)))
 
-    def modules(self) -> list:
-        return [self.heads]
+    def epoch_metrics(self, run) -> dict:
+        return {f"gblending_w_{k}": w for k, w in self.weights.items()}
 
     def state_dict(self) -> dict:
         return {"weights": self.weights, "last": {k: list(v) for k, v in self.last.items()},
-                "history": [[e, w] for e, w in self.history], "heads": self.heads.state_dict(),
-                "head_optimizer": self.head_optimizer.state_dict()}
+                "history": [[e, w] for e, w in self.history]}
 
     def load_state_dict(self, state: dict) -> None:
         self.weights = dict(state["weights"])
         self.last = {k: tuple(v) for k, v in state["last"].items()}
         self.history = [(e, dict(w)) for e, w in state["history"]]
-        self._restored = {"heads": state["heads"], "head_optimizer": state["head_optimizer"]}

@@ -10,15 +10,18 @@ training loss is unchanged.
 
 Adaptation (classification -> regression), ours:
 - The value is the Shapley-Pearson score of the epoch's contribution assessment (001 Eq. 1-3, already
-  computed each epoch on a fixed slice of training frames): the Pearson profit is at most 51 (17 x 3
-  coordinates), so the normalised value phi_m * M / 51 has the original's ideal of 1 per modality and
-  gap_m = 1 - phi_m * M / 51.
-- For M > 2 every modality m other than the best valued one (smallest gap) gets
-  int(alpha * 2/3 * (gap_m - gap_best) * N / (M - 1)) duplicates; each is trained with only m present
-  (every other modality zeroed at the feature level), which is the original's "stronger modality zeroed" for
-  M = 2, where the count is exactly the original's. Dividing by M - 1 keeps the total added at most that of a
-  two-modality run with the same gaps.
-- Re-sampling starts after ``warmup`` epochs (the original's 5 of 100; ours 2 of 20 by default) and is redrawn
+  computed each epoch on a fixed slice of training frames). For M = 2 the original's count is driven by
+  |phi_a - phi_v| = |v(a) - v(v)|, the difference of the two unimodal accuracies, which lies in [0, 1]. The
+  Shapley-Pearson scores of two modalities differ by exactly the difference of their unimodal Pearson profits,
+  and that profit is at most 51 (17 x 3 coordinates), so ours is
+      d_m = clip((phi_best - phi_m) / 51, 0, 1),
+  the same quantity as a fraction of its maximum, and bounded as the original's.
+- For M > 2 every modality m other than the best valued one gets int(alpha * 2/3 * d_m * N / (M - 1))
+  duplicates, each trained with only m present (every other modality zeroed at the feature level), which is
+  the original's "stronger modality zeroed" for M = 2, where the count is exactly the original's. Dividing by
+  M - 1 keeps the total added at most alpha * 2/3 * N, the original's bound.
+- N is the number of frames trained on (``run.train_rows``), and duplicates are drawn from them.
+- Re-sampling starts after ``warmup`` epochs (the original's 5 of 100; ours 2 by default) and is redrawn
   every epoch from the last scores, with a generator seeded by (seed, epoch), so a resumed run draws the same.
 """
 
@@ -35,13 +38,14 @@ MAX_PROFIT = 51.0  # the Pearson profit sums r over 17 x 3 coordinates
 
 
 def duplicate_counts(scores: dict, n: int, alpha: float) -> dict:
-    """Duplicates per modality ``{m: count}`` from Shapley-Pearson ``scores`` and the training-set size n."""
+    """Duplicates per modality ``{m: count}`` from Shapley-Pearson ``scores`` and the training-set size n; in
+    total at most ``alpha * 2/3 * n``."""
     M = len(scores)
     if M < 2:
         return {m: 0 for m in scores}
-    gaps = {m: 1.0 - s * M / MAX_PROFIT for m, s in scores.items()}
-    best = min(gaps.values())
-    return {m: int(alpha * 2 / 3 * (g - best) * n / (M - 1)) for m, g in gaps.items()}
+    best = max(scores.values())
+    gaps = {m: min(max((best - s) / MAX_PROFIT, 0.0), 1.0) for m, s in scores.items()}
+    return {m: int(alpha * 2 / 3 * g * n / (M - 1)) for m, g in gaps.items()}
 
 
 @register("modality_resample")
@@ -68,18 +72,18 @@ class ModalityResample(Method):
                              f"{run.config.epochs}; set --param warmup=N with N < epochs")
 
     def epoch_samples(self, run):
-        n = len(run.train)
+        n = len(run.train_rows)
         self.only = np.full(n, -1, dtype=np.int64)
         self.counts = {}
         if run.epoch < self.warmup or not run.contributions:
             return None
         self.counts = duplicate_counts(run.contributions[-1], n, self.alpha)
         rng = np.random.default_rng([run.config.seed, run.epoch, 11])
-        rows, only = [np.arange(n)], [self.only]
+        rows, only = [run.train_rows], [self.only]
         for i, m in enumerate(run.model.modalities):
             count = self.counts.get(m, 0)
             if count:
-                rows.append(rng.integers(0, n, count))
+                rows.append(run.train_rows[rng.integers(0, n, count)])
                 only.append(np.full(count, i, dtype=np.int64))
         self.only = np.concatenate(only)
         return np.concatenate(rows)
@@ -95,3 +99,6 @@ class ModalityResample(Method):
                 sub = {k: f[rows] for k, f in features.items()}
                 pred[rows] = run.model.decode(sub, (m,))
         return pred
+
+    def epoch_metrics(self, run) -> dict:
+        return {f"modality_resample_added_{m}": self.counts.get(m, 0) for m in run.model.modalities}

@@ -16,6 +16,10 @@ of the others (the maintainer's suggestion in OGM-GE issue #16). As in the origi
 it drops to 1 - tanh(alpha) just above rho = 1; only modalities with rho > 1 are damped; the GE noise goes on
 every encoder's weight tensors (dim > 1), damped or not. ``window`` limits modulation to the first epochs
 (0 = all).
+Optimiser: the reference trains with SGD (momentum 0.9, weight decay 1e-4), and so do we by default
+(``reference_optimizer``; ``poise.optim``). Under Adam a gradient scale that changes slowly is normalised away
+(a constant k = 0.3 leaves Adam's step unchanged), so only the GE noise would act.
+Each epoch's row of ``metrics.csv`` holds the mean coefficient of every modality (``ogm_ge_k_<m>``).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def coefficients(scores: dict, alpha: float) -> dict:
 @register("ogm_ge")
 @dataclasses.dataclass
 class OGMGE(Method):
+    reference_optimizer = "sgd"
     alpha: float = 0.3
     ge: bool = True  # add the generalisation-enhancement noise
     window: int = 0  # epochs with modulation; 0 = every epoch
@@ -54,6 +59,8 @@ class OGMGE(Method):
         if not self.alpha >= 0:
             raise ValueError(f"ogm_ge: alpha must be >= 0, got {self.alpha}")
         self.last: dict = {}  # the last step's coefficients, for logging and tests
+        self._sums: dict = {}  # this epoch's summed coefficients
+        self._steps = 0
 
     @torch.no_grad()
     def scores(self, run, step) -> dict:
@@ -74,8 +81,17 @@ class OGMGE(Method):
                 if std is not None:
                     p.grad.add_(torch.randn_like(p.grad) * std)
 
+    def on_epoch_start(self, run) -> None:
+        self._sums, self._steps = {m: 0.0 for m in run.model.modalities}, 0
+
     def after_backward(self, run, step) -> None:
         if self.window and run.epoch >= self.window:
             return
         self.last = coefficients(self.scores(run, step), self.alpha)
         self.modulate(run.model, self.last)
+        for m, k in self.last.items():
+            self._sums[m] += k
+        self._steps += 1
+
+    def epoch_metrics(self, run) -> dict:
+        return {f"ogm_ge_k_{m}": (s / self._steps if self._steps else 1.0) for m, s in self._sums.items()}

@@ -7,10 +7,11 @@ toward its initial value:
     theta^m <- alpha_g * theta_0^m + (1 - alpha_g) * theta^m,   alpha_S = 0.5, alpha_I = 0.7 (the paper's).
 
 theta_0 is the encoder's parameters when training starts; fusion and head are untouched (as in 001, which
-re-initialises encoders). 001 Sec. 4.1 re-learns at epoch r = 20 of 50; ``relearn_epoch`` = 0 (the default)
-keeps that proportion, r = round(0.4 * epochs) (at least 1: 3 of our benchmark's 8 epochs), and a positive
-``relearn_epoch`` sets r (1-based: after that many epochs). Re-learning happens once.
-The optimiser's moment estimates are kept (Algorithm 1 does not reset them).
+re-initialises encoders). Algorithm 1 loops over epochs n = 0 .. N-1 and re-learns after training epoch
+n == r, so r + 1 epochs have been trained; we do the same (0-based epoch index r). 001 Sec. 4.1 sets r = 20 of
+N = 50; ``relearn_epoch`` unset (the default) keeps that proportion, r = round(0.4 * N), and
+``relearn_epoch`` = r sets it. r must leave at least one epoch to re-learn in (0 <= r <= N - 2). Re-learning happens
+once. The optimiser's moment estimates are kept (Algorithm 1 does not reset them).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import dataclasses
 import torch
 
 from poise.methods import register
-from poise.methods.base import Method
+from poise.methods.base import Method, on_device_of, snapshot
 from poise.methods.groups import split_groups
 
 
@@ -32,28 +33,29 @@ RELEARN_FRACTION = 0.4  # 001 Sec. 4.1: r = 20 of N = 50 epochs
 class Relearn(Method):
     alpha_s: float = 0.5
     alpha_i: float = 0.7
-    relearn_epoch: int = 0  # 1-based epoch after which to re-learn; 0: 40 % of the epochs, as 001's 20 of 50
+    relearn_epoch: int | None = None  # r: re-learn after epoch index r (0-based, Algorithm 1's n == r); None: 40 %
 
     def __post_init__(self):
         for name in ("alpha_s", "alpha_i"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"relearn: {name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.relearn_epoch < 0:
-            raise ValueError(f"relearn: relearn_epoch must be >= 1 (or 0: 40 % of the epochs), got {self.relearn_epoch}")
+        if self.relearn_epoch is not None and (isinstance(self.relearn_epoch, bool)
+                                               or not isinstance(self.relearn_epoch, int) or self.relearn_epoch < 0):
+            raise ValueError(f"relearn: relearn_epoch must be an epoch index >= 0 (or unset: 40 % of the epochs), "
+                             f"got {self.relearn_epoch!r}")
         self.at = self.relearn_epoch
         self.initial: dict[str, list[torch.Tensor]] = {}
         self.groups: dict[str, list[str]] = {}
+        self.params_of: dict = {}
 
     def setup(self, run) -> None:
-        self.at = self.relearn_epoch or max(1, round(RELEARN_FRACTION * run.config.epochs))
-        if self.at >= run.config.epochs:
-            raise ValueError(f"relearn: re-learning after epoch {self.at} leaves no epoch to re-learn in a run of "
-                             f"{run.config.epochs}; train more epochs, or set --param relearn_epoch=N with N < epochs")
-        groups = run.model.modality_parameters()
-        if not self.initial:
-            self.initial = {m: [p.detach().clone() for p in groups[m]] for m in run.model.modalities}
-        else:  # restored on the CPU: follow the model's device
-            self.initial = {m: [a.to(p.device) for a, p in zip(self.initial[m], groups[m])] for m in self.initial}
+        self.at = round(RELEARN_FRACTION * run.config.epochs) if self.relearn_epoch is None else self.relearn_epoch
+        if not 0 <= self.at <= run.config.epochs - 2:
+            raise ValueError(f"relearn: re-learning after epoch index r = {self.at} (Algorithm 1's n == r) needs "
+                             f"0 <= r <= epochs - 2 to leave an epoch to re-learn in, and this run has "
+                             f"{run.config.epochs} epochs; train more epochs, or set --param relearn_epoch=r")
+        self.params_of = run.model.modality_parameters()
+        self.initial = {m: snapshot(self.params_of[m]) for m in run.model.modalities}
 
     @torch.no_grad()
     def relearn(self, model, superior, inferior) -> None:
@@ -65,7 +67,7 @@ class Relearn(Method):
                 p.mul_(1 - alpha).add_(p0, alpha=alpha)
 
     def on_epoch_end(self, run) -> None:
-        if run.epoch + 1 == self.at:
+        if run.epoch == self.at:
             superior, inferior = split_groups(run.contributions[-1])
             self.groups = {"superior": superior, "inferior": inferior}
             self.relearn(run.model, superior, inferior)
@@ -73,5 +75,8 @@ class Relearn(Method):
     def state_dict(self) -> dict:
         return {"initial": self.initial, "groups": self.groups}
 
+    def epoch_metrics(self, run) -> dict:
+        return {"relearn_done": int(run.epoch >= self.at)}
+
     def load_state_dict(self, state: dict) -> None:
-        self.initial, self.groups = state["initial"], state["groups"]
+        self.initial, self.groups = on_device_of(state["initial"], self.params_of), state["groups"]
