@@ -163,9 +163,11 @@ def cmd_bench(args) -> int:
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
                         *([f"--jobs {args.jobs}"] if args.jobs != 1 else [])])
     text = bench(args.preset, args.data, out, jobs=args.jobs, threads=args.threads, seeds=args.seeds,
-                 force=args.force, progress=not args.quiet, command=command, protocol=args.protocol, split=args.split)
+                 force=args.force, progress=not args.quiet, command=command, protocol=args.protocol, split=args.split,
+                 dry_run=args.plan)
     print(text)
-    print(f"saved {out}/report.md, {out}/results.csv and the plots")
+    if not args.plan:
+        print(f"saved {out}/report.md, {out}/results.csv and the plots")
     return 0
 
 
@@ -347,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default runs/bench-PRESET)")
     p.add_argument("--protocol", default="P1")
     p.add_argument("--split", default="S1")
+    p.add_argument("--plan", action="store_true", help="print the runs the preset would train, and train nothing")
     _add_run_all_options(p)
     p.set_defaults(func=cmd_bench)
 

@@ -26,7 +26,7 @@ import difflib
 
 import torch
 
-SGD_LR = 0.05
+SGD_LR = 0.3
 DEFAULTS = {"adam": dict(lr=1e-3, momentum=None, weight_decay=0.0),
             "sgd": dict(lr=SGD_LR, momentum=0.9, weight_decay=1e-4)}
 CHOICES = ("auto", *DEFAULTS)

@@ -97,18 +97,24 @@ def load_datasets(config: TrainConfig, progress: bool = True) -> tuple[MMFiDatas
 
 
 def holdout_rows(train: MMFiDataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(trained rows, held-out rows): ``fraction`` of the training *sequences* (whole sequences, drawn from the
-    seed; at least one when ``fraction`` > 0) set aside as a validation set."""
+    """(trained rows, held-out rows): ``fraction`` of each action's training *sequences* (whole sequences, drawn
+    from the seed; at least one per action when ``fraction`` > 0, never all of them) set aside as a validation
+    set. Stratified by action, as the test split is (S1 holds subjects out per action), so that the validation
+    error weighs every action as the test error does."""
     rows = np.arange(len(train))
     if not fraction:
         return rows, rows[:0]
     sequence = train.sequence_of(rows)
-    names = np.unique(sequence)
-    n = max(1, int(round(fraction * len(names))))
-    if n >= len(names):
-        raise ValueError(f"config key 'holdout' = {fraction} of {len(names)} training sequences leaves none to train "
-                         f"on; use a smaller holdout or a root with more sequences")
-    held = np.random.default_rng([seed, HOLDOUT_SEED]).choice(names, n, replace=False)
+    present = np.unique(sequence)
+    rng = np.random.default_rng([seed, HOLDOUT_SEED])
+    held = []
+    for action in sorted({train.sequences[i].action for i in present}):
+        mine = np.array([i for i in present if train.sequences[i].action == action])
+        n = min(max(1, int(round(fraction * len(mine)))), len(mine) - 1)
+        held.extend(rng.choice(mine, n, replace=False).tolist())
+    if not held:
+        raise ValueError(f"config key 'holdout' = {fraction}: every action has a single training sequence here, so "
+                         f"none can be held out; use holdout: 0 or a root with more subjects")
     is_val = np.isin(sequence, held)
     return rows[~is_val], rows[is_val]
 
@@ -188,6 +194,10 @@ def train_epoch(run: Run, progress: bool = True) -> float:
         run.method.after_backward(run, step)
         run.optimizer.step()
         value = loss.item()
+        if value != value or value == float("inf"):
+            raise ValueError(f"training diverged: the loss is {value} at epoch {run.epoch + 1}, with learning "
+                                     f"rate {optim.base_lr(run.optimizer):g} ({optim.resolve(config, run.method)['optimizer']}"
+                                     f"); lower the config key 'lr'")
         total += value * len(pred)
         count += len(pred)
         bar.set_postfix(mpjpe_mm=f"{value * M_TO_MM:.1f}")

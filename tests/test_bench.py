@@ -2,6 +2,7 @@
 
 import csv
 import math
+from pathlib import Path
 
 import pytest
 
@@ -9,14 +10,32 @@ from poise import bench
 from poise.cli import main
 
 
-def test_the_plan_has_every_cell_once():
+def test_the_plan_has_every_cell_once_with_its_optimiser_and_schedule():
     preset = bench.PRESETS["standard"]
-    configs = bench.plan(preset, "data", __import__("pathlib").Path("out"))
+    configs = bench.plan(preset, "data", Path("out"))
     names = [c.run_name for c in configs]
     assert len(names) == len(set(names))
-    cells = len(preset.methods) * len(preset.fusions) + len(preset.subsets) - 1  # the full set is baseline's cell
+    cells = sum(len(preset.fusions_of(v)) for v in preset.variants) + len(preset.subsets) - 1  # all = baseline's
     assert len(configs) == cells * len(preset.seeds)
     assert {tuple(c.modalities) for c in configs if c.method != "baseline"} == {bench.ALL}
+    by_name = {c.run_name: c for c in configs}
+    assert by_name["ogm_ge-concat-all-seed0"].optimizer == "auto"  # its reference: SGD
+    assert by_name["ogm_ge_adam-concat-all-seed0"].optimizer == "adam"
+    assert by_name["baseline_sgd-concat-all-seed0"].optimizer == "sgd"
+    assert "ogm_ge-mlp-all-seed0" not in by_name and "awc-attention-all-seed0" in by_name  # trimmed fusions
+    assert all(c.epochs == preset.epochs_of(c.fusion) and c.lr_step == round(0.6 * c.epochs) and c.lr_gamma == 0.1
+               and c.holdout == 0.1 for c in configs)  # paper 000's schedule, scaled to the run
+
+
+def test_plan_prints_every_run_and_trains_nothing(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "--preset", "standard", "--out", str(out), "--data", str(tmp_path / "nowhere"),
+                 "--plan"]) == 0
+    text = capsys.readouterr().out
+    configs = bench.plan(bench.PRESETS["standard"], "x", out)
+    assert sum("optimizer=" in line for line in text.splitlines()) == len(configs)
+    assert "agm-concat-all-seed0" in text and "optimizer=sgd" in text and "Nothing was trained" in text
+    assert not out.exists()
 
 
 def test_statistics_are_paired_by_seed():
@@ -32,13 +51,13 @@ def test_tiny_bench_writes_tables_plots_and_resumes(tiny, tmp_path, capsys):
     out = tmp_path / "bench"
     args = ["bench", "--preset", "tiny", "--data", str(tiny), "--split", "S3", "--out", str(out), "--quiet"]
     assert main(args + ["--jobs", "2"]) == 0
-    for name in ("report.md", "results.csv", "methods.png", "subsets.png", "contributions.png"):
+    for name in ("report.md", "results.csv", "methods.png", "subsets.png", "contributions.png", "curves.png"):
         assert (out / name).is_file(), name
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 6  # (baseline, relearn) x 2 seeds + the rgb subset x 2 seeds
     report = (out / "report.md").read_text()
     base = [float(r["test_mpjpe_mm"]) for r in rows if r["method"] == "baseline" and r["subset"] == "all"]
-    assert f"| baseline | {bench.fmt(base)} |" in report
+    assert f"| baseline | adam | {bench.fmt(base)} |" in report
     rgb = [float(r["test_mpjpe_mm"]) for r in rows if r["subset"] == "R"]
     assert f"| R | {bench.fmt(rgb)} |" in report
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")}
@@ -54,22 +73,24 @@ def test_bench_errors_name_what_to_do(tmp_path):
         bench.bench("huge", str(tmp_path), tmp_path / "out")
 
 
-def _rows(method, subset, values):
-    return [dict(method=method, fusion="concat", subset=subset, seed=s, test_mpjpe_mm=v, gt_std_mm=150.0,
-                 **{f"unimodal_std_mm_{m}": 10.0 for m in bench.ALL}) for s, v in enumerate(values)]
+def _rows(variant, subset, values):
+    return [dict(variant=variant, method=variant.split("_")[0], fusion="concat", subset=subset, seed=s,
+                 test_mpjpe_mm=v, gt_std_mm=150.0, **{f"unimodal_std_mm_{m}": 10.0 for m in bench.ALL})
+            for s, v in enumerate(values)]
 
 
 def test_findings_say_whether_a_difference_beats_seed_noise():
-    preset = bench.Preset(methods=("baseline", "awc", "relearn"), fusions=("concat",),
+    preset = bench.Preset(variants=(bench.Variant("baseline", "baseline", against=None), bench.Variant("awc", "awc"),
+                                    bench.Variant("relearn", "relearn")), fusions=("concat",),
                           subsets=(("rgb", "lidar"), bench.ALL), seeds=(0, 1, 2), epochs=1)
     rows = (_rows("baseline", "all", [60.0, 62.0, 61.0]) + _rows("baseline", "R+L", [50.0, 51.0, 52.0])
             + _rows("awc", "all", [61.0, 60.0, 63.0])        # diffs +1, -2, +2: noise
             + _rows("relearn", "all", [70.0, 72.0, 71.0]))   # diffs +10 each: clear
     text = "\n".join(bench.findings(rows, preset))
     assert "loses to RGB + LiDAR" in text and "+10.0 ± 1.0 mm" in text and "paper 001 Table 3" in text
-    awc = next(line for line in bench.findings(rows, preset) if line.startswith("awc"))
+    awc = next(line for line in bench.findings(rows, preset) if line.startswith("awc vs baseline"))
     assert "within seed noise" in awc and "95 % t-interval" in awc
-    relearn = next(line for line in bench.findings(rows, preset) if line.startswith("relearn"))
+    relearn = next(line for line in bench.findings(rows, preset) if line.startswith("relearn vs baseline"))
     assert relearn.endswith("worse.")
     assert "best single modality" not in text  # the singles did not run
     one = [r for r in rows if r["seed"] == 0]
@@ -98,3 +119,43 @@ def test_bench_refuses_a_run_made_with_other_method_defaults(tiny, tmp_path):
     path.write_text(json.dumps(saved))
     with pytest.raises(ValueError, match="alpha_s: 0.25 there, 0.5 now"):
         bench.run_one(config)
+
+
+def test_a_variant_is_paired_with_the_baseline_trained_the_same_way():
+    """OGM-GE under SGD is compared with joint training under SGD, not with the Adam baseline."""
+    preset = bench.Preset(variants=(bench.Variant("baseline", "baseline", against=None),
+                                    bench.Variant("baseline_sgd", "baseline", train={"optimizer": "sgd"}, against=None),
+                                    bench.Variant("ogm_ge", "ogm_ge", against="baseline_sgd")),
+                          fusions=("concat",), subsets=(), seeds=(0, 1, 2), epochs=1)
+    rows = (_rows("baseline", "all", [60.0, 62.0, 61.0]) + _rows("baseline_sgd", "all", [80.0, 81.0, 82.0])
+            + _rows("ogm_ge", "all", [70.0, 71.0, 72.0]))
+    lines = bench.findings(rows, preset)
+    assert any(line.startswith("ogm_ge vs baseline_sgd (concat): -10.0 ± 0.0 mm") for line in lines)
+    assert not any(line.startswith("baseline_sgd vs") for line in lines)  # a reference row is compared with nothing
+    from poise.bench.report import differences_table
+
+    assert "| ogm_ge | baseline_sgd | -10.0" in differences_table(rows, preset)
+
+
+def test_a_variant_label_cannot_break_run_names():
+    with pytest.raises(ValueError, match="use '_'"):
+        bench.Variant("awc-norm", "awc")
+
+
+def test_the_summary_averages_awcs_shares_over_its_window(tmp_path):
+    from poise.bench.runs import summary
+    from poise.config import TrainConfig
+
+    def epoch(e, active, share):
+        return {"epoch": e, "test_mpjpe_mm": 100.0 - e, "test_pa_mpjpe_mm": 50.0, "train_mpjpe_mm": 90.0,
+                "val_mpjpe_mm": 110.0 - e, "seconds": 1.0, "awc_active": active,
+                **{f"shapley_{m}": 1.0 for m in bench.ALL}, **{f"unimodal_std_mm_{m}": 1.0 for m in bench.ALL},
+                **{f"awc_share_{m}": share if m == "rgb" else (1 - share) / 3 for m in bench.ALL},
+                **{f"awc_superior_{m}": int(m == "rgb") for m in bench.ALL},
+                **{f"awc_fisher_{m}": 2.0 for m in bench.ALL}}
+
+    history = [epoch(1, 0, 0.0), epoch(2, 1, 0.5), epoch(3, 1, 0.7), epoch(4, 0, 0.0), epoch(5, 0, 0.0)]
+    row = summary(TrainConfig(method="awc"), history, tmp_path, "awc")
+    assert row["awc_share_rgb"] == pytest.approx(0.6) and row["awc_superior_rgb"] == 1.0
+    assert row["awc_superior_lidar"] == 0.0 and row["awc_fisher_rgb"] == 2.0
+    assert row["val_change_mm"] == pytest.approx(-1.0)  # epoch 5 against epoch 4 (the last 20 % of 5 epochs)

@@ -103,6 +103,8 @@ def test_awc_penalises_exactly_its_window(fake_batch):
         with pytest.raises(ValueError, match="would never act"):
             methods.get("awc", window=window).setup(fake_run(epochs=epochs))
     methods.get("awc", window=2).setup(fake_run(epochs=3))  # epochs 1 and 2 penalised: fine
+    with pytest.raises(ValueError, match="joint training"):
+        methods.get("awc", alpha_s=0.0, alpha_i=0.0)
 
 
 def test_awc_weighs_the_superior_group_more_and_matches_the_formula(fake_batch):

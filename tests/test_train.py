@@ -40,7 +40,9 @@ def test_a_run_writes_its_directory_and_learns(tiny, tmp_path):
     ("gblending", {"super_epoch": 1}, "concat"), ("modality_resample", {"warmup": 1}, "mlp")])
 def test_resume_ends_with_the_same_numbers(tiny, tmp_path, method, params, fusion):
     """N epochs straight == N - 1 epochs, stop, resume for the last (AWC's penalty and re-learning included)."""
-    kw = dict(fusion=fusion, method=method, method_params=params, holdout=0.5 if method == "gblending" else 0.0)
+    kw = dict(fusion=fusion, method=method, method_params=params)
+    if method == "gblending":  # a holdout needs an action with two training sequences: S1 with seed 1 on tiny
+        kw.update(holdout=0.5, split="S1", seed=1)
     n = 3 if method in ("modality_resample", "relearn", "gblending", "awc") else 2  # long enough that the cut run acts
     straight = train(tiny_config(tiny, tmp_path, epochs=n, name="straight", **kw), progress=False)
     train(tiny_config(tiny, tmp_path, epochs=n - 1, name="cut", **kw), progress=False)
@@ -110,13 +112,17 @@ def test_a_method_that_would_never_act_is_an_error(tiny, tmp_path):
 
 
 def test_held_out_sequences_are_never_trained_on_and_validate_every_epoch(tiny, tmp_path):
+    """On tiny, split S1 with seed 1 trains A02 on S31 and A03 on S01 and S31: the holdout (stratified by
+    action) takes one of A03's two sequences, and never A02's only one."""
     from poise.train import epoch_order
 
-    run = train(tiny_config(tiny, tmp_path, epochs=2, method="gblending", holdout=0.5,
+    run = train(tiny_config(tiny, tmp_path, epochs=2, method="gblending", holdout=0.5, split="S1", seed=1,
                             method_params={"super_epoch": 1}), progress=False)
     g = run.method
     trained, held = set(run.train.sequence_of(run.train_rows)), set(run.train.sequence_of(run.val_rows))
     assert trained and held and not trained & held
+    actions = lambda seqs: sorted(run.train.sequences[i].action for i in seqs)  # noqa: E731
+    assert actions(held) == ["A03"] and actions(trained) == ["A02", "A03"]
     assert set(run.train.sequence_of(g.val_slice)) <= held and set(run.train.sequence_of(g.train_slice)) <= trained
     samples, _ = epoch_order(run)
     assert not set(run.train.sequence_of(samples)) & held
@@ -126,8 +132,10 @@ def test_held_out_sequences_are_never_trained_on_and_validate_every_epoch(tiny, 
     assert run.history[-1]["gblending_w_fused"] == g.weights["fused"]
     assert {g["name"] for g in run.optimizer.param_groups} >= {"gblending_heads", "fusion", "rgb"}
     with pytest.raises(ValueError, match="super_epoch"):
-        train(tiny_config(tiny, tmp_path, epochs=2, method="gblending", name="g", holdout=0.5,
+        train(tiny_config(tiny, tmp_path, epochs=2, method="gblending", name="g", holdout=0.5, split="S1", seed=1,
                           method_params={"super_epoch": 2}), progress=False)
+    with pytest.raises(ValueError, match="single training sequence"):  # split S3: one sequence per action
+        train(tiny_config(tiny, tmp_path, epochs=2, holdout=0.5, name="h"), progress=False)
 
 
 def test_the_paper_encoders_train_through_the_same_loop(tiny, tmp_path):
@@ -156,3 +164,8 @@ def test_device_is_validated_and_batches_move(tiny, tmp_path):
             resolve_device("cuda")
     batch = to_device({"gt": torch.zeros(2, 17, 3), "subject": ["S01", "S02"]}, "cpu")
     assert batch["subject"] == ["S01", "S02"] and batch["gt"].device.type == "cpu"
+
+
+def test_a_diverging_run_stops_with_the_learning_rate_named(tiny, tmp_path):
+    with pytest.raises(ValueError, match="diverged.*'lr'"):
+        train(tiny_config(tiny, tmp_path, epochs=1, optimizer="sgd", lr=1e6, name="boom"), progress=False)

@@ -73,6 +73,9 @@ class AWC(Method):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"awc: {key} must be an integer >= 0, got {value!r}")
+        if self.alpha_s == 0 and self.alpha_i == 0:
+            raise ValueError("awc: alpha_s = alpha_i = 0 never penalises anything: that is joint training, run "
+                             "--method baseline")
         if self.profit not in PROFITS:
             raise ValueError(f"awc: profit must be one of {', '.join(PROFITS)}, got {self.profit!r}")
         self.anchor: dict[str, list[torch.Tensor]] = {}

@@ -1,0 +1,49 @@
+"""``poise bench``: the papers' comparison on our data, over seeds, as Markdown tables and plots.
+
+- ``presets``: what a bench trains (variants of each method with their optimiser and pairing, fusions,
+  subsets, seeds, the converged length, ablations);
+- ``runs``: the plan of runs, and training / resuming / reading them back, several at a time;
+- ``report``: the tables, findings and plots of ``OUT/report.md``;
+- ``stats``: means over seeds, paired differences and their 95 % t-intervals.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from poise.bench.presets import ALL, PRESETS, SHARED, Ablation, Preset, Variant
+from poise.bench.report import findings, report, save_figure
+from poise.bench.runs import execute, plan, plan_text, run_all, run_one, settings_diff, subset_name
+from poise.bench.stats import diff_text, fmt, mean_sd, noise_clause, paired, select
+
+__all__ = ["ALL", "PRESETS", "SHARED", "Ablation", "Preset", "Variant", "bench", "diff_text", "execute", "findings",
+           "fmt", "mean_sd", "noise_clause", "paired", "plan", "plan_text", "report", "run_all", "run_one",
+           "save_figure", "select", "settings_diff", "subset_name"]
+
+
+def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None, force: bool = False,
+          progress: bool = True, command: str = "", protocol: str = "P1", split: str = "S1",
+          dry_run: bool = False) -> str:
+    """Run a preset (optionally with other ``seeds``) into ``out``; returns the report's Markdown, or with
+    ``dry_run`` the plan of runs (nothing trained)."""
+    if preset_name not in PRESETS:
+        raise ValueError(f"unknown bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
+    preset = PRESETS[preset_name]
+    if seeds:
+        preset = replace(preset, seeds=tuple(seeds))
+    out = Path(out)
+    configs = plan(preset, data, out, protocol, split)
+    if dry_run:
+        return plan_text(preset, configs)
+    if not Path(data).is_dir():
+        raise FileNotFoundError(f"{data}: no such MM-Fi root; write the synthetic one with "
+                                f"`poise simulate --preset demo --out {data}`")
+    out.mkdir(parents=True, exist_ok=True)
+    threads = threads or max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    start = time.perf_counter()
+    rows = execute(configs, jobs=jobs, threads=threads, force=force, progress=progress)
+    return report(rows, preset, preset_name, out, command or f"poise bench --preset {preset_name}",
+                  time.perf_counter() - start, f"`{data}`, protocol {protocol}, split {split}")

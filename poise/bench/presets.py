@@ -1,0 +1,160 @@
+"""What a bench trains: variants (a method with its settings and optimiser, paired with the row it is compared
+with), fusions, modality subsets, seeds and a length, plus ablation tables.
+
+Every run of a preset shares the settings in ``SHARED``: lite encoders at feature size 64, 128 LiDAR and 64
+mmWave points, batch 32, every 4th training frame (10 Hz frames are near-duplicates of their neighbours), 10 %
+of the training sequences held out as a validation set (never trained on; G-Blending estimates its weights
+on it, and the length of the runs was chosen on it), and per-epoch test metrics on every 4th test frame (the
+last epoch is evaluated on every frame: that is the number reported). The schedule is paper 000's, scaled to
+the run: the learning rate drops 10x after 60 % of the epochs (000: Adam 1e-3, x0.1 at epoch 30 of 50), and
+AWC's window and re-learning's epoch keep their papers' 40 %.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+
+from poise.data import layout
+
+ALL = tuple(layout.MODALITIES)
+SHORT = {"rgb": "R", "lidar": "L", "mmwave": "M", "wifi-csi": "W"}
+SINGLES = tuple((m,) for m in ALL)
+PAIRS = tuple(itertools.combinations(ALL, 2))
+
+SHARED = dict(train_stride=4, dim=64, lidar_points=128, mmwave_points=64, batch_size=32, holdout=0.1, eval_stride=4)
+LR_DECAY_AT = 0.6  # paper 000: x0.1 at epoch 30 of 50
+LR_GAMMA = 0.1
+CONVERGED_EPOCHS = 48  # concat; benchmarks/convergence.py on the demo data (000: 50): see docs/bench.md
+EPOCHS = {"concat": CONVERGED_EPOCHS, "mlp": 72, "attention": 72}  # mlp and attention converge more slowly
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the methods table: ``method`` with ``params`` and TrainConfig overrides ``train`` (e.g. the
+    optimiser), trained at ``fusions`` (None: every fusion of the preset) and compared seed by seed with the
+    row labelled ``against`` (None: a reference row)."""
+
+    label: str
+    method: str
+    params: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    against: str | None = "baseline"
+    fusions: tuple | None = None
+    about: str = ""
+
+    def __post_init__(self):
+        if "-" in self.label:
+            raise ValueError(f"variant label {self.label!r}: use '_' (run names join label, fusion, subset, seed with '-')")
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """A table of variants (by label) next to a paper's numbers (``paper``: label -> MPJPE in mm)."""
+
+    title: str
+    rows: tuple
+    paper: dict = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Preset:
+    variants: tuple
+    fusions: tuple
+    subsets: tuple  # modality subsets trained with ``baseline`` and the first fusion
+    seeds: tuple
+    epochs: int | dict  # every run's length, or {fusion: length}
+    train: dict = field(default_factory=dict)  # TrainConfig overrides shared by every run (on top of the schedule)
+    ablations: tuple = ()
+    about: str = ""
+
+    def variant(self, label: str) -> Variant:
+        return next(v for v in self.variants if v.label == label)
+
+    def epochs_of(self, fusion: str) -> int:
+        return self.epochs[fusion] if isinstance(self.epochs, dict) else self.epochs
+
+    def fusions_of(self, variant: Variant) -> tuple:
+        return self.fusions if variant.fusions is None else tuple(f for f in self.fusions if f in variant.fusions)
+
+
+BASELINE = Variant("baseline", "baseline", against=None, about="joint training, Adam (000/001's recipe)")
+SGD = dict(optimizer="sgd")
+ADAM = dict(optimizer="adam")
+GRADIENT_METHODS = (
+    Variant("baseline_sgd", "baseline", train=SGD, against=None,
+            about="joint training with OGM-GE's and AGM's reference optimiser (SGD, momentum 0.9, weight decay 1e-4)"),
+    Variant("ogm_ge", "ogm_ge", against="baseline_sgd", about="OGM-GE with its reference optimiser (SGD)"),
+    Variant("agm", "agm", against="baseline_sgd", about="AGM with its reference optimiser (SGD)"),
+    Variant("ogm_ge_adam", "ogm_ge", train=ADAM, about="OGM-GE under Adam, as 000's comparison most likely ran it"),
+    Variant("agm_adam", "agm", train=ADAM, about="AGM under Adam, as 000's comparison most likely ran it"),
+)
+OTHERS = (
+    Variant("gblending", "gblending", about="G-Blending, weights from the held-out sequences"),
+    Variant("modality_resample", "modality_resample", about="modality-level valuation and re-sampling"),
+    Variant("awc", "awc", about="000's AWC, alpha_S 20k / alpha_I 10k, K = 40 % of the epochs"),
+    Variant("awc_norm", "awc", params=dict(normalise=True),
+            about="AWC with each encoder's Fisher normalised to the same mean (our variant)"),
+    Variant("relearn", "relearn", about="001's adaptive re-learning, r = 40 % of the epochs"),
+)
+
+
+def _awc(label, about="", **params) -> Variant:
+    return Variant(label, "awc", params=params, about=about)
+
+
+ABLATION_VARIANTS = (
+    BASELINE,
+    _awc("awc", "alpha_S 20k / alpha_I 10k (000's choice)"),
+    _awc("awc_a0_10k", alpha_s=0.0, alpha_i=10_000.0),
+    _awc("awc_a10k_0", alpha_s=10_000.0, alpha_i=0.0),
+    _awc("awc_a20k_20k", alpha_s=20_000.0, alpha_i=20_000.0),
+    _awc("awc_k20", "K = 20 % of the epochs (000: 10 of 50)", window=round(0.2 * CONVERGED_EPOCHS)),
+    _awc("awc_k50", "K = 50 % of the epochs (000: 25 of 50)", window=round(0.5 * CONVERGED_EPOCHS)),
+    _awc("awc_neg_mse", "groups from -MSE Shapley scores", profit="neg_mse"),
+    _awc("awc_neg_mpjpe", "groups from -MPJPE Shapley scores", profit="neg_mpjpe"),
+    Variant("relearn", "relearn", about="r = 40 % (001: 20 of 50)"),
+    Variant("relearn_r20", "relearn", params=dict(relearn_epoch=round(0.2 * CONVERGED_EPOCHS)), about="r = 20 %"),
+    Variant("relearn_r60", "relearn", params=dict(relearn_epoch=round(0.6 * CONVERGED_EPOCHS)), about="r = 60 %"),
+)
+ABLATIONS = (
+    Ablation("AWC's alpha_S / alpha_I (000's ablation table)",
+             ("baseline", "awc_a0_10k", "awc_a10k_0", "awc", "awc_a20k_20k"),
+             paper={"baseline": 53.87, "awc_a0_10k": 52.92, "awc_a10k_0": 52.09, "awc": 51.16, "awc_a20k_20k": 51.69},
+             note="000, protocol 1, concat, MPJPE; the alphas are for a loss in metres, as ours"),
+    Ablation("AWC's learning window K", ("baseline", "awc_k20", "awc", "awc_k50"),
+             note="000 reports K = 20 of 50 best, 10 and 25 worse, without numbers"),
+    Ablation("The profit whose Shapley scores form AWC's groups", ("baseline", "awc", "awc_neg_mse", "awc_neg_mpjpe"),
+             note="000 argues for Pearson; it gives no numbers for the others"),
+    Ablation("Re-learning's epoch r", ("baseline", "relearn_r20", "relearn", "relearn_r60"),
+             note="001 uses r = 20 of 50"),
+)
+
+TINY_TRAIN = dict(train_stride=2, dim=16, lidar_points=32, mmwave_points=16, batch_size=64, assess_frames=128,
+                  holdout=0.0, eval_stride=1)
+CONCAT = ("concat",)
+PRESETS = {
+    "quick": Preset(
+        variants=(BASELINE, OTHERS[2], OTHERS[4]), fusions=CONCAT, subsets=(("rgb",), ("rgb", "lidar"), ALL),
+        seeds=(0, 1), epochs=CONVERGED_EPOCHS, train=SHARED,
+        about="the README's main job: joint training, AWC and re-learning, and the subsets that answer "
+              "'does fusion lose to RGB + LiDAR', converged, 2 seeds"),
+    "standard": Preset(
+        variants=(BASELINE, *(replace(v, fusions=CONCAT) for v in (*GRADIENT_METHODS, *OTHERS[:2])), OTHERS[2],
+                  *(replace(v, fusions=CONCAT) for v in OTHERS[3:])),
+        fusions=("concat", "mlp", "attention"), subsets=(*SINGLES, ("rgb", "lidar"), ALL), seeds=(0, 1, 2),
+        epochs=EPOCHS, train=SHARED,
+        about="every method at concat (the gradient-modulation methods under SGD and under Adam, each against "
+              "joint training with the same optimiser), joint training and AWC at mlp and attention, the single "
+              "modalities and R + L, converged, 3 seeds: the numbers in docs/bench.md"),
+    "ablation": Preset(
+        variants=ABLATION_VARIANTS, fusions=("concat",), subsets=(), seeds=(0, 1, 2), epochs=CONVERGED_EPOCHS,
+        train=SHARED, ablations=ABLATIONS,
+        about="000's AWC ablations (alpha grid, window K, the profit that forms the groups) and re-learning's r, "
+              "concat, converged, 3 seeds"),
+    "tiny": Preset(
+        variants=(BASELINE, Variant("relearn", "relearn", params=dict(relearn_epoch=0))), fusions=("concat",),
+        subsets=(("rgb",), ALL), seeds=(0, 1), epochs=2, train=dict(TINY_TRAIN, lr_step=1, lr_gamma=0.5),
+        about="a smoke test on `poise simulate --preset tiny` data (seconds)"),
+}

@@ -1,0 +1,198 @@
+"""Turning a preset into runs, and running them: every configuration is an ordinary ``poise train`` run under
+``OUT/runs/NAME``; a finished run is read back, an interrupted one resumed, so re-running the same command
+picks up where it stopped. ``--jobs N`` trains N runs at once in separate processes (2 processes x 1 thread
+beat 1 x 2 threads on 2 cores for these small models)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+from poise.bench.presets import ALL, BASELINE, LR_DECAY_AT, LR_GAMMA, SHORT, Preset
+
+
+SECONDS_PER_EPOCH = 5.1  # the lite model with all four modalities at the bench's settings, 2 runs on 2 cores
+
+
+def subset_name(modalities) -> str:
+    return "all" if tuple(modalities) == ALL else "+".join(SHORT[m] for m in modalities)
+
+
+def cells(preset: Preset) -> list:
+    """(variant, fusion, modalities) of every configuration of a preset, once each."""
+    out = [(v, f, ALL) for v in preset.variants for f in preset.fusions_of(v)]
+    out += [(BASELINE, preset.fusions[0], tuple(s)) for s in preset.subsets if tuple(s) != ALL]
+    if preset.subsets and not any(v.label == BASELINE.label for v in preset.variants):
+        out.append((BASELINE, preset.fusions[0], ALL))
+    return out
+
+
+def plan(preset: Preset, data: str, out: Path, protocol: str = "P1", split: str = "S1") -> list:
+    """The TrainConfigs of a preset, one per (variant, fusion, subset, seed), seed-major (a cut-short bench has
+    whole seeds done, and ``--seeds`` with those reports them)."""
+    from poise.config import TrainConfig
+
+    configs, seen = [], set()
+    for seed, (variant, fusion, modalities) in itertools.product(preset.seeds, cells(preset)):
+        epochs = preset.epochs_of(fusion)
+        schedule = dict(lr_step=max(1, round(LR_DECAY_AT * epochs)), lr_gamma=LR_GAMMA)
+        name = f"{variant.label}-{fusion}-{subset_name(modalities)}-seed{seed}"
+        if name in seen:
+            continue
+        seen.add(name)
+        configs.append(TrainConfig(data=data, method=variant.method, method_params=dict(variant.params),
+                                   fusion=fusion, modalities=list(modalities), protocol=protocol, split=split,
+                                   seed=seed, epochs=epochs, out=str(out / "runs"), name=name,
+                                   **{**schedule, **preset.train, **variant.train}))
+    return configs
+
+
+def plan_text(preset: Preset, configs: list) -> str:
+    """One line per run (name, method, optimiser, fusion, modalities, seed, epochs) and the totals."""
+    from poise import methods, optim
+
+    lines = []
+    for c in configs:
+        spec = optim.resolve(c, methods.get(c.method, **c.method_params))
+        lines.append(f"{c.run_name:44s} method={c.method:17s} optimizer={spec['optimizer']:4s} fusion={c.fusion:9s} "
+                     f"modalities={','.join(SHORT[m] for m in c.modalities):7s} seed={c.seed} epochs={c.epochs}")
+    epochs = sum(c.epochs for c in configs)
+    full = sum(c.epochs for c in configs if len(c.modalities) == len(ALL))
+    lines.append(f"{len(configs)} runs, {epochs} epochs in all ({full} of them with all four modalities; "
+                 f"{len(preset.seeds)} seeds). Measured on 2 CPU cores with --jobs 2: about {SECONDS_PER_EPOCH:g} s per "
+                 f"four-modality epoch per run, so at most ~{epochs * SECONDS_PER_EPOCH / 2 / 3600:.1f} h (fewer "
+                 f"modalities are cheaper). Nothing was trained.")
+    return "\n".join(lines)
+
+
+def summary(config, history: list, run_dir: Path, label: str) -> dict:
+    """The bench's row of one run: its last epoch, how much it still moved over its last 20 % of epochs, and
+    the method's mechanism numbers (AWC's penalty shares averaged over its window, OGM-GE / AGM coefficients)."""
+    last = history[-1]
+    row = {"variant": label, "method": config.method, "fusion": config.fusion,
+           "subset": subset_name(config.modalities), "seed": config.seed, "epochs": len(history),
+           "test_mpjpe_mm": last["test_mpjpe_mm"], "test_pa_mpjpe_mm": last["test_pa_mpjpe_mm"],
+           "train_mpjpe_mm": last["train_mpjpe_mm"], "gt_std_mm": last.get("gt_std_mm", math.nan),
+           "seconds": sum(h["seconds"] for h in history), "run": str(run_dir)}
+    if "val_mpjpe_mm" in last:
+        row["val_mpjpe_mm"] = last["val_mpjpe_mm"]
+        back = history[max(0, round(0.8 * len(history)) - 1)]
+        row["val_change_mm"] = last["val_mpjpe_mm"] - back["val_mpjpe_mm"]  # over the last 20 % of the epochs
+    for m in config.modalities:
+        row[f"shapley_{m}"] = last[f"shapley_{m}"]
+        row[f"unimodal_std_mm_{m}"] = last[f"unimodal_std_mm_{m}"]
+    window = [h for h in history if h.get("awc_active")]
+    for m in config.modalities:
+        for key in ("awc_share", "awc_superior"):
+            if window and f"{key}_{m}" in window[0]:
+                row[f"{key}_{m}"] = sum(h[f"{key}_{m}"] for h in window) / len(window)
+        for key in ("awc_fisher", "ogm_ge_k", "agm_k", "modality_resample_added"):
+            if f"{key}_{m}" in last:
+                values = [h[f"{key}_{m}"] for h in history]
+                row[f"{key}_{m}"] = values[-1] if key == "awc_fisher" else sum(values) / len(values)
+    return row
+
+
+def run_one(config, threads: int = 0, force: bool = False) -> dict:
+    """Train (or resume, or read back) one configuration; its summary row (the variant label is the first part
+    of the run's name)."""
+    import torch
+
+    from poise.config import TrainConfig
+    from poise.train import CHECKPOINT, resume, train
+
+    if threads:
+        torch.set_num_threads(threads)
+    run_dir = Path(config.out) / config.run_name
+    metrics = run_dir / "metrics.json"
+    if not force and (run_dir / CHECKPOINT).is_file():
+        existing = TrainConfig.load(run_dir / "config.yaml")
+        if existing != config:
+            raise ValueError(f"{run_dir} holds a run with other settings than this bench asks for "
+                             f"({settings_diff(existing, config)}); use another --out, or --force to retrain it")
+        check_method_params(run_dir, config)
+        history = json.loads(metrics.read_text()) if metrics.is_file() else []
+        if len(history) < config.epochs:
+            history = resume(run_dir, progress=False).history
+    else:
+        history = train(config, progress=False, overwrite=True).history
+    return summary(config, history, run_dir, config.run_name.split("-")[0])
+
+
+def settings_diff(existing, asked) -> str:
+    """"key: X there, Y asked" for every field where two configs of one dataclass differ."""
+    return ", ".join(f"{k}: {getattr(existing, k)!r} there, {getattr(asked, k)!r} asked"
+                     for k in vars(asked) if getattr(existing, k) != getattr(asked, k))
+
+
+def check_method_params(run_dir: Path, config) -> None:
+    """A run is reusable only if its method and optimiser ran with the settings the code would use now (a
+    changed default does not show in config.yaml, only in method.json)."""
+    from poise import methods, optim
+
+    path = run_dir / "method.json"
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    method = methods.get(config.method, **config.method_params)
+    for what, then, now in (("method", saved["params"], method.params()),
+                            ("optimiser", saved.get("optimizer"), optim.resolve(config, method))):
+        now = json.loads(json.dumps(now))
+        if then is not None and then != now:
+            diff = ", ".join(f"{k}: {then.get(k)!r} there, {now.get(k)!r} now" for k in sorted(set(then) | set(now))
+                             if then.get(k) != now.get(k))
+            raise ValueError(f"{run_dir} was trained with other {config.method} {what} settings ({diff}); delete "
+                             f"it, use another --out, or --force to retrain")
+
+
+def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False, progress: bool = True) -> list:
+    """Run every config (``jobs`` at a time, each with ``threads`` torch threads); their summary rows in order."""
+    from poise.train import load_datasets
+
+    for modalities in sorted({tuple(c.modalities) for c in configs}):  # build each cache here, not in N workers
+        load_datasets(next(c for c in configs if tuple(c.modalities) == modalities), progress=progress)
+
+    def line(config, row) -> str:
+        return (f"{config.run_name}: MPJPE {row['test_mpjpe_mm']:.1f} / PA {row['test_pa_mpjpe_mm']:.1f} mm "
+                f"({row['seconds']:.0f} s)")
+
+    return run_all(configs, run_one, line, "bench", jobs, threads, force, progress)
+
+
+def run_all(configs: list, run_one, line, what: str, jobs: int = 1, threads: int = 0, force: bool = False,
+            progress: bool = True) -> list:
+    """``run_one(config, threads, force)`` for every config, ``jobs`` at a time in spawned processes, with a
+    progress bar and ``line(config, row)`` printed as each finishes; the rows in ``configs``' order. The first
+    failure stops the pool and names its run."""
+    from tqdm import tqdm
+
+    rows: dict = {}
+    bar = tqdm(total=len(configs), desc=what, unit="run", disable=not progress)
+
+    def done(config, row):
+        rows[config.run_name] = row
+        bar.update()
+        if progress:
+            bar.write(line(config, row))
+
+    if jobs <= 1:
+        for config in configs:
+            done(config, run_one(config, threads, force))
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(run_one, c, threads, force): c for c in configs}
+            for future in as_completed(futures):
+                config = futures[future]
+                try:
+                    row = future.result()
+                except Exception as error:  # stop now instead of after every other run has finished
+                    pool.shutdown(cancel_futures=True)
+                    raise RuntimeError(f"{what} run {config.run_name} failed: {error}; finished runs are kept, "
+                                       f"re-run the same command to resume after fixing it") from error
+                done(config, row)
+    bar.close()
+    return [rows[c.run_name] for c in configs]
