@@ -41,8 +41,8 @@ def test_a_run_writes_its_directory_and_learns(tiny, tmp_path):
 def test_resume_ends_with_the_same_numbers(tiny, tmp_path, method, params, fusion):
     """N epochs straight == N - 1 epochs, stop, resume for the last (AWC's penalty and re-learning included)."""
     kw = dict(fusion=fusion, method=method, method_params=params)
-    if method == "gblending":  # a holdout needs an action with two training sequences: S1 with seed 1 on tiny
-        kw.update(holdout=0.5, split="S1", seed=1)
+    if method == "gblending":  # a holdout needs an action with two training sequences: P3 / S1 on tiny
+        kw.update(holdout=0.5, protocol="P3", split="S1")
     n = 3 if method in ("modality_resample", "relearn", "gblending", "awc") else 2  # long enough that the cut run acts
     straight = train(tiny_config(tiny, tmp_path, epochs=n, name="straight", **kw), progress=False)
     train(tiny_config(tiny, tmp_path, epochs=n - 1, name="cut", **kw), progress=False)
@@ -112,11 +112,11 @@ def test_a_method_that_would_never_act_is_an_error(tiny, tmp_path):
 
 
 def test_held_out_sequences_are_never_trained_on_and_validate_every_epoch(tiny, tmp_path):
-    """On tiny, split S1 with seed 1 trains A02 on S31 and A03 on S01 and S31: the holdout (stratified by
+    """On tiny, protocol P3 split S1 trains A02 on S31 and A03 on S01 and S31: the holdout (stratified by
     action) takes one of A03's two sequences, and never A02's only one."""
     from poise.train import epoch_order
 
-    run = train(tiny_config(tiny, tmp_path, epochs=2, method="gblending", holdout=0.5, split="S1", seed=1,
+    run = train(tiny_config(tiny, tmp_path, epochs=2, method="gblending", holdout=0.5, protocol="P3", split="S1",
                             method_params={"super_epoch": 1}), progress=False)
     g = run.method
     trained, held = set(run.train.sequence_of(run.train_rows)), set(run.train.sequence_of(run.val_rows))
@@ -132,7 +132,7 @@ def test_held_out_sequences_are_never_trained_on_and_validate_every_epoch(tiny, 
     assert run.history[-1]["gblending_w_fused"] == g.weights["fused"]
     assert {g["name"] for g in run.optimizer.param_groups} >= {"gblending_heads", "fusion", "rgb"}
     with pytest.raises(ValueError, match="super_epoch"):
-        train(tiny_config(tiny, tmp_path, epochs=2, method="gblending", name="g", holdout=0.5, split="S1", seed=1,
+        train(tiny_config(tiny, tmp_path, epochs=2, method="gblending", name="g", holdout=0.5, protocol="P3", split="S1",
                           method_params={"super_epoch": 2}), progress=False)
     with pytest.raises(ValueError, match="single training sequence"):  # split S3: one sequence per action
         train(tiny_config(tiny, tmp_path, epochs=2, holdout=0.5, name="h"), progress=False)
