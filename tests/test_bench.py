@@ -20,9 +20,13 @@ def test_the_plan_has_every_cell_once_with_its_optimiser_and_schedule():
     assert {tuple(c.modalities) for c in configs if c.method != "baseline"} == {bench.ALL}
     by_name = {c.run_name: c for c in configs}
     assert by_name["ogm_ge-concat-all-seed0"].optimizer == "auto"  # its reference: SGD
-    assert by_name["ogm_ge_adam-concat-all-seed0"].optimizer == "adam"
     assert by_name["baseline_sgd-concat-all-seed0"].optimizer == "sgd"
-    assert "ogm_ge-mlp-all-seed0" not in by_name and "awc-attention-all-seed0" in by_name  # trimmed fusions
+    assert {c.fusion for c in configs} == {"concat"}  # mlp and attention are the `fusions` preset
+    ablation = {c.run_name: c for c in bench.plan(bench.PRESETS["ablation"], "data", Path("out"))}
+    assert ablation["ogm_ge_adam-concat-all-seed0"].optimizer == "adam"
+    assert ablation["ogm_ge-concat-all-seed0"] == by_name["ogm_ge-concat-all-seed0"]  # reused from standard
+    fusions = bench.plan(bench.PRESETS["fusions"], "data", Path("out"))
+    assert {c.fusion for c in fusions} == {"mlp", "attention"} and {c.epochs for c in fusions} == {72}
     assert all(c.epochs == preset.epochs_of(c.fusion) and c.lr_step == round(0.6 * c.epochs) and c.lr_gamma == 0.1
                and c.holdout == 0.1 for c in configs)  # paper 000's schedule, scaled to the run
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from poise.bench.presets import ALL, BASELINE, LR_DECAY_AT, LR_GAMMA, SHORT, Preset
 
 
-SECONDS_PER_EPOCH = 5.1  # the lite model with all four modalities at the bench's settings, 2 runs on 2 cores
+SECONDS_PER_EPOCH = 8.0  # the lite model with all four modalities at the bench's settings, 2 runs on 2 cores
+# (measured 7.5-9.4 s on 2026-12-02 at the start of `--preset standard`; 5.1 s on a quieter day)
 
 
 def subset_name(modalities) -> str:
@@ -63,7 +64,7 @@ def plan_text(preset: Preset, configs: list) -> str:
     epochs = sum(c.epochs for c in configs)
     full = sum(c.epochs for c in configs if len(c.modalities) == len(ALL))
     lines.append(f"{len(configs)} runs, {epochs} epochs in all ({full} of them with all four modalities; "
-                 f"{len(preset.seeds)} seeds). Measured on 2 CPU cores with --jobs 2: about {SECONDS_PER_EPOCH:g} s per "
+                 f"{len(preset.seeds)} seeds). Measured on 2 CPU cores with --jobs 2: up to {SECONDS_PER_EPOCH:g} s per "
                  f"four-modality epoch per run, so at most ~{epochs * SECONDS_PER_EPOCH / 2 / 3600:.1f} h (fewer "
                  f"modalities are cheaper). Nothing was trained.")
     return "\n".join(lines)
