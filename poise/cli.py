@@ -77,11 +77,16 @@ def _train_or_resume(args):
     from poise.config import TrainConfig
     from poise.train import resume, train
 
-    if args.resume:
-        return resume(args.resume, progress=not args.quiet, epochs=args.epochs)
     overrides = {k: getattr(args, k) for k in ("data", "method", "fusion", "encoder", "rgb_window", "modalities",
                                                  "protocol", "split", "epochs", "batch_size", "optimizer", "lr",
                                                  "holdout", "seed", "out", "name")}
+    if args.resume:
+        ignored = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None and k != "epochs"]
+        ignored += ["--config"] * bool(args.config) + ["--param"] * bool(args.param)
+        if ignored:
+            raise ValueError(f"--resume continues {args.resume} with its own config.yaml; {', '.join(ignored)} "
+                             f"would change that run: drop them (only --epochs extends it), or start a new run")
+        return resume(args.resume, progress=not args.quiet, epochs=args.epochs)
     if args.param:
         overrides["method_params"] = dict(_parse_param(p) for p in args.param)
     if args.config:
@@ -255,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="S1")
     p.add_argument("--epochs", type=_at_least(1), default=15)
     p.add_argument("--seed", type=_at_least(0), default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default="runs/calibration.json", help="where to save the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_calibrate)
@@ -292,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="parent folder of run directories (default runs)")
     p.add_argument("--name", help="run directory name")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
@@ -333,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="parent folder of run directories (default runs)")
     p.add_argument("--name", help="run directory name")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_continual)
 

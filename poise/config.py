@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +23,8 @@ def as_number(config, key: str, low: float | None = None, high: float | None = N
     value = getattr(config, key)
     if value is None and optional:
         return
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"config key {key!r} must be a number, got {value!r}") from None
-    if number != number or (low is not None and (number <= low if above else number < low)) or \
+    number = typed(f"config key {key!r}", value, float)
+    if (low is not None and (number <= low if above else number < low)) or \
             (high is not None and number > high):
         bounds = (f"> {low}" if above else f">= {low}") if low is not None else ""
         bounds += (" and " if bounds and high is not None else "") + (f"<= {high}" if high is not None else "")
@@ -34,12 +32,67 @@ def as_number(config, key: str, low: float | None = None, high: float | None = N
     setattr(config, key, number)
 
 
+def typed(what: str, value, kind):
+    """``value`` as the annotated type ``kind`` (float, int, bool, str, or one of them | None), parsed the way
+    people write numbers (YAML reads ``1e4`` as a string; ``2.0`` is the integer 2); raise naming ``what``."""
+    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+    if value is None and type(None) in options:
+        return None
+    kind = next(k for k in options if k is not type(None))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{what} must be true or false, got {value!r}")
+    if kind in (int, float):
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{what} must be finite, got {value!r}")
+        if kind is float:
+            return number
+        if number != int(number):
+            raise ValueError(f"{what} must be a whole number, got {value!r}")
+        return int(number)
+    if kind is str and not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {value!r}")
+    return value
+
+
 def positive_ints(config, *keys) -> None:
-    """Raise naming the first of ``keys`` that is not an integer >= 1."""
+    """Make each of ``keys`` an int (``1e2`` and ``12.0`` are written numbers too); raise naming the first that is
+    not an integer >= 1."""
     for key in keys:
-        value = getattr(config, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"config key {key!r} must be a positive integer, got {value!r}")
+        value = typed(f"config key {key!r}", getattr(config, key), int)
+        if value < 1:
+            raise ValueError(f"config key {key!r} must be a positive integer, got {getattr(config, key)!r}")
+        setattr(config, key, value)
+
+
+def check_run_name(name: str) -> None:
+    """A run directory name is one folder name inside ``out``: ``../..`` or ``a/b`` would write elsewhere."""
+    if name and (Path(name).name != name or name in (".", "..") or "\\" in name):
+        raise ValueError(f"config key 'name' must be a single folder name inside 'out', got {name!r}")
+
+
+def modality_list(value) -> list:
+    """The ``modalities`` key as a list of known modality names: a YAML list, or one string such as
+    ``lidar`` or ``rgb,lidar`` (never five one-letter modalities); None means all four."""
+    if value is None:
+        return list(layout.MODALITIES)
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names:
+        raise ValueError(f"config key 'modalities' must be a non-empty list of {', '.join(layout.MODALITIES)}, "
+                         f"got {value!r}")
+    unknown = [n for n in names if n not in layout.MODALITIES]
+    if unknown:
+        raise ValueError(f"config key 'modalities': unknown {unknown}; choose from {', '.join(layout.MODALITIES)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"config key 'modalities' names a modality twice: {value!r}")
+    return list(names)
 
 
 class ConfigFile:
@@ -47,6 +100,16 @@ class ConfigFile:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def parse_scalars(self) -> None:
+        """Every number, flag and string key as its annotated type (``lr: 1e-3`` is a float, ``epochs: 1e2`` the
+        integer 100), or an error naming the key; lists and mappings are checked by their owners."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            kind = hints[f.name]
+            options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+            if all(k in (int, float, bool, str, type(None)) for k in options):
+                setattr(self, f.name, typed(f"config key {f.name!r}", getattr(self, f.name), kind))
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "ConfigFile":
@@ -108,7 +171,9 @@ class TrainConfig(ConfigFile):
     name: str = ""  # run directory name (default: method-fusion-protocol-split-seed)
 
     def __post_init__(self):
-        self.modalities = list(layout.MODALITIES if self.modalities is None else self.modalities)
+        self.parse_scalars()
+        check_run_name(self.name)
+        self.modalities = modality_list(self.modalities)
         positive_ints(self, "epochs", "batch_size", "dim", "lidar_points", "mmwave_points", "assess_frames", "lr_step",
                       "train_stride", "eval_stride")
         if not isinstance(self.rgb_window, int) or isinstance(self.rgb_window, bool) or self.rgb_window < 0:
@@ -130,6 +195,16 @@ class TrainConfig(ConfigFile):
             raise ValueError(f"config key 'holdout' must be below 1 (a fraction of the training sequences), got {self.holdout!r}")
         if not isinstance(self.lr_groups, dict):
             raise ValueError(f"config key 'lr_groups' must be a mapping of parameter group to factor, got {self.lr_groups!r}")
+        if not isinstance(self.method_params, dict):
+            raise ValueError(f"config key 'method_params' must be a mapping of parameter to value, got {self.method_params!r}")
+        from poise import methods
+
+        if self.method not in methods.available():
+            close = difflib.get_close_matches(str(self.method), methods.available(), n=1)
+            raise ValueError(f"config key 'method' is {self.method!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f": choose one of {', '.join(methods.available())}")
+        method = methods.get(self.method, **self.method_params)  # names, types and ranges, before any data is read
+        self.method_params = {k: getattr(method, k) for k in self.method_params}  # as parsed ('1e4' -> 10000.0)
 
     @property
     def run_name(self) -> str:

@@ -14,6 +14,23 @@ from poise import distributed
 from poise.metrics import mpjpe_mm, pa_mpjpe_mm
 
 
+def read_checkpoint(path, keys, then: str) -> dict:
+    """The state saved at ``path`` by poise, with every one of ``keys``; a truncated, damaged or foreign file is a
+    ValueError that says so and what to do (``then``), never torch's advice to unpickle it unsafely."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no checkpoint there; {then}") from None
+    except Exception as err:  # noqa: BLE001: pickle, zip, EOF and OS errors all mean "not a readable checkpoint"
+        raise ValueError(f"{path} is not a readable poise checkpoint (truncated, damaged or written by something "
+                         f"else: {type(err).__name__}); {then}") from None
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path} is not a poise checkpoint of this kind of run (it lacks {', '.join(missing)}); "
+                         f"{then}")
+    return state
+
+
 def resolve_device(name: str) -> torch.device:
     """The config's ``device`` ("auto": CUDA when available, else CPU); under torchrun, this rank's device."""
     ranked = distributed.device()

@@ -42,7 +42,7 @@ from poise.contrib.shapley import modality_contributions
 from poise.data.dataset import MMFiDataset
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.models.pose import PoseModel, build_model
-from poise.runtime import batches, evaluate, resolve_device, to_device
+from poise.runtime import batches, evaluate, read_checkpoint, resolve_device, to_device
 
 CHECKPOINT = "checkpoint.pt"
 HOLDOUT_SEED = 7  # the held-out sequences are drawn from (seed, HOLDOUT_SEED)
@@ -230,11 +230,9 @@ def save_checkpoint(run: Run) -> None:
 
 def load_checkpoint(run: Run) -> None:
     """Restore the state of a run that has been built (and its method set up) from its checkpoint."""
-    path = run.dir / CHECKPOINT
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise ValueError(f"{path}: cannot load the checkpoint ({err}); start a new run instead of --resume") from err
+    state = read_checkpoint(run.dir / CHECKPOINT, ("model", "method_modules", "optimizer", "scheduler", "method",
+                                                   "epoch", "history", "contributions", "torch_rng"),
+                            "start a new run instead of --resume")
     run.model.load_state_dict(state["model"])
     for name, module in run.method.modules().items():
         module.load_state_dict(state["method_modules"][name])
@@ -306,11 +304,10 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False) -
         raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose "
                               f"another --name (or --overwrite)")
     distributed.barrier()  # every rank has checked before rank 0 writes
+    run = build_run(config, run_dir, progress)  # a start that fails here leaves no run folder behind
     if distributed.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save(run_dir / "config.yaml")
-    run = build_run(config, run_dir, progress)
-    if distributed.is_main():
         (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params(),
                                                          "optimizer": optim.resolve(config, run.method)}, indent=1))
     return fit(run, progress)
@@ -325,6 +322,9 @@ def resume(run_dir, progress: bool = True, epochs: int | None = None) -> Run:
     config = TrainConfig.load(run_dir / "config.yaml", epochs=epochs)
     run = build_run(config, run_dir, progress)
     load_checkpoint(run)
+    if epochs is not None and epochs < run.epoch:
+        raise ValueError(f"{run_dir} has trained {run.epoch} epochs already; --epochs {epochs} would shorten it. "
+                         f"Pass more epochs to continue it, or start a new run")
     if epochs is not None and distributed.is_main():
         config.save(run_dir / "config.yaml")
     return fit(run, progress)

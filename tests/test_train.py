@@ -85,6 +85,24 @@ def test_resume_of_a_folder_without_a_run_says_so(tmp_path):
         resume(tmp_path)
 
 
+def test_a_damaged_checkpoint_is_named_and_a_shorter_resume_refused(tiny, tmp_path, capsys):
+    from poise.cli import main
+
+    run = train(tiny_config(tiny, tmp_path, epochs=2), progress=False)
+    config = (run.dir / "config.yaml").read_text()
+    assert main(["train", "--resume", str(run.dir), "--epochs", "1"]) == 2
+    assert "trained 2 epochs already" in capsys.readouterr().err
+    assert (run.dir / "config.yaml").read_text() == config  # the run's record is untouched
+    for damage in (b"not a checkpoint", (run.dir / "checkpoint.pt").read_bytes()[:200]):
+        (run.dir / "checkpoint.pt").write_bytes(damage)
+        assert main(["train", "--resume", str(run.dir), "--epochs", "3"]) == 2
+        err = capsys.readouterr().err
+        assert "is not a readable poise checkpoint" in err and "weights_only" not in err
+    torch.save({"model": {}}, run.dir / "checkpoint.pt")  # a torch file, but not a run's
+    assert main(["train", "--resume", str(run.dir), "--epochs", "3"]) == 2
+    assert "lacks method_modules" in capsys.readouterr().err
+
+
 def test_contrib_reports_every_profit_for_a_trained_run(tiny, tmp_path, capsys):
     from poise.cli import main
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from poise.config import ConfigFile, positive_ints
+from poise.config import ConfigFile, check_run_name, modality_list, positive_ints
 from poise.continual.ewc import DEFAULT_BETA, DEFAULT_LAMBDA
 from poise.continual.nis import MODES
 from poise.continual.noise import KINDS
@@ -58,11 +58,15 @@ class ContinualConfig(ConfigFile):
     name: str = ""  # run directory name (default: continual-method-protocol-noise-ratio-seed)
 
     def __post_init__(self):
-        if not isinstance(self.tasks, int) or isinstance(self.tasks, bool) or self.tasks < 0:
+        self.parse_scalars()
+        check_run_name(self.name)
+        if self.tasks < 0:
             raise ValueError(f"config key 'tasks' must be an integer >= 0 (0: the whole stream), got {self.tasks!r}")
         positive_ints(self, "epochs", "gamma", "relearn_epoch", "fisher_frames", "dim", "lidar_points",
                       "mmwave_points", "train_stride", "batch_size", "assess_frames")
-        self.modalities = list(self.modalities)
+        self.modalities = modality_list(self.modalities)
+        if isinstance(self.ablate, str):
+            self.ablate = [a.strip() for a in self.ablate.split(",")]
         self.ablate = sorted(set(self.ablate or []))
         choices = {"method": METHODS, "noise": (*KINDS, "none"), "fisher": FISHERS, "protocol": ("P1", "P2"),
                    "device": ("auto", "cpu", "cuda"), "encoder": ("lite", "paper"),

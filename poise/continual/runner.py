@@ -55,7 +55,7 @@ from poise.data.dataset import MMFiDataset
 from poise.methods.groups import split_groups
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.models.pose import build_model
-from poise.runtime import batches, evaluate, resolve_device, to_device
+from poise.runtime import batches, evaluate, read_checkpoint, resolve_device, to_device
 
 CHECKPOINT = "checkpoint.pt"
 EVAL_BATCH = 256
@@ -466,11 +466,8 @@ def _json(value):
 
 
 def restore(run: ContinualRun) -> None:
-    path = run.dir / CHECKPOINT
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise ValueError(f"{path}: cannot load the checkpoint ({err}); start the run again") from err
+    state = read_checkpoint(run.dir / CHECKPOINT, ("model", "task", "matrix", "scores", "anchor", "records",
+                                                   "torch_rng", "fisher"), "start the run again")
     run.model.load_state_dict(state["model"])
     run.task, run.matrix, run.scores, run.anchor = state["task"], state["matrix"], state["scores"], state["anchor"]
     run.records = json.loads(state["records"])
@@ -509,9 +506,10 @@ def run_continual(config: ContinualConfig, progress: bool = True, overwrite: boo
     if (run_dir / CHECKPOINT).exists() and not overwrite:
         raise FileExistsError(f"{run_dir} already holds a continual run; continue it with --resume {run_dir}, or "
                               f"choose another --name (or --overwrite)")
+    run = build(config, run_dir, progress)  # a start that fails here leaves no run folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.yaml")
-    return stream(build(config, run_dir, progress), progress)
+    return stream(run, progress)
 
 
 def resume(run_dir, progress: bool = True, tasks: int | None = None) -> ContinualRun:

@@ -91,6 +91,10 @@ class AGM(Method):
     clip: bool = True  # AGM's gradient-norm clipping rule
 
     def __post_init__(self):
+        if not self.alpha >= 0:
+            raise ValueError(f"agm: alpha must be >= 0, got {self.alpha}")
+        if not self.cap > 0:
+            raise ValueError(f"agm: cap must be > 0 (the largest coefficient), got {self.cap}")
         self.running: dict = {}  # running mean of each score
         self.count = 0
         self.last: dict = {}

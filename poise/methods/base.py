@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from typing import ClassVar
 
 import torch
+
+from poise.config import typed
 
 
 @dataclasses.dataclass
@@ -47,7 +50,9 @@ class Method:
                 raise ValueError(f"method {cls.name!r} has no parameter {key!r}"
                                  + (f" (did you mean {close[0]!r}?)" if close else "")
                                  + (f"; its parameters: {', '.join(sorted(fields))}" if fields else "; it takes none"))
-        return cls(**params)
+        hints = typing.get_type_hints(cls)
+        return cls(**{key: typed(f"method {cls.name!r} parameter {key!r}", value, hints[key])
+                      for key, value in params.items()})
 
     def params(self) -> dict:
         return dataclasses.asdict(self)

@@ -58,6 +58,8 @@ class OGMGE(Method):
     def __post_init__(self):
         if not self.alpha >= 0:
             raise ValueError(f"ogm_ge: alpha must be >= 0, got {self.alpha}")
+        if self.window < 0:
+            raise ValueError(f"ogm_ge: window must be an epoch count >= 0 (0: every epoch), got {self.window}")
         self.last: dict = {}  # the last step's coefficients, for logging and tests
         self._sums: dict = {}  # this epoch's summed coefficients
         self._steps = 0
