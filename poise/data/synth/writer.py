@@ -14,6 +14,7 @@ sensor model, then MM-Fi's files (``layout`` names them). It is
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -85,8 +86,21 @@ def write_sequence(folder: Path, data: dict) -> None:
         np.save(folder / "rgb" / layout.frame_name(i, "rgb"), data["rgb"][i].astype(np.float64))
         for modality in ("lidar", "mmwave"):
             np.ascontiguousarray(data[modality][i], dtype=np.float64).tofile(folder / modality / layout.frame_name(i, modality))
-        scipy.io.savemat(folder / "wifi-csi" / layout.frame_name(i, "wifi-csi"),
-                         {"CSIamp": amp[i], "CSIphase": phase[i]}, do_compression=False)
+        write_mat(folder / "wifi-csi" / layout.frame_name(i, "wifi-csi"), {"CSIamp": amp[i], "CSIphase": phase[i]})
+
+
+MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: poise simulate (synthetic MM-Fi)"
+
+
+def write_mat(path: Path, arrays: dict) -> None:
+    """A MATLAB 5 .mat file whose bytes depend only on ``arrays``: scipy writes the creation time into the
+    116-byte header text, so two runs of one seed would differ; a fixed text (space-padded, as MATLAB pads it)
+    makes a dataset checkable by checksum."""
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, arrays, do_compression=False)
+    data = bytearray(buffer.getvalue())
+    data[:116] = MAT_HEADER.ljust(116, b" ")
+    path.write_bytes(bytes(data))
 
 
 def _job(args) -> str:
