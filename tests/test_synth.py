@@ -247,6 +247,45 @@ def test_simulate_never_deletes_data_it_did_not_write(tmp_path):
     assert not (root / writer.MANIFEST).exists()
 
 
+def test_force_deletes_exactly_what_the_manifest_lists(tmp_path, capsys):
+    root = tmp_path / "r"
+    writer.simulate(root, preset="tiny", seed=2, workers=1, progress=False)
+    (root / "E01" / "notes.txt").write_text("mine")
+    (root / "E01" / "S01" / "A02" / "rgb" / "mine.npy").write_text("mine")
+    (root / "E02" / "S11").mkdir(parents=True)
+    (root / "E02" / "S11" / "real.bin").write_text("mine")
+    assert writer.simulate(root, preset="tiny", seed=2, force=True, workers=1, progress=False)["written"] == 4
+    for path in ("E01/notes.txt", "E01/S01/A02/rgb/mine.npy", "E02/S11/real.bin"):
+        assert (root / path).read_text() == "mine", path
+    assert "kept 2 files it did not write" in capsys.readouterr().err  # E02 is not the dataset's
+    assert len(list((root / "E01" / "S01" / "A02" / "rgb").iterdir())) == layout.FRAMES_PER_SEQUENCE + 1
+
+
+def test_simulate_never_follows_a_link_into_data_it_did_not_write(tmp_path):
+    root, real = tmp_path / "r", tmp_path / "real"
+    writer.simulate(root, preset="tiny", seed=2, workers=1, progress=False)
+    import shutil
+
+    shutil.rmtree(root / "E01")
+    real.mkdir()
+    (real / "keep.txt").write_text("real data")
+    (root / "E01").symlink_to(real, target_is_directory=True)
+    for force in (False, True):
+        with pytest.raises(FileExistsError, match="symbolic link"):
+            writer.simulate(root, preset="tiny", seed=2, force=force, workers=1, progress=False)
+    assert sorted(p.name for p in real.iterdir()) == ["keep.txt"]
+
+
+def test_a_damaged_manifest_is_named_and_nothing_is_touched(tmp_path, capsys):
+    from poise.cli import main
+
+    root = tmp_path / "r"
+    (root / "E01").mkdir(parents=True)
+    (root / writer.MANIFEST).write_text('{"generator": "poi')
+    assert main(["simulate", "--preset", "tiny", "--out", str(root), "--force", "--quiet"]) == 2
+    assert writer.MANIFEST in capsys.readouterr().err and (root / "E01").is_dir()
+
+
 def test_simulate_rejects_bad_arguments_before_writing(tmp_path, capsys):
     a_file = tmp_path / "f"
     a_file.write_text("")

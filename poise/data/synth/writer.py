@@ -18,6 +18,7 @@ import io
 import json
 import os
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,13 +107,21 @@ def write_mat(path: Path, arrays: dict) -> None:
 def _job(args) -> str:
     out, subject, action, seed = args
     final = out / layout.environment_of(subject) / subject / action
-    if final.is_dir():
+    if (final / layout.GROUND_TRUTH).is_file():  # written in full: the ground truth is the last file to land
         return "skipped"
     partial = final.parent / f".{action}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     write_sequence(partial, render(subject, action, seed))
-    partial.rename(final)
+    if not final.exists():
+        partial.rename(final)
+        return "written"
+    for path in sorted(partial.rglob("*"), key=lambda p: p.name == layout.GROUND_TRUTH):  # beside a user's files
+        if path.is_file():
+            target = final / path.relative_to(partial)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    shutil.rmtree(partial)
     return "written"
 
 
@@ -127,7 +136,56 @@ def read_manifest(out) -> dict | None:
     path = Path(out) / MANIFEST
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); poise cannot tell what it wrote here, so "
+                         f"it will not touch the folder: choose another --out, or remove it yourself") from None
+    keys = ("preset", "seed", "subjects", "actions", "frames")
+    if not isinstance(manifest, dict) or manifest.get("generator") != "poise" or any(k not in manifest for k in keys):
+        raise ValueError(f"{path} is not a manifest poise wrote (it needs generator 'poise' and {', '.join(keys)}); "
+                         f"choose another --out, or remove the folder yourself")
+    return manifest
+
+
+def sequence_folders(out: Path, manifest: dict) -> list[Path]:
+    """The sequence folders the dataset of ``manifest`` consists of, E0x/Sxx/Axx under ``out``."""
+    return [out / layout.environment_of(s) / s / a for s in manifest["subjects"] for a in manifest["actions"]]
+
+
+def refuse_links(out: Path, folders) -> None:
+    """Raise if a folder poise would write into or delete from is reached through a symbolic link under ``out``:
+    poise never follows one into data it did not write."""
+    for folder in folders:
+        for path in (folder, *folder.parents):
+            if path == out or out not in path.parents:
+                break
+            if path.is_symlink():
+                raise FileExistsError(f"{path} is a symbolic link; poise writes and deletes only folders it made: "
+                                      f"remove the link or choose another --out")
+
+
+def remove_written(out: Path, manifest: dict) -> list[Path]:
+    """Delete exactly the files the dataset of ``manifest`` wrote (and the reader's cache of it), then the folders
+    left empty; returns what was kept because poise did not write it."""
+    folders = sequence_folders(out, manifest)
+    refuse_links(out, [*folders, *(f.parent / f".{f.name}.partial" for f in folders), out / ".poise_cache"])
+    ours = [layout.GROUND_TRUTH, *(f"{m}/{layout.frame_name(i, m)}" for m in layout.MODALITIES
+                                   for i in range(int(manifest["frames"])))]
+    for folder in folders:
+        for name in ours:
+            (folder / name).unlink(missing_ok=True)
+        shutil.rmtree(folder.parent / f".{folder.name}.partial", ignore_errors=True)
+    shutil.rmtree(out / ".poise_cache", ignore_errors=True)
+    kept = []
+    for folder in folders:  # now-empty folders, deepest first, up to the environment
+        for d in (*(folder / m for m in layout.MODALITIES), folder, folder.parent, folder.parent.parent):
+            if d.is_dir() and not d.is_symlink():
+                if any(d.iterdir()):
+                    kept.extend(p for p in d.iterdir() if p.is_file() or p.is_symlink())
+                else:
+                    d.rmdir()
+    return sorted(set(kept))
 
 
 def simulate(out, preset: str = "demo", seed: int = 0, workers: int | None = None, force: bool = False,
@@ -152,10 +210,12 @@ def simulate(out, preset: str = "demo", seed: int = 0, workers: int | None = Non
                                   f"poise never deletes data it did not write (remove the folder yourself if you mean to)")
         if not force:
             raise FileExistsError(f"{out} already holds a {old['preset']} dataset with seed {old['seed']} (generator "
-                                  f"v{old.get('version')}); choose another --out, or pass --force to replace its "
-                                  f"E01..E04 folders (and their .poise_cache)")
-        for folder in (*layout.ENVIRONMENTS, ".poise_cache"):  # the old data and the reader's cache of it
-            shutil.rmtree(out / folder, ignore_errors=True)
+                                  f"v{old.get('version')}); choose another --out, or pass --force to replace the "
+                                  f"files its manifest lists (and their .poise_cache)")
+        kept = remove_written(out, old)  # the old data and the reader's cache of it, nothing else
+        if kept:
+            print(f"poise simulate: kept {len(kept)} files it did not write, e.g. {kept[0]}", file=sys.stderr)
+    refuse_links(out, sequence_folders(out, wanted))
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(json.dumps(wanted, indent=1))
     jobs = [(out, s, a, seed) for s in PRESETS[preset].subjects for a in PRESETS[preset].actions]
