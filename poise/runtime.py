@@ -7,11 +7,53 @@ helper (``tests/test_layering.py`` keeps it so).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from poise import distributed
 from poise.metrics import mpjpe_mm, pa_mpjpe_mm
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir):
+    """Hold ``run_dir/.lock`` while a run writes there, so two processes never write one run directory (the
+    second gets an error naming the holder). The lock is an advisory ``flock``: the kernel drops it when its
+    process dies, so a killed run leaves nothing stale. A folder this call created is removed again when the
+    body fails before anything else was written there (a failed start leaves no run folder)."""
+    import fcntl
+
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise FileExistsError(f"{run_dir} is being written by {holder}; wait for it to finish, or choose another "
+                              f"--name") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"poise process {os.getpid()}")
+    handle.flush()
+    try:
+        yield
+    except BaseException:
+        if created and [p.name for p in run_dir.iterdir()] == [LOCK]:
+            shutil.rmtree(run_dir)
+        raise
+    finally:
+        handle.close()
 
 
 def read_checkpoint(path, keys, then: str) -> dict:

@@ -25,6 +25,7 @@ scheduler, method (and its modules) and RNG states.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -42,7 +43,7 @@ from poise.contrib.shapley import modality_contributions
 from poise.data.dataset import MMFiDataset
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.models.pose import PoseModel, build_model
-from poise.runtime import batches, evaluate, read_checkpoint, resolve_device, to_device
+from poise.runtime import batches, evaluate, read_checkpoint, resolve_device, run_lock, to_device
 
 CHECKPOINT = "checkpoint.pt"
 HOLDOUT_SEED = 7  # the held-out sequences are drawn from (seed, HOLDOUT_SEED)
@@ -304,13 +305,13 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False) -
         raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose "
                               f"another --name (or --overwrite)")
     distributed.barrier()  # every rank has checked before rank 0 writes
-    run = build_run(config, run_dir, progress)  # a start that fails here leaves no run folder behind
-    if distributed.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config.save(run_dir / "config.yaml")
-        (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params(),
-                                                         "optimizer": optim.resolve(config, run.method)}, indent=1))
-    return fit(run, progress)
+    with run_lock(run_dir) if distributed.is_main() else contextlib.nullcontext():
+        run = build_run(config, run_dir, progress)  # a start that fails here leaves no run folder behind
+        if distributed.is_main():
+            config.save(run_dir / "config.yaml")
+            (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params(),
+                                                             "optimizer": optim.resolve(config, run.method)}, indent=1))
+        return fit(run, progress)
 
 
 def resume(run_dir, progress: bool = True, epochs: int | None = None) -> Run:
@@ -320,14 +321,15 @@ def resume(run_dir, progress: bool = True, epochs: int | None = None) -> Run:
         raise ValueError(f"{run_dir} is not a run directory with a checkpoint (config.yaml and {CHECKPOINT}); "
                          f"start it with `poise train`")
     config = TrainConfig.load(run_dir / "config.yaml", epochs=epochs)
-    run = build_run(config, run_dir, progress)
-    load_checkpoint(run)
-    if epochs is not None and epochs < run.epoch:
-        raise ValueError(f"{run_dir} has trained {run.epoch} epochs already; --epochs {epochs} would shorten it. "
-                         f"Pass more epochs to continue it, or start a new run")
-    if epochs is not None and distributed.is_main():
-        config.save(run_dir / "config.yaml")
-    return fit(run, progress)
+    with run_lock(run_dir) if distributed.is_main() else contextlib.nullcontext():
+        run = build_run(config, run_dir, progress)
+        load_checkpoint(run)
+        if epochs is not None and epochs < run.epoch:
+            raise ValueError(f"{run_dir} has trained {run.epoch} epochs already; --epochs {epochs} would shorten "
+                             f"it. Pass more epochs to continue it, or start a new run")
+        if epochs is not None and distributed.is_main():
+            config.save(run_dir / "config.yaml")
+        return fit(run, progress)
 
 
 def load_run(run_dir, progress: bool = False) -> Run:

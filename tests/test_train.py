@@ -103,6 +103,19 @@ def test_a_damaged_checkpoint_is_named_and_a_shorter_resume_refused(tiny, tmp_pa
     assert "lacks method_modules" in capsys.readouterr().err
 
 
+def test_two_processes_cannot_write_one_run_directory(tiny, tmp_path):
+    from poise.runtime import run_lock
+
+    config = tiny_config(tiny, tmp_path, epochs=1)
+    run_dir = tmp_path / "runs" / config.run_name
+    with run_lock(run_dir):  # as another process training into it would hold it
+        with pytest.raises(FileExistsError, match="is being written by poise process"):
+            train(config, progress=False)
+    assert [p.name for p in run_dir.iterdir()] == [".lock"]  # the refused run wrote nothing
+    run = train(config, progress=False)  # released: the run goes ahead
+    assert run.epoch == 1 and (run_dir / "checkpoint.pt").is_file()
+
+
 def test_contrib_reports_every_profit_for_a_trained_run(tiny, tmp_path, capsys):
     from poise.cli import main
 

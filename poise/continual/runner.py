@@ -55,7 +55,7 @@ from poise.data.dataset import MMFiDataset
 from poise.methods.groups import split_groups
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.models.pose import build_model
-from poise.runtime import batches, evaluate, read_checkpoint, resolve_device, to_device
+from poise.runtime import batches, evaluate, read_checkpoint, resolve_device, run_lock, to_device
 
 CHECKPOINT = "checkpoint.pt"
 EVAL_BATCH = 256
@@ -506,10 +506,10 @@ def run_continual(config: ContinualConfig, progress: bool = True, overwrite: boo
     if (run_dir / CHECKPOINT).exists() and not overwrite:
         raise FileExistsError(f"{run_dir} already holds a continual run; continue it with --resume {run_dir}, or "
                               f"choose another --name (or --overwrite)")
-    run = build(config, run_dir, progress)  # a start that fails here leaves no run folder behind
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.yaml")
-    return stream(run, progress)
+    with run_lock(run_dir):
+        run = build(config, run_dir, progress)  # a start that fails here leaves no run folder behind
+        config.save(run_dir / "config.yaml")
+        return stream(run, progress)
 
 
 def resume(run_dir, progress: bool = True, tasks: int | None = None) -> ContinualRun:
@@ -519,8 +519,9 @@ def resume(run_dir, progress: bool = True, tasks: int | None = None) -> Continua
         raise ValueError(f"{run_dir} is not a continual run directory with a checkpoint (config.yaml and "
                          f"{CHECKPOINT}); start it with `poise continual`")
     config = ContinualConfig.load(run_dir / "config.yaml", tasks=tasks)
-    run = build(config, run_dir, progress)
-    restore(run)
-    if tasks is not None:
-        config.save(run_dir / "config.yaml")
-    return stream(run, progress)
+    with run_lock(run_dir):
+        run = build(config, run_dir, progress)
+        restore(run)
+        if tasks is not None:
+            config.save(run_dir / "config.yaml")
+        return stream(run, progress)
