@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ def run_lock(run_dir):
     import fcntl
 
     run_dir = Path(run_dir)
-    created = not run_dir.exists()
+    created = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # innermost first
     run_dir.mkdir(parents=True, exist_ok=True)
     handle = open(run_dir / LOCK, "a+")
     try:
@@ -50,7 +49,11 @@ def run_lock(run_dir):
         yield
     except BaseException:
         if created and [p.name for p in run_dir.iterdir()] == [LOCK]:
-            shutil.rmtree(run_dir)
+            (run_dir / LOCK).unlink()
+            for d in created:
+                if any(d.iterdir()):
+                    break
+                d.rmdir()
         raise
     finally:
         handle.close()
