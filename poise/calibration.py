@@ -22,6 +22,7 @@ from poise.data import layout
 from poise.data.dataset import MMFiDataset
 from poise.models.pose import build_model
 from poise.runtime import evaluate
+from poise.errors import PoiseError
 
 PAPER_001_TABLE_3 = {"rgb": (62.46, 34.89), "lidar": (65.95, 44.41), "mmwave": (116.48, 58.15),
                      "wifi-csi": (166.55, 110.42)}
@@ -69,12 +70,12 @@ def calibrate(root, modalities=layout.MODALITIES, protocol: str = "P1", split: s
               lidar_points: int = 256, seed: int = 0, progress: bool = True) -> list[UnimodalResult]:
     """Train and test one single-modality model per modality; results in the order given."""
     if epochs < 1:
-        raise ValueError(f"epochs={epochs} must be >= 1")
+        raise PoiseError(f"epochs={epochs} must be >= 1")
     kw = dict(protocol=protocol, split=split, modalities=layout.MODALITIES, lidar_points=lidar_points, seed=seed,
               progress=progress)
     train, test = MMFiDataset(root, part="train", **kw), MMFiDataset(root, part="test", **kw)
     if len(train) == 0 or len(test) == 0:
-        raise ValueError(f"{root}: split {split} of protocol {protocol} leaves {len(train)} training and {len(test)} "
+        raise PoiseError(f"{root}: split {split} of protocol {protocol} leaves {len(train)} training and {len(test)} "
                          f"test frames here; use a root with more subjects (e.g. `poise simulate --preset demo`)")
     return [train_unimodal(m, train, test, epochs=epochs, seed=seed, progress=progress) for m in modalities]
 

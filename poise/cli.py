@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from poise.data import layout
+from poise.errors import PoiseError
 
 DEFAULT_DEMO = "data/mmfi-demo"
 DEFAULT_CONTINUAL = "data/mmfi-continual"
@@ -84,7 +85,7 @@ def _train_or_resume(args):
         ignored = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None and k != "epochs"]
         ignored += ["--config"] * bool(args.config) + ["--param"] * bool(args.param)
         if ignored:
-            raise ValueError(f"--resume continues {args.resume} with its own config.yaml; {', '.join(ignored)} "
+            raise PoiseError(f"--resume continues {args.resume} with its own config.yaml; {', '.join(ignored)} "
                              f"would change that run: drop them (only --epochs extends it), or start a new run")
         return resume(args.resume, progress=not args.quiet, epochs=args.epochs)
     if args.param:
@@ -180,9 +181,13 @@ def _parse_param(text: str):
     import yaml
 
     if "=" not in text:
-        raise ValueError(f"--param {text!r}: write NAME=VALUE, e.g. --param alpha_s=20000")
+        raise PoiseError(f"--param {text!r}: write NAME=VALUE, e.g. --param alpha_s=20000")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise PoiseError(f"--param {text!r}: cannot read the value {value!r}; write a number, true/false or a word, "
+                         f"e.g. --param alpha_s=20000") from None
 
 
 def dataset_summary(root) -> str:
@@ -392,13 +397,15 @@ def _add_run_all_options(p) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from poise.data.mmfi import MMFiFormatError
-
     try:
         return args.func(args)
-    except (MMFiFormatError, ValueError, OSError) as err:  # OSError: FileExistsError, NotADirectoryError, ...
+    except (PoiseError, OSError) as err:  # a user-fixable problem (OSError: FileExistsError, a missing file, ...)
         print(f"poise {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"poise {args.command}: interrupted; what finished is saved, and re-running the same command (or "
+              f"--resume RUN_DIR) continues", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from poise.data import layout
+from poise.errors import PoiseError
 
 
 def as_number(config, key: str, low: float | None = None, high: float | None = None, optional: bool = False,
@@ -28,7 +29,7 @@ def as_number(config, key: str, low: float | None = None, high: float | None = N
             (high is not None and number > high):
         bounds = (f"> {low}" if above else f">= {low}") if low is not None else ""
         bounds += (" and " if bounds and high is not None else "") + (f"<= {high}" if high is not None else "")
-        raise ValueError(f"config key {key!r} must be {bounds}, got {value!r}")
+        raise PoiseError(f"config key {key!r} must be {bounds}, got {value!r}")
     setattr(config, key, number)
 
 
@@ -42,23 +43,23 @@ def typed(what: str, value, kind):
     if kind is bool:
         if isinstance(value, bool):
             return value
-        raise ValueError(f"{what} must be true or false, got {value!r}")
+        raise PoiseError(f"{what} must be true or false, got {value!r}")
     if kind in (int, float):
         try:
             if isinstance(value, bool):
                 raise TypeError
             number = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{what} must be a number, got {value!r}") from None
+            raise PoiseError(f"{what} must be a number, got {value!r}") from None
         if not math.isfinite(number):
-            raise ValueError(f"{what} must be finite, got {value!r}")
+            raise PoiseError(f"{what} must be finite, got {value!r}")
         if kind is float:
             return number
         if number != int(number):
-            raise ValueError(f"{what} must be a whole number, got {value!r}")
+            raise PoiseError(f"{what} must be a whole number, got {value!r}")
         return int(number)
     if kind is str and not isinstance(value, str):
-        raise ValueError(f"{what} must be a string, got {value!r}")
+        raise PoiseError(f"{what} must be a string, got {value!r}")
     return value
 
 
@@ -68,14 +69,14 @@ def positive_ints(config, *keys) -> None:
     for key in keys:
         value = typed(f"config key {key!r}", getattr(config, key), int)
         if value < 1:
-            raise ValueError(f"config key {key!r} must be a positive integer, got {getattr(config, key)!r}")
+            raise PoiseError(f"config key {key!r} must be a positive integer, got {getattr(config, key)!r}")
         setattr(config, key, value)
 
 
 def check_run_name(name: str) -> None:
     """A run directory name is one folder name inside ``out``: ``../..`` or ``a/b`` would write elsewhere."""
     if name and (Path(name).name != name or name in (".", "..") or "\\" in name):
-        raise ValueError(f"config key 'name' must be a single folder name inside 'out', got {name!r}")
+        raise PoiseError(f"config key 'name' must be a single folder name inside 'out', got {name!r}")
 
 
 def modality_list(value) -> list:
@@ -85,13 +86,13 @@ def modality_list(value) -> list:
         return list(layout.MODALITIES)
     names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)) or not names:
-        raise ValueError(f"config key 'modalities' must be a non-empty list of {', '.join(layout.MODALITIES)}, "
+        raise PoiseError(f"config key 'modalities' must be a non-empty list of {', '.join(layout.MODALITIES)}, "
                          f"got {value!r}")
     unknown = [n for n in names if n not in layout.MODALITIES]
     if unknown:
-        raise ValueError(f"config key 'modalities': unknown {unknown}; choose from {', '.join(layout.MODALITIES)}")
+        raise PoiseError(f"config key 'modalities': unknown {unknown}; choose from {', '.join(layout.MODALITIES)}")
     if len(set(names)) != len(names):
-        raise ValueError(f"config key 'modalities' names a modality twice: {value!r}")
+        raise PoiseError(f"config key 'modalities' names a modality twice: {value!r}")
     return list(names)
 
 
@@ -117,7 +118,7 @@ class ConfigFile:
         for key in values:
             if key not in known:
                 close = difflib.get_close_matches(str(key), known, n=1)
-                raise ValueError(f"{source}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                raise PoiseError(f"{source}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                                  + f"; valid keys: {', '.join(sorted(known))}")
         return cls(**values)
 
@@ -128,9 +129,9 @@ class ConfigFile:
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
-            raise ValueError(f"{path}: cannot read the config ({err}); pass a YAML mapping of {cls.__name__} keys") from err
+            raise PoiseError(f"{path}: cannot read the config ({err}); pass a YAML mapping of {cls.__name__} keys") from err
         if not isinstance(values, dict):
-            raise ValueError(f"{path}: the config must be a YAML mapping of keys to values")
+            raise PoiseError(f"{path}: the config must be a YAML mapping of keys to values")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values, source=str(path))
 
@@ -177,31 +178,31 @@ class TrainConfig(ConfigFile):
         positive_ints(self, "epochs", "batch_size", "dim", "lidar_points", "mmwave_points", "assess_frames", "lr_step",
                       "train_stride", "eval_stride")
         if not isinstance(self.rgb_window, int) or isinstance(self.rgb_window, bool) or self.rgb_window < 0:
-            raise ValueError(f"config key 'rgb_window' must be an integer >= 0, got {self.rgb_window!r}")
+            raise PoiseError(f"config key 'rgb_window' must be an integer >= 0, got {self.rgb_window!r}")
         if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"config key 'device' must be auto, cpu or cuda, got {self.device!r}")
+            raise PoiseError(f"config key 'device' must be auto, cpu or cuda, got {self.device!r}")
         if self.encoder not in ("lite", "paper"):
-            raise ValueError(f"config key 'encoder' must be 'lite' or 'paper', got {self.encoder!r}")
+            raise PoiseError(f"config key 'encoder' must be 'lite' or 'paper', got {self.encoder!r}")
         from poise.optim import CHOICES
 
         if self.optimizer not in CHOICES:
-            raise ValueError(f"config key 'optimizer' must be one of {', '.join(CHOICES)}, got {self.optimizer!r}")
+            raise PoiseError(f"config key 'optimizer' must be one of {', '.join(CHOICES)}, got {self.optimizer!r}")
         as_number(self, "lr", 0, optional=True, above=True)
         as_number(self, "lr_gamma", 0, above=True)
         as_number(self, "momentum", 0, 1)
         as_number(self, "weight_decay", 0, optional=True)
         as_number(self, "holdout", 0, 1)
         if self.holdout >= 1:
-            raise ValueError(f"config key 'holdout' must be below 1 (a fraction of the training sequences), got {self.holdout!r}")
+            raise PoiseError(f"config key 'holdout' must be below 1 (a fraction of the training sequences), got {self.holdout!r}")
         if not isinstance(self.lr_groups, dict):
-            raise ValueError(f"config key 'lr_groups' must be a mapping of parameter group to factor, got {self.lr_groups!r}")
+            raise PoiseError(f"config key 'lr_groups' must be a mapping of parameter group to factor, got {self.lr_groups!r}")
         if not isinstance(self.method_params, dict):
-            raise ValueError(f"config key 'method_params' must be a mapping of parameter to value, got {self.method_params!r}")
+            raise PoiseError(f"config key 'method_params' must be a mapping of parameter to value, got {self.method_params!r}")
         from poise import methods
 
         if self.method not in methods.available():
             close = difflib.get_close_matches(str(self.method), methods.available(), n=1)
-            raise ValueError(f"config key 'method' is {self.method!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            raise PoiseError(f"config key 'method' is {self.method!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                              + f": choose one of {', '.join(methods.available())}")
         method = methods.get(self.method, **self.method_params)  # names, types and ranges, before any data is read
         self.method_params = {k: getattr(method, k) for k in self.method_params}  # as parsed ('1e4' -> 10000.0)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 
 import torch
+from poise.errors import PoiseError
 
 SGD_LR = 0.3
 DEFAULTS = {"adam": dict(lr=1e-3, momentum=None, weight_decay=0.0),
@@ -37,7 +38,7 @@ def resolve(config, method) -> dict:
     values where it sets them, else the defaults of the optimiser (the method's reference one for ``auto``)."""
     name = method.reference_optimizer if config.optimizer == "auto" else config.optimizer
     if name not in DEFAULTS:
-        raise ValueError(f"method {method.name!r} declares reference optimiser {name!r}, which poise does not have "
+        raise PoiseError(f"method {method.name!r} declares reference optimiser {name!r}, which poise does not have "
                          f"({', '.join(DEFAULTS)})")
     defaults = DEFAULTS[name]
     pick = {k: (defaults[k] if getattr(config, k) is None else float(getattr(config, k)))
@@ -52,14 +53,14 @@ def build(spec: dict, groups: dict) -> torch.optim.Optimizer:
     unknown = sorted(set(spec["lr_groups"]) - set(groups))
     if unknown:
         close = difflib.get_close_matches(unknown[0], groups, n=1)
-        raise ValueError(f"config key 'lr_groups' names {unknown}, which is not a parameter group of this run"
+        raise PoiseError(f"config key 'lr_groups' names {unknown}, which is not a parameter group of this run"
                          + (f" (did you mean {close[0]!r}?)" if close else "")
                          + f"; its groups: {', '.join(groups)}")
     param_groups = []
     for name, params in groups.items():
         factor = float(spec["lr_groups"].get(name, 1.0))
         if not factor >= 0:
-            raise ValueError(f"config key 'lr_groups': the factor of {name!r} must be >= 0, got {factor!r}")
+            raise PoiseError(f"config key 'lr_groups': the factor of {name!r} must be >= 0, got {factor!r}")
         params = [p for p in params if p.requires_grad]
         if params:
             param_groups.append({"params": params, "name": name, "lr_factor": factor, "lr": spec["lr"] * factor})

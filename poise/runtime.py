@@ -16,6 +16,7 @@ import torch
 
 from poise import distributed
 from poise.metrics import mpjpe_mm, pa_mpjpe_mm
+from poise.errors import PoiseError
 
 
 LOCK = ".lock"
@@ -65,13 +66,13 @@ def read_checkpoint(path, keys, then: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ValueError(f"{path}: no checkpoint there; {then}") from None
+        raise PoiseError(f"{path}: no checkpoint there; {then}") from None
     except Exception as err:  # noqa: BLE001: pickle, zip, EOF and OS errors all mean "not a readable checkpoint"
-        raise ValueError(f"{path} is not a readable poise checkpoint (truncated, damaged or written by something "
+        raise PoiseError(f"{path} is not a readable poise checkpoint (truncated, damaged or written by something "
                          f"else: {type(err).__name__}); {then}") from None
     missing = [k for k in keys if not isinstance(state, dict) or k not in state]
     if missing:
-        raise ValueError(f"{path} is not a poise checkpoint of this kind of run (it lacks {', '.join(missing)}); "
+        raise PoiseError(f"{path} is not a poise checkpoint of this kind of run (it lacks {', '.join(missing)}); "
                          f"{then}")
     return state
 
@@ -83,9 +84,9 @@ def resolve_device(name: str) -> torch.device:
         return ranked or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     wanted = torch.device(name)
     if wanted.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("config key 'device' is 'cuda' but torch sees no CUDA device; use device: cpu (or auto)")
+        raise PoiseError("config key 'device' is 'cuda' but torch sees no CUDA device; use device: cpu (or auto)")
     if ranked is not None and ranked.type != wanted.type:
-        raise ValueError(f"config key 'device' is {name!r} but torchrun's processes use {ranked.type}; hide the "
+        raise PoiseError(f"config key 'device' is {name!r} but torchrun's processes use {ranked.type}; hide the "
                          f"GPUs (CUDA_VISIBLE_DEVICES=) to train on CPU, or use device: auto")
     return ranked or wanted
 
@@ -109,7 +110,7 @@ def evaluate(model: torch.nn.Module, data, rows=None, batch_size: int = 256, pre
     device = next(model.parameters()).device
     rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=np.int64)
     if not len(rows):
-        raise ValueError(f"no frames to evaluate the {prefix} metrics on")
+        raise PoiseError(f"no frames to evaluate the {prefix} metrics on")
     rows = distributed.shard(rows)
     sums = [0.0, 0.0, 0.0]  # MPJPE x frames, PA-MPJPE x frames, frames
     with torch.no_grad():

@@ -44,6 +44,7 @@ from poise.data.dataset import MMFiDataset
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.models.pose import PoseModel, build_model
 from poise.runtime import batches, evaluate, read_checkpoint, resolve_device, run_lock, to_device
+from poise.errors import PoiseError
 
 CHECKPOINT = "checkpoint.pt"
 HOLDOUT_SEED = 7  # the held-out sequences are drawn from (seed, HOLDOUT_SEED)
@@ -92,7 +93,7 @@ def load_datasets(config: TrainConfig, progress: bool = True) -> tuple[MMFiDatas
     train = MMFiDataset(config.data, part="train", frame_stride=config.train_stride, **kw)
     test = MMFiDataset(config.data, part="test", **kw)
     if len(train) == 0 or len(test) == 0:
-        raise ValueError(f"{config.data}: split {config.split} of protocol {config.protocol} leaves {len(train)} "
+        raise PoiseError(f"{config.data}: split {config.split} of protocol {config.protocol} leaves {len(train)} "
                          f"training and {len(test)} test frames; use a root with more subjects or another split")
     return train, test
 
@@ -114,7 +115,7 @@ def holdout_rows(train: MMFiDataset, fraction: float, seed: int) -> tuple[np.nda
         n = min(max(1, int(round(fraction * len(mine)))), len(mine) - 1)
         held.extend(rng.choice(mine, n, replace=False).tolist())
     if not held:
-        raise ValueError(f"config key 'holdout' = {fraction}: every action has a single training sequence here, so "
+        raise PoiseError(f"config key 'holdout' = {fraction}: every action has a single training sequence here, so "
                          f"none can be held out; use holdout: 0 or a root with more subjects")
     is_val = np.isin(sequence, held)
     return rows[~is_val], rows[is_val]
@@ -123,7 +124,7 @@ def holdout_rows(train: MMFiDataset, fraction: float, seed: int) -> tuple[np.nda
 def build_run(config: TrainConfig, run_dir: Path, progress: bool = True) -> Run:
     method = methods.get(config.method, **config.method_params)  # fail on a bad name before loading data
     if config.batch_size % distributed.world():
-        raise ValueError(f"batch_size={config.batch_size} does not split evenly over {distributed.world()} "
+        raise PoiseError(f"batch_size={config.batch_size} does not split evenly over {distributed.world()} "
                          f"processes; under torchrun choose a batch_size divisible by --nproc_per_node")
     with distributed.main_first():  # rank 0 builds a missing cache; the others then open it
         train, test = load_datasets(config, progress and distributed.is_main())
@@ -196,7 +197,7 @@ def train_epoch(run: Run, progress: bool = True) -> float:
         run.optimizer.step()
         value = loss.item()
         if value != value or value == float("inf"):
-            raise ValueError(f"training diverged: the loss is {value} at epoch {run.epoch + 1}, with learning "
+            raise PoiseError(f"training diverged: the loss is {value} at epoch {run.epoch + 1}, with learning "
                                      f"rate {optim.base_lr(run.optimizer):g} ({optim.resolve(config, run.method)['optimizer']}"
                                      f"); lower the config key 'lr'")
         total += value * len(pred)
@@ -318,14 +319,14 @@ def resume(run_dir, progress: bool = True, epochs: int | None = None) -> Run:
     """Continue the run in ``run_dir`` from its last checkpoint (optionally to more ``epochs``)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / CHECKPOINT).is_file():
-        raise ValueError(f"{run_dir} is not a run directory with a checkpoint (config.yaml and {CHECKPOINT}); "
+        raise PoiseError(f"{run_dir} is not a run directory with a checkpoint (config.yaml and {CHECKPOINT}); "
                          f"start it with `poise train`")
     config = TrainConfig.load(run_dir / "config.yaml", epochs=epochs)
     with run_lock(run_dir) if distributed.is_main() else contextlib.nullcontext():
         run = build_run(config, run_dir, progress)
         load_checkpoint(run)
         if epochs is not None and epochs < run.epoch:
-            raise ValueError(f"{run_dir} has trained {run.epoch} epochs already; --epochs {epochs} would shorten "
+            raise PoiseError(f"{run_dir} has trained {run.epoch} epochs already; --epochs {epochs} would shorten "
                              f"it. Pass more epochs to continue it, or start a new run")
         if epochs is not None and distributed.is_main():
             config.save(run_dir / "config.yaml")
@@ -336,7 +337,7 @@ def load_run(run_dir, progress: bool = False) -> Run:
     """A finished (or interrupted) run, rebuilt from its config and last checkpoint, for analysis."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / CHECKPOINT).is_file():
-        raise ValueError(f"{run_dir} is not a run directory with a checkpoint (config.yaml and {CHECKPOINT}); "
+        raise PoiseError(f"{run_dir} is not a run directory with a checkpoint (config.yaml and {CHECKPOINT}); "
                          f"train one with `poise train`")
     run = build_run(TrainConfig.load(run_dir / "config.yaml"), run_dir, progress)
     load_checkpoint(run)

@@ -74,7 +74,7 @@ def test_every_method_parameter_rejects_wrong_values_by_name_or_accepts_them(nam
 @pytest.mark.parametrize("param, message", [("window=abc", "'window' must be a number"),
                                             ("window=-3", "window must be an integer >= 0"),
                                             ("alpha_s=1e4", NOT_DATA), ("alpha_S=1", "did you mean 'alpha_s'"),
-                                            ("nonsense", "write NAME=VALUE")])
+                                            ("nonsense", "write NAME=VALUE"), ("window=[1", "cannot read the value")])
 def test_train_checks_method_parameters_before_reading_data(tmp_path, capsys, param, message):
     out = tmp_path / "runs"
     code = main(["train", "--data", str(tmp_path / "nowhere"), "--method", "awc", "--param", param, "--out", str(out)])
@@ -106,3 +106,15 @@ def test_resume_refuses_options_it_would_ignore(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path), "--lr", "0.1", "--data", "x"]) == 2
     err = capsys.readouterr().err
     assert "--data, --lr would change that run" in err
+
+
+def test_a_bug_is_not_disguised_as_a_user_error(monkeypatch):
+    """Only PoiseError (and OSError) become one-line messages; any other exception keeps its traceback."""
+    import poise.train
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(poise.train, "train", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["train", "--epochs", "1"])

@@ -18,6 +18,7 @@ from poise.bench.presets import ALL, PRESETS, SHARED, Ablation, Preset, Variant
 from poise.bench.report import findings, report, save_figure
 from poise.bench.runs import execute, plan, plan_text, run_all, run_one, settings_diff, subset_name
 from poise.bench.stats import diff_text, fmt, mean_sd, noise_clause, paired, select
+from poise.errors import PoiseError
 
 __all__ = ["ALL", "PRESETS", "SHARED", "Ablation", "Preset", "Variant", "bench", "diff_text", "execute", "findings",
            "fmt", "mean_sd", "noise_clause", "paired", "plan", "plan_text", "report", "run_all", "run_one",
@@ -30,7 +31,7 @@ def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, see
     """Run a preset (optionally with other ``seeds``) into ``out``; returns the report's Markdown, or with
     ``dry_run`` the plan of runs (nothing trained)."""
     if preset_name not in PRESETS:
-        raise ValueError(f"unknown bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
+        raise PoiseError(f"unknown bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
     if seeds:
         preset = replace(preset, seeds=tuple(seeds))

@@ -13,9 +13,10 @@ AWC's window and re-learning's epoch keep their papers' 40 %.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from poise.data import layout
+from poise.errors import PoiseError
 
 ALL = tuple(layout.MODALITIES)
 SHORT = {"rgb": "R", "lidar": "L", "mmwave": "M", "wifi-csi": "W"}
@@ -45,7 +46,7 @@ class Variant:
 
     def __post_init__(self):
         if "-" in self.label:
-            raise ValueError(f"variant label {self.label!r}: use '_' (run names join label, fusion, subset, seed with '-')")
+            raise PoiseError(f"variant label {self.label!r}: use '_' (run names join label, fusion, subset, seed with '-')")
 
 
 @dataclass(frozen=True)

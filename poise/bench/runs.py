@@ -13,6 +13,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from poise.bench.presets import ALL, BASELINE, LR_DECAY_AT, LR_GAMMA, SHORT, Preset
+from poise.errors import PoiseError
 
 
 SECONDS_PER_EPOCH = 8.0  # the lite model with all four modalities at the bench's settings, 2 runs on 2 cores
@@ -113,7 +114,7 @@ def run_one(config, threads: int = 0, force: bool = False) -> dict:
     if not force and (run_dir / CHECKPOINT).is_file():
         existing = TrainConfig.load(run_dir / "config.yaml")
         if existing != config:
-            raise ValueError(f"{run_dir} holds a run with other settings than this bench asks for "
+            raise PoiseError(f"{run_dir} holds a run with other settings than this bench asks for "
                              f"({settings_diff(existing, config)}); use another --out, or --force to retrain it")
         check_method_params(run_dir, config)
         history = json.loads(metrics.read_text()) if metrics.is_file() else []
@@ -146,7 +147,7 @@ def check_method_params(run_dir: Path, config) -> None:
         if then is not None and then != now:
             diff = ", ".join(f"{k}: {then.get(k)!r} there, {now.get(k)!r} now" for k in sorted(set(then) | set(now))
                              if then.get(k) != now.get(k))
-            raise ValueError(f"{run_dir} was trained with other {config.method} {what} settings ({diff}); delete "
+            raise PoiseError(f"{run_dir} was trained with other {config.method} {what} settings ({diff}); delete "
                              f"it, use another --out, or --force to retrain")
 
 

@@ -33,6 +33,7 @@ from poise.bench import diff_text, fmt, noise_clause, paired, run_all, save_figu
 from poise.continual import tasks as task_stream
 from poise.continual.config import ContinualConfig
 from poise.continual.nis import MODES, name_noisy_modality
+from poise.errors import PoiseError
 
 # 001 Table 4's rows as (a-EWC, re-learning, NIS) -> the run that has exactly those parts, and one more row
 ABLATION_ROWS = (
@@ -143,7 +144,7 @@ def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> d
     if not force and (run_dir / CHECKPOINT).is_file():
         existing = ContinualConfig.load(run_dir / "config.yaml")
         if existing != config:
-            raise ValueError(f"{run_dir} holds a continual run with other settings than this bench asks for "
+            raise PoiseError(f"{run_dir} holds a continual run with other settings than this bench asks for "
                              f"({settings_diff(existing, config)}); use another --out, or --force to run it again")
         results = run_dir / "results.json"
         done = json.loads(results.read_text())["tasks_done"] if results.is_file() else 0
@@ -407,7 +408,7 @@ def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: in
                     force: bool = False, progress: bool = True, command: str = "") -> str:
     """Run a preset (optionally with other ``seeds``) into ``out``; returns the report's Markdown."""
     if preset_name not in PRESETS:
-        raise ValueError(f"unknown continual-bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
+        raise PoiseError(f"unknown continual-bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
     if seeds:
         preset = replace(preset, seeds=tuple(seeds))

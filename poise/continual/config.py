@@ -10,6 +10,7 @@ from poise.continual.ewc import DEFAULT_BETA, DEFAULT_LAMBDA
 from poise.continual.nis import MODES
 from poise.continual.noise import KINDS
 from poise.data import layout
+from poise.errors import PoiseError
 
 METHODS = ("ours", "naive", "ewc", "coteaching", "dividemix")  # the last two with EWC (001 Table 2)
 # parts of ``ours`` that ``ablate`` can switch off (001 Table 4): ``adaptive_ewc`` falls back to the generic
@@ -61,7 +62,7 @@ class ContinualConfig(ConfigFile):
         self.parse_scalars()
         check_run_name(self.name)
         if self.tasks < 0:
-            raise ValueError(f"config key 'tasks' must be an integer >= 0 (0: the whole stream), got {self.tasks!r}")
+            raise PoiseError(f"config key 'tasks' must be an integer >= 0 (0: the whole stream), got {self.tasks!r}")
         positive_ints(self, "epochs", "gamma", "relearn_epoch", "fisher_frames", "dim", "lidar_points",
                       "mmwave_points", "train_stride", "batch_size", "assess_frames")
         self.modalities = modality_list(self.modalities)
@@ -73,29 +74,29 @@ class ContinualConfig(ConfigFile):
                    "naming": MODES}
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
-                raise ValueError(f"config key {key!r} is {getattr(self, key)!r}: choose one of {', '.join(valid)}")
+                raise PoiseError(f"config key {key!r} is {getattr(self, key)!r}: choose one of {', '.join(valid)}")
         unknown = [a for a in self.ablate if a not in ABLATIONS]
         if unknown:
-            raise ValueError(f"config key 'ablate' names {unknown}: choose from {', '.join(ABLATIONS)}")
+            raise PoiseError(f"config key 'ablate' names {unknown}: choose from {', '.join(ABLATIONS)}")
         if self.ablate and self.method != "ours":
-            raise ValueError(f"config key 'ablate' switches off parts of method 'ours'; method {self.method!r} has "
+            raise PoiseError(f"config key 'ablate' switches off parts of method 'ours'; method {self.method!r} has "
                              f"none of them")
         if self.noise != "none" and not 0.0 < float(self.ratio) < 1.0:
-            raise ValueError(f"config key 'ratio' must lie in (0, 1), got {self.ratio!r} (001 uses 0.2 and 0.4)")
+            raise PoiseError(f"config key 'ratio' must lie in (0, 1), got {self.ratio!r} (001 uses 0.2 and 0.4)")
         if self.uses("relearn") and self.relearn_epoch >= self.epochs:
-            raise ValueError(f"config key 'relearn_epoch' ({self.relearn_epoch}) leaves no epoch of a task to "
+            raise PoiseError(f"config key 'relearn_epoch' ({self.relearn_epoch}) leaves no epoch of a task to "
                              f"re-learn in ({self.epochs} epochs); set it below epochs or ablate relearn")
         for key in ("alpha_s", "alpha_i", "beta"):
             if not 0.0 <= float(getattr(self, key)) <= 1.0:
-                raise ValueError(f"config key {key!r} must lie in [0, 1], got {getattr(self, key)!r}")
+                raise PoiseError(f"config key {key!r} must lie in [0, 1], got {getattr(self, key)!r}")
         if not float(self.lam) >= 0 or not float(self.lr) > 0 or not float(self.lambda_u) >= 0:
-            raise ValueError(f"config keys 'lam' >= 0, 'lr' > 0 and 'lambda_u' >= 0 required, got {self.lam!r}, "
+            raise PoiseError(f"config keys 'lam' >= 0, 'lr' > 0 and 'lambda_u' >= 0 required, got {self.lam!r}, "
                              f"{self.lr!r}, {self.lambda_u!r}")
         if self.noisy_modality and self.noisy_modality not in self.modalities:
-            raise ValueError(f"config key 'noisy_modality' is {self.noisy_modality!r}: choose one of "
+            raise PoiseError(f"config key 'noisy_modality' is {self.noisy_modality!r}: choose one of "
                              f"{', '.join(self.modalities)} (or leave it empty to draw one per task)")
         if len(self.modalities) < 2 or set(self.modalities) - set(layout.MODALITIES):
-            raise ValueError(f"config key 'modalities' must name at least two of {', '.join(layout.MODALITIES)}; "
+            raise PoiseError(f"config key 'modalities' must name at least two of {', '.join(layout.MODALITIES)}; "
                              f"got {self.modalities}")
 
     def uses(self, part: str) -> bool:

@@ -56,6 +56,7 @@ from poise.methods.groups import split_groups
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.models.pose import build_model
 from poise.runtime import batches, evaluate, read_checkpoint, resolve_device, run_lock, to_device
+from poise.errors import PoiseError
 
 CHECKPOINT = "checkpoint.pt"
 EVAL_BATCH = 256
@@ -124,7 +125,7 @@ def load_stream(config: ContinualConfig, progress: bool = True):
     empty = [f"task {t} ({', '.join(stream[t])}): {len(a)} train / {len(b)} test frames"
              for t, (a, b) in enumerate(zip(train_tasks, test_tasks)) if not len(a) or not len(b)]
     if empty:
-        raise ValueError(f"{root}: split {config.split} of {config.protocol} leaves tasks without frames ("
+        raise PoiseError(f"{root}: split {config.split} of {config.protocol} leaves tasks without frames ("
                          + "; ".join(empty) + f"); a continual stream needs every action of {config.protocol} for "
                          f"training and test subjects: `poise simulate --preset continual --out DIR`")
     return train, test, train_tasks, test_tasks
@@ -516,7 +517,7 @@ def resume(run_dir, progress: bool = True, tasks: int | None = None) -> Continua
     """Continue the continual run in ``run_dir`` after its last finished task (optionally to more ``tasks``)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / CHECKPOINT).is_file():
-        raise ValueError(f"{run_dir} is not a continual run directory with a checkpoint (config.yaml and "
+        raise PoiseError(f"{run_dir} is not a continual run directory with a checkpoint (config.yaml and "
                          f"{CHECKPOINT}); start it with `poise continual`")
     config = ContinualConfig.load(run_dir / "config.yaml", tasks=tasks)
     with run_lock(run_dir):

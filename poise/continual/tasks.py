@@ -29,6 +29,7 @@ P3 (all 27 actions) has no task stream in 001; asking for one is an error.
 from __future__ import annotations
 
 import numpy as np
+from poise.errors import PoiseError
 
 TASKS: dict[str, list[tuple[str, ...]]] = {
     "P1": [
@@ -54,7 +55,7 @@ TASKS: dict[str, list[tuple[str, ...]]] = {
 def _key(protocol: str) -> str:
     key = str(protocol).upper().replace("PROTOCOL", "P")
     if key not in TASKS:
-        raise ValueError(f"protocol={protocol!r} has no continual task stream: choose one of {sorted(TASKS)} "
+        raise PoiseError(f"protocol={protocol!r} has no continual task stream: choose one of {sorted(TASKS)} "
                          f"(paper 001 defines tasks for P1 and P2 only)")
     return key
 
@@ -81,7 +82,7 @@ def task_indices(dataset, protocol: str) -> list[np.ndarray]:
     actions = [s.action for s in dataset.sequences]
     unknown = sorted(set(actions) - set(mapping))
     if unknown:
-        raise ValueError(f"the dataset has actions {unknown} that are not in protocol {protocol}'s tasks")
+        raise PoiseError(f"the dataset has actions {unknown} that are not in protocol {protocol}'s tasks")
     task_of_sequence = np.array([mapping[a] for a in actions], dtype=np.int64)
     task = task_of_sequence[dataset.sequence_of(np.arange(len(dataset)))] if len(dataset) else np.zeros(0, np.int64)
     return [np.flatnonzero(task == t).astype(np.int64) for t in range(len(TASKS[_key(protocol)]))]

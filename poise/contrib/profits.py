@@ -18,6 +18,7 @@ import difflib
 import torch
 
 from poise.metrics import mpjpe_mm
+from poise.errors import PoiseError
 
 ZERO_STD = 1e-9  # metres: a coordinate whose std along the batch is below this counts as constant
 
@@ -27,7 +28,7 @@ def pearson(y: torch.Tensor, y_hat: torch.Tensor) -> float:
     y = y.reshape(len(y), -1).double()
     y_hat = y_hat.reshape(len(y_hat), -1).double()
     if len(y) < 2:
-        raise ValueError("the Pearson profit needs a batch of at least 2 samples (it correlates along the batch)")
+        raise PoiseError("the Pearson profit needs a batch of at least 2 samples (it correlates along the batch)")
     dy, dp = y - y.mean(0), y_hat - y_hat.mean(0)
     sy, sp = dy.square().mean(0).sqrt(), dp.square().mean(0).sqrt()
     ok = (sy > ZERO_STD) & (sp > ZERO_STD)
@@ -52,6 +53,6 @@ def get_profit(name):
         return name
     if name not in PROFITS:
         close = difflib.get_close_matches(str(name), PROFITS, n=1)
-        raise ValueError(f"unknown profit {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        raise PoiseError(f"unknown profit {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                          + f": choose one of {', '.join(PROFITS)}")
     return PROFITS[name]

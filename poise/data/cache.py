@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from . import layout
 from .mmfi import MMFiFormatError, ReadReport, Sequence, read_ground_truth, read_sequence
+from poise.errors import PoiseError
 
 CACHE_VERSION = 1
 CACHE_DIRNAME = ".poise_cache"
@@ -99,7 +100,7 @@ class PackedCache:
             raise FileNotFoundError(f"{self.path} is not a poise cache (no meta.json): delete the folder")
         self.meta = json.loads(meta_path.read_text())
         if self.meta.get("version") != CACHE_VERSION:
-            raise ValueError(f"{self.path}: cache format version {self.meta.get('version')}, this poise reads "
+            raise PoiseError(f"{self.path}: cache format version {self.meta.get('version')}, this poise reads "
                              f"{CACHE_VERSION}: delete the folder and it will be rebuilt")
         self.sequences = list(self.meta["sequences"])
         self.modalities = tuple(self.meta["modalities"])

@@ -14,6 +14,7 @@ from .cache import open_cache
 from .mmfi import (ReadReport, check_modalities, check_on_error, read_csi, read_ground_truth, read_points,
                    read_rgb, read_sequence, scan)
 from .splits import Split, restrict
+from poise.errors import PoiseError
 
 PARTS = ("train", "test", "all")
 _STREAM = {"lidar": 0, "mmwave": 1}  # separate random streams per point-cloud modality
@@ -143,16 +144,16 @@ class MMFiDataset(Dataset):
         self.modalities = check_modalities(modalities)
         self.on_error = check_on_error(on_error)
         if part not in PARTS:
-            raise ValueError(f"part={part!r} is not valid: use one of {PARTS}")
+            raise PoiseError(f"part={part!r} is not valid: use one of {PARTS}")
         for name, value in (("rgb_window", rgb_window), ("lidar_points", lidar_points),
                             ("mmwave_points", mmwave_points), ("frame_stride", frame_stride)):
             if not isinstance(value, (int, np.integer)) or value < (0 if name == "rgb_window" else 1):
-                raise ValueError(f"{name}={value!r} must be an integer >= {0 if name == 'rgb_window' else 1}")
+                raise PoiseError(f"{name}={value!r} must be an integer >= {0 if name == 'rgb_window' else 1}")
         if subjects is not None:
             subjects = [subjects] if isinstance(subjects, str) else list(subjects)
             unknown = [s for s in subjects if s not in layout.SUBJECTS]
             if unknown:
-                raise ValueError(f"unknown subjects {unknown}: MM-Fi subjects are S01..S40")
+                raise PoiseError(f"unknown subjects {unknown}: MM-Fi subjects are S01..S40")
         self.rgb_window, self.lidar_points, self.mmwave_points = int(rgb_window), int(lidar_points), int(mmwave_points)
         self.csi_phase, self.seed, self.epoch = bool(csi_phase), int(seed), 0
         self.protocol, self.part = protocol, part

@@ -6,6 +6,8 @@ the reader cannot drift apart. Nothing here touches the disk.
 
 from __future__ import annotations
 
+from poise.errors import PoiseError
+
 FRAMES_PER_SEQUENCE = 297
 FRAME_RATE_HZ = 10.0  # inferred: 10 CSI packets per 100 ms frame, 297 frames ~ 30 s
 
@@ -17,7 +19,7 @@ ACTIONS = tuple(f"A{i:02d}" for i in range(1, 28))
 def environment_of(subject: str) -> str:
     """E01 = S01-S10, E02 = S11-S20, E03 = S21-S30, E04 = S31-S40 (hard-coded in the toolbox)."""
     if subject not in SUBJECTS:
-        raise ValueError(f"unknown subject {subject!r}: MM-Fi subjects are S01..S40")
+        raise PoiseError(f"unknown subject {subject!r}: MM-Fi subjects are S01..S40")
     return ENVIRONMENTS[(int(subject[1:]) - 1) // 10]
 
 
@@ -94,5 +96,5 @@ def resolve_actions(protocol: str) -> tuple[str, ...]:
     """Action ids of a protocol name: P1, P2 or P3 (also accepts the toolbox's 'protocol1'...)."""
     key = protocol.upper().replace("PROTOCOL", "P")
     if key not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}: choose one of P1 (daily), P2 (rehabilitation), P3 (all)")
+        raise PoiseError(f"unknown protocol {protocol!r}: choose one of P1 (daily), P2 (rehabilitation), P3 (all)")
     return PROTOCOLS[key]

@@ -30,6 +30,7 @@ import numpy as np
 import scipy.io
 
 from . import layout
+from poise.errors import PoiseError
 
 ON_ERROR = ("raise", "skip")
 GT_KEY = "gt"  # the report's name for the ground truth, next to the modality names
@@ -41,7 +42,7 @@ _ACTION_RE = re.compile(r"A\d\d")
 _FRAME_RE = re.compile(r"frame(\d+)(\.\w+)")
 
 
-class MMFiFormatError(ValueError):
+class MMFiFormatError(PoiseError):
     """The MM-Fi tree does not match the format. ``path``, ``modality`` and ``reason`` say where and why."""
 
     def __init__(self, message: str, path=None, modality: str | None = None, reason: str | None = None):
@@ -193,7 +194,7 @@ class Sequence:
 
 def check_on_error(on_error: str) -> str:
     if on_error not in ON_ERROR:
-        raise ValueError(f"on_error={on_error!r} is not valid: use 'raise' (stop at the first bad file) or "
+        raise PoiseError(f"on_error={on_error!r} is not valid: use 'raise' (stop at the first bad file) or "
                          f"'skip' (leave bad frames out and report them)")
     return on_error
 
@@ -205,9 +206,9 @@ def check_modalities(modalities) -> tuple[str, ...]:
     modalities = tuple(modalities)
     unknown = [m for m in modalities if m not in layout.MODALITIES]
     if unknown:
-        raise ValueError(f"unknown modalities {unknown}: choose from {list(layout.MODALITIES)}")
+        raise PoiseError(f"unknown modalities {unknown}: choose from {list(layout.MODALITIES)}")
     if not modalities:
-        raise ValueError(f"modalities is empty: give at least one of {list(layout.MODALITIES)}")
+        raise PoiseError(f"modalities is empty: give at least one of {list(layout.MODALITIES)}")
     return tuple(m for m in layout.MODALITIES if m in modalities)
 
 

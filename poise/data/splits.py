@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import layout
+from poise.errors import PoiseError
 
 SPLITS = {"S1": "random_split", "S2": "cross_subject_split", "S3": "cross_scene_split"}
 CROSS_SUBJECT_TEST = ("S05", "S10", "S15", "S20", "S25", "S30", "S35", "S40")
@@ -30,7 +31,7 @@ def resolve_split(split: str) -> str:
     aliases = {v: k for k, v in SPLITS.items()} | {"cross_environment_split": "S3"}
     key = aliases.get(key.lower(), key.upper())
     if key not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: choose S1 (random), S2 (cross-subject) or S3 (cross-environment)"
+        raise PoiseError(f"unknown split {split!r}: choose S1 (random), S2 (cross-subject) or S3 (cross-environment)"
                          f", or the toolbox names {sorted(aliases)}")
     return key
 
@@ -54,7 +55,7 @@ def make_split(protocol: str = "P1", split: str = "S1", random_seed: int = 0,
     actions = layout.resolve_actions(protocol)
     split = resolve_split(split)
     if not 0.0 < ratio < 1.0:
-        raise ValueError(f"ratio={ratio!r} must lie strictly between 0 and 1 (the toolbox uses 0.8)")
+        raise PoiseError(f"ratio={ratio!r} must lie strictly between 0 and 1 (the toolbox uses 0.8)")
     train, test = [], []
     for k, action in enumerate(actions):
         if split == "S1":
@@ -79,7 +80,7 @@ class Split:
 
     def pairs(self, part: str) -> list:
         if part not in ("train", "test"):
-            raise ValueError(f"part={part!r} is not valid: use 'train' or 'test'")
+            raise PoiseError(f"part={part!r} is not valid: use 'train' or 'test'")
         return self.train if part == "train" else self.test
 
     def summary(self) -> str:
@@ -101,7 +102,7 @@ def restrict(protocol: str, split: str, present, random_seed: int = 0, ratio: fl
         if not kept.pairs(part):
             subjects = sorted({s for s, _ in present})
             actions = sorted({a for _, a in present})
-            raise ValueError(
+            raise PoiseError(
                 f"split {resolve_split(split)} of protocol {protocol} has no {part} sequence on disk: the data holds "
                 f"subjects {subjects} and actions {actions}. Use a split whose {part} subjects are present (S2 tests "
                 f"on {list(CROSS_SUBJECT_TEST)}, S3 on S31-S40), another protocol, or generate more subjects")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 
 from poise.methods.base import Method
+from poise.errors import PoiseError
 
 _REGISTRY: dict[str, type[Method]] = {}
 
@@ -16,7 +17,7 @@ _REGISTRY: dict[str, type[Method]] = {}
 def register(name: str):
     def add(cls):
         if name in _REGISTRY:
-            raise ValueError(f"method {name!r} is registered twice ({_REGISTRY[name].__name__}, {cls.__name__})")
+            raise PoiseError(f"method {name!r} is registered twice ({_REGISTRY[name].__name__}, {cls.__name__})")
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -33,7 +34,7 @@ def get(name: str, **params) -> Method:
     _load()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=1)
-        raise ValueError(f"unknown method {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        raise PoiseError(f"unknown method {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                          + f": choose one of {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name].from_params(params)
 

@@ -40,6 +40,7 @@ from poise.contrib.shapley import shapley_exact
 from poise.methods import register
 from poise.methods.base import Method
 from poise.metrics import joint_errors
+from poise.errors import PoiseError
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -92,9 +93,9 @@ class AGM(Method):
 
     def __post_init__(self):
         if not self.alpha >= 0:
-            raise ValueError(f"agm: alpha must be >= 0, got {self.alpha}")
+            raise PoiseError(f"agm: alpha must be >= 0, got {self.alpha}")
         if not self.cap > 0:
-            raise ValueError(f"agm: cap must be > 0 (the largest coefficient), got {self.cap}")
+            raise PoiseError(f"agm: cap must be > 0 (the largest coefficient), got {self.cap}")
         self.running: dict = {}  # running mean of each score
         self.count = 0
         self.last: dict = {}

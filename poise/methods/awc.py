@@ -49,6 +49,7 @@ from poise.fisher import empirical_fisher
 from poise.methods import register
 from poise.methods.base import Method, on_device_of, snapshot
 from poise.methods.groups import split_groups
+from poise.errors import PoiseError
 
 WINDOW_FRACTION = 0.4  # paper 000: K = 20 of 50 epochs
 FISHER_BATCH = 64  # frames per vectorised per-sample gradient batch
@@ -68,16 +69,16 @@ class AWC(Method):
         for key in ("alpha_s", "alpha_i"):
             if isinstance(getattr(self, key), bool) or not isinstance(getattr(self, key), (int, float)) \
                     or not getattr(self, key) >= 0:
-                raise ValueError(f"awc: {key} must be a number >= 0, got {getattr(self, key)!r}")
+                raise PoiseError(f"awc: {key} must be a number >= 0, got {getattr(self, key)!r}")
         for key in ("window", "fisher_frames"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"awc: {key} must be an integer >= 0, got {value!r}")
+                raise PoiseError(f"awc: {key} must be an integer >= 0, got {value!r}")
         if self.alpha_s == 0 and self.alpha_i == 0:
-            raise ValueError("awc: alpha_s = alpha_i = 0 never penalises anything: that is joint training, run "
+            raise PoiseError("awc: alpha_s = alpha_i = 0 never penalises anything: that is joint training, run "
                              "--method baseline")
         if self.profit not in PROFITS:
-            raise ValueError(f"awc: profit must be one of {', '.join(PROFITS)}, got {self.profit!r}")
+            raise PoiseError(f"awc: profit must be one of {', '.join(PROFITS)}, got {self.profit!r}")
         self.anchor: dict[str, list[torch.Tensor]] = {}
         self.fisher: dict[str, list[torch.Tensor]] = {}
         self.fisher_sums: dict[str, float] = {}  # before any normalisation: 000's premise, as measured
@@ -93,7 +94,7 @@ class AWC(Method):
         epochs = run.config.epochs
         self.K = self.window or max(1, round(WINDOW_FRACTION * epochs))
         if not 1 <= self.K <= epochs - 1:
-            raise ValueError(f"awc: window={self.K} penalised epochs after the Fisher epoch (epochs 1..{self.K}) do "
+            raise PoiseError(f"awc: window={self.K} penalised epochs after the Fisher epoch (epochs 1..{self.K}) do "
                              f"not fit a run of {epochs} epochs, so AWC would never act as 000 describes; train at "
                              f"least {self.K + 1} epochs or set --param window=K with 1 <= K <= {max(epochs - 1, 1)}")
         self.params_of = {m: run.model.modality_parameters()[m] for m in run.model.modalities}

@@ -34,6 +34,7 @@ from typing import ClassVar
 import torch
 
 from poise.config import typed
+from poise.errors import PoiseError
 
 
 @dataclasses.dataclass
@@ -47,7 +48,7 @@ class Method:
         for key in params:
             if key not in fields:
                 close = difflib.get_close_matches(key, fields, n=1)
-                raise ValueError(f"method {cls.name!r} has no parameter {key!r}"
+                raise PoiseError(f"method {cls.name!r} has no parameter {key!r}"
                                  + (f" (did you mean {close[0]!r}?)" if close else "")
                                  + (f"; its parameters: {', '.join(sorted(fields))}" if fields else "; it takes none"))
         hints = typing.get_type_hints(cls)

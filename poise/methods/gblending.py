@@ -42,6 +42,7 @@ from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.methods import register
 from poise.methods.base import Method
 from poise.runtime import to_device
+from poise.errors import PoiseError
 
 FUSED = "fused"
 
@@ -67,11 +68,11 @@ class GBlending(Method):
 
     def __post_init__(self):
         if self.super_epoch < 1:
-            raise ValueError(f"gblending: super_epoch must be >= 1, got {self.super_epoch}")
+            raise PoiseError(f"gblending: super_epoch must be >= 1, got {self.super_epoch}")
         if self.eval_frames < 2:
-            raise ValueError(f"gblending: eval_frames must be >= 2 (MPJPE on a slice of frames), got {self.eval_frames}")
+            raise PoiseError(f"gblending: eval_frames must be >= 2 (MPJPE on a slice of frames), got {self.eval_frames}")
         if not self.eps_mm > 0:
-            raise ValueError(f"gblending: eps_mm must be > 0, got {self.eps_mm}")
+            raise PoiseError(f"gblending: eps_mm must be > 0, got {self.eps_mm}")
         self.heads: torch.nn.ModuleDict | None = None  # modality -> linear head on its features
         self.weights: dict = {}
         self.last: dict = {}  # the last measurement {branch: (train_mm, val_mm)}
@@ -79,10 +80,10 @@ class GBlending(Method):
 
     def setup(self, run) -> None:
         if self.super_epoch >= run.config.epochs:
-            raise ValueError(f"gblending: super_epoch={self.super_epoch} never re-weights in a run of "
+            raise PoiseError(f"gblending: super_epoch={self.super_epoch} never re-weights in a run of "
                              f"{run.config.epochs} epochs; set --param super_epoch=N with N < epochs")
         if not len(run.val_rows):
-            raise ValueError("gblending estimates its weights on held-out training sequences and this run holds "
+            raise PoiseError("gblending estimates its weights on held-out training sequences and this run holds "
                              "none out: set the config key holdout (e.g. --holdout 0.1)")
         rng = np.random.default_rng([run.config.seed, 7])
         self.train_slice = np.sort(rng.permutation(run.train_rows)[: self.eval_frames])

@@ -33,6 +33,7 @@ import numpy as np
 
 from poise.methods import register
 from poise.methods.base import Method
+from poise.errors import PoiseError
 
 MAX_PROFIT = 51.0  # the Pearson profit sums r over 17 x 3 coordinates
 
@@ -56,19 +57,19 @@ class ModalityResample(Method):
 
     def __post_init__(self):
         if not self.alpha >= 0:
-            raise ValueError(f"modality_resample: alpha must be >= 0, got {self.alpha}")
+            raise PoiseError(f"modality_resample: alpha must be >= 0, got {self.alpha}")
         if self.warmup < 1:
-            raise ValueError(f"modality_resample: warmup must be >= 1 (the scores come from an epoch of "
+            raise PoiseError(f"modality_resample: warmup must be >= 1 (the scores come from an epoch of "
                              f"training), got {self.warmup}")
         self.counts: dict = {}  # this epoch's duplicates per modality
         self.only = np.zeros(0, dtype=np.int64)  # per position in the epoch's list: -1, or the modality kept
 
     def setup(self, run) -> None:
         if len(run.model.modalities) < 2:
-            raise ValueError(f"modality_resample re-balances between modalities; the run has only "
+            raise PoiseError(f"modality_resample re-balances between modalities; the run has only "
                              f"{list(run.model.modalities)}: use --method baseline for a single modality")
         if self.warmup >= run.config.epochs:
-            raise ValueError(f"modality_resample: warmup={self.warmup} leaves no epoch to re-sample in a run of "
+            raise PoiseError(f"modality_resample: warmup={self.warmup} leaves no epoch to re-sample in a run of "
                              f"{run.config.epochs}; set --param warmup=N with N < epochs")
 
     def epoch_samples(self, run):

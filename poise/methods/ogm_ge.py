@@ -33,6 +33,7 @@ from poise import distributed
 from poise.contrib.profits import pearson
 from poise.methods import register
 from poise.methods.base import Method
+from poise.errors import PoiseError
 
 SCORE_FLOOR = 1e-3
 
@@ -57,9 +58,9 @@ class OGMGE(Method):
 
     def __post_init__(self):
         if not self.alpha >= 0:
-            raise ValueError(f"ogm_ge: alpha must be >= 0, got {self.alpha}")
+            raise PoiseError(f"ogm_ge: alpha must be >= 0, got {self.alpha}")
         if self.window < 0:
-            raise ValueError(f"ogm_ge: window must be an epoch count >= 0 (0: every epoch), got {self.window}")
+            raise PoiseError(f"ogm_ge: window must be an epoch count >= 0 (0: every epoch), got {self.window}")
         self.last: dict = {}  # the last step's coefficients, for logging and tests
         self._sums: dict = {}  # this epoch's summed coefficients
         self._steps = 0

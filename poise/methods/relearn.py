@@ -23,6 +23,7 @@ import torch
 from poise.methods import register
 from poise.methods.base import Method, on_device_of, snapshot
 from poise.methods.groups import split_groups
+from poise.errors import PoiseError
 
 
 RELEARN_FRACTION = 0.4  # 001 Sec. 4.1: r = 20 of N = 50 epochs
@@ -38,10 +39,10 @@ class Relearn(Method):
     def __post_init__(self):
         for name in ("alpha_s", "alpha_i"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"relearn: {name} must lie in [0, 1], got {getattr(self, name)}")
+                raise PoiseError(f"relearn: {name} must lie in [0, 1], got {getattr(self, name)}")
         if self.relearn_epoch is not None and (isinstance(self.relearn_epoch, bool)
                                                or not isinstance(self.relearn_epoch, int) or self.relearn_epoch < 0):
-            raise ValueError(f"relearn: relearn_epoch must be an epoch index >= 0 (or unset: 40 % of the epochs), "
+            raise PoiseError(f"relearn: relearn_epoch must be an epoch index >= 0 (or unset: 40 % of the epochs), "
                              f"got {self.relearn_epoch!r}")
         self.at = self.relearn_epoch
         self.initial: dict[str, list[torch.Tensor]] = {}
@@ -51,7 +52,7 @@ class Relearn(Method):
     def setup(self, run) -> None:
         self.at = round(RELEARN_FRACTION * run.config.epochs) if self.relearn_epoch is None else self.relearn_epoch
         if not 0 <= self.at <= run.config.epochs - 2:
-            raise ValueError(f"relearn: re-learning after epoch index r = {self.at} (Algorithm 1's n == r) needs "
+            raise PoiseError(f"relearn: re-learning after epoch index r = {self.at} (Algorithm 1's n == r) needs "
                              f"0 <= r <= epochs - 2 to leave an epoch to re-learn in, and this run has "
                              f"{run.config.epochs} epochs; train more epochs, or set --param relearn_epoch=r")
         self.params_of = run.model.modality_parameters()

@@ -14,6 +14,7 @@ import difflib
 
 import torch
 from torch import nn
+from poise.errors import PoiseError
 
 FUSIONS = ("concat", "mlp", "attention")
 
@@ -56,5 +57,5 @@ def make_fusion(name: str, n_modalities: int, dim: int) -> nn.Module:
     if name not in classes:
         close = difflib.get_close_matches(str(name), FUSIONS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown fusion {name!r}{hint}: choose one of {', '.join(FUSIONS)}")
+        raise PoiseError(f"unknown fusion {name!r}{hint}: choose one of {', '.join(FUSIONS)}")
     return classes[name](n_modalities, dim)

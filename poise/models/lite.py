@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from poise.data.layout import IMAGE_SIZE
+from poise.errors import PoiseError
 
 
 def mlp(*sizes: int, last_activation: bool = True) -> nn.Sequential:
@@ -96,7 +97,7 @@ def lite_encoder(modality: str, dim: int = 256, rgb_window: int = 0, csi_phase: 
         return PointNet(5, dim, scale=MMWAVE_SCALE)
     if modality == "wifi-csi":
         return CSINet(kinds=2 if csi_phase else 1, dim=dim)
-    raise ValueError(f"unknown modality {modality!r}: choose rgb, lidar, mmwave or wifi-csi")
+    raise PoiseError(f"unknown modality {modality!r}: choose rgb, lidar, mmwave or wifi-csi")
 
 
 def encode(encoder: nn.Module, modality: str, batch: dict) -> torch.Tensor:

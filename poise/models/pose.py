@@ -19,6 +19,7 @@ from poise.data import layout
 from poise.data.mmfi import check_modalities
 from poise.models.fusion import make_fusion
 from poise.models.lite import encode, lite_encoder
+from poise.errors import PoiseError
 
 SHARED = "fusion"  # the parameter group of everything that is not a modality encoder
 
@@ -47,7 +48,7 @@ class PoseModel(nn.Module):
         present = self.modalities if present is None else tuple(present)
         unknown = [m for m in present if m not in self.modalities]
         if unknown:
-            raise ValueError(f"present={list(present)} names {unknown}, which this model has no encoder for "
+            raise PoiseError(f"present={list(present)} names {unknown}, which this model has no encoder for "
                              f"(its modalities: {list(self.modalities)})")
         reference = features[self.modalities[0]]
         tokens = torch.stack([features[m] if m in present else torch.zeros_like(reference)
@@ -77,6 +78,6 @@ def build_model(modalities=layout.MODALITIES, fusion: str = "concat", dim: int =
     elif encoder == "paper":
         from poise.models.paper import paper_encoder as make
     else:
-        raise ValueError(f"unknown encoder size {encoder!r}: choose one of {', '.join(ENCODERS)}")
+        raise PoiseError(f"unknown encoder size {encoder!r}: choose one of {', '.join(ENCODERS)}")
     encoders = {m: make(m, dim, rgb_window=rgb_window, csi_phase=csi_phase) for m in modalities}
     return PoseModel(encoders, dim, fusion)

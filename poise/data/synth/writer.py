@@ -30,6 +30,7 @@ from tqdm import tqdm
 from poise.data import layout
 from poise.data.synth import lidar, mmwave, rgb, wifi
 from poise.data.synth.scene import Performance
+from poise.errors import PoiseError
 
 MANIFEST = ".poise_synthetic.json"
 GENERATOR_VERSION = 2  # bump when the simulator's output changes, so stale datasets are not reused
@@ -139,11 +140,11 @@ def read_manifest(out) -> dict | None:
     try:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); poise cannot tell what it wrote here, so "
+        raise PoiseError(f"{path} is damaged ({type(err).__name__}: {err}); poise cannot tell what it wrote here, so "
                          f"it will not touch the folder: choose another --out, or remove it yourself") from None
     keys = ("preset", "seed", "subjects", "actions", "frames")
     if not isinstance(manifest, dict) or manifest.get("generator") != "poise" or any(k not in manifest for k in keys):
-        raise ValueError(f"{path} is not a manifest poise wrote (it needs generator 'poise' and {', '.join(keys)}); "
+        raise PoiseError(f"{path} is not a manifest poise wrote (it needs generator 'poise' and {', '.join(keys)}); "
                          f"choose another --out, or remove the folder yourself")
     return manifest
 
@@ -192,14 +193,14 @@ def simulate(out, preset: str = "demo", seed: int = 0, workers: int | None = Non
              progress: bool = True) -> dict:
     """Write (or finish, or keep) the synthetic dataset ``preset`` under ``out``; returns counts."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        raise PoiseError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is a file, not a folder: choose a folder for the dataset")
     if seed < 0:
-        raise ValueError(f"seed={seed} must be >= 0")
+        raise PoiseError(f"seed={seed} must be >= 0")
     if workers is not None and workers < 1:
-        raise ValueError(f"workers={workers} must be >= 1 (or None for one per CPU core)")
+        raise PoiseError(f"workers={workers} must be >= 1 (or None for one per CPU core)")
     old = read_manifest(out)
     wanted = _manifest(preset, seed, complete=False)
     same = old is not None and {k: v for k, v in old.items() if k != "complete"} == \
