@@ -177,3 +177,27 @@ def test_stale_temp_folders_of_dead_builds_are_removed(small_root, tmp_path):
         folder.mkdir()
     MMFiDataset(small_root, part="all", cache_dir=tmp_path, **OPTS)
     assert not dead.exists() and alive.exists() and elsewhere.exists()
+
+
+@pytest.mark.parametrize("damage", ["no meta.json", "truncated lidar", "garbage meta.json", "missing gt"])
+def test_a_damaged_cache_is_named_and_rebuilt(small_root, capsys, damage):
+    first = MMFiDataset(small_root, part="all", **OPTS)
+    expected = [first[i] for i in (0, len(first) - 1)]
+    path = first.cache.path
+    first.cache.close()
+    if damage == "no meta.json":
+        (path / "meta.json").unlink()
+    elif damage == "garbage meta.json":
+        (path / "meta.json").write_text("{not json")
+    elif damage == "missing gt":
+        (path / "gt.npy").unlink()
+    else:
+        data = (path / "lidar.npy").read_bytes()
+        (path / "lidar.npy").write_bytes(data[: len(data) // 2])
+    again = MMFiDataset(small_root, part="all", **OPTS)
+    err = capsys.readouterr().err
+    assert again.cache.path == path and (damage == "no meta.json" or "rebuilding a damaged cache" in err)
+    if damage == "truncated lidar":
+        assert "lidar.npy" in err
+    for item, i in zip(expected, (0, len(again) - 1)):
+        assert torch.equal(item["lidar"], again[i]["lidar"]) and torch.equal(item["gt"], again[i]["gt"])

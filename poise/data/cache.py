@@ -36,6 +36,7 @@ import re
 import secrets
 import shutil
 import socket
+import sys
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from hashlib import sha256
@@ -90,24 +91,52 @@ def _writable(folder: Path) -> bool:
         return False
 
 
+class DamagedCache(PoiseError):
+    """A cache folder that is incomplete, truncated or of another format version: ``open_cache`` rebuilds it."""
+
+
 class PackedCache:
     """One built cache folder, opened read-only; arrays are memory-mapped on first access (per process)."""
 
     def __init__(self, path):
         self.path = Path(path)
         meta_path = self.path / "meta.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{self.path} is not a poise cache (no meta.json): delete the folder")
-        self.meta = json.loads(meta_path.read_text())
+        try:
+            self.meta = json.loads(meta_path.read_text())
+            self.sequences = list(self.meta["sequences"])
+            self.modalities = tuple(self.meta["modalities"])
+            self.report = ReadReport.from_dict(self.meta["report"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise DamagedCache(f"{meta_path}: not a complete poise cache ({type(err).__name__}); delete "
+                               f"{self.path} and it will be rebuilt") from None
         if self.meta.get("version") != CACHE_VERSION:
-            raise PoiseError(f"{self.path}: cache format version {self.meta.get('version')}, this poise reads "
-                             f"{CACHE_VERSION}: delete the folder and it will be rebuilt")
-        self.sequences = list(self.meta["sequences"])
-        self.modalities = tuple(self.meta["modalities"])
-        self.report = ReadReport.from_dict(self.meta["report"])
-        self.frames = np.load(self.path / "frames.npy")
-        self.valid = np.load(self.path / "valid.npy")
+            raise DamagedCache(f"{self.path}: cache format version {self.meta.get('version')}, this poise reads "
+                               f"{CACHE_VERSION}: delete the folder and it will be rebuilt")
+        self.frames = self._load("frames")
+        self.valid = self._load("valid")
+        rows = len(self.frames)
+        for name in self._names():  # every store's length against the frame table, so a truncated one is named
+            n = len(self._load(name, mmap_mode="r"))
+            if name in layout.POINT_COLUMNS:
+                expected = int(self._load(f"{name}_offsets", mmap_mode="r")[-1])  # all clouds, concatenated
+            else:
+                expected = rows + 1 if name.endswith("_offsets") else rows
+            if n != expected or len(self.valid) != rows:
+                raise DamagedCache(f"{self.path / (name + '.npy')}: {n} rows where the cache needs {expected}; "
+                                   f"delete {self.path} and it will be rebuilt")
         self._arrays = None
+
+    def _names(self) -> list[str]:
+        names = ["gt", *self.modalities]
+        return names + [f"{m}_offsets" for m in self.modalities if m in layout.POINT_COLUMNS]
+
+    def _load(self, name: str, mmap_mode=None) -> np.ndarray:
+        path = self.path / f"{name}.npy"
+        try:
+            return np.load(path, mmap_mode=mmap_mode)
+        except (OSError, ValueError, EOFError) as err:  # missing, truncated ("mmap length is greater ..."), garbage
+            raise DamagedCache(f"{path}: damaged cache array ({err}); delete {self.path} and it will be "
+                               f"rebuilt") from None
 
     def __getstate__(self):  # memmaps are reopened in each DataLoader worker, never pickled
         state = self.__dict__.copy()
@@ -116,10 +145,8 @@ class PackedCache:
 
     def array(self, name: str) -> np.ndarray:
         if self._arrays is None:
-            names = ["gt"] + [m for m in self.modalities]
-            names += [f"{m}_offsets" for m in self.modalities if m in layout.POINT_COLUMNS]
             # Plain ndarray views of the maps: indexing them skips np.memmap's per-call overhead.
-            self._arrays = {n: np.asarray(np.load(self.path / f"{n}.npy", mmap_mode="r")) for n in names}
+            self._arrays = {n: np.asarray(self._load(n, mmap_mode="r")) for n in self._names()}
         return self._arrays[name]
 
     def close(self) -> None:
@@ -156,16 +183,21 @@ def open_cache(root, sequences: list[Sequence], modalities, csi_phase: bool = Fa
     """The cache for these sequences and options: opened if one exists under its key, else built first."""
     key = fingerprint(sequences, modalities, csi_phase, on_error)
     locations = cache_locations(root, cache_dir)
+    damaged = set()
     if not rebuild:
         for location in locations:
-            if (location / key / "meta.json").is_file():
-                return PackedCache(location / key)
+            if (location / key).is_dir():
+                try:
+                    return PackedCache(location / key)
+                except DamagedCache as err:
+                    print(f"poise: rebuilding a damaged cache: {err}", file=sys.stderr)
+                    damaged.add(location / key)
     for location in locations:
         if _writable(location):
             _remove_stale_builds(location)
             dest = location / key
-            if rebuild and dest.exists():
-                shutil.rmtree(dest)
+            if (rebuild or dest in damaged or dest.is_dir() and not (dest / "meta.json").is_file()) and dest.exists():
+                shutil.rmtree(dest)  # poise's own folder under its key: a finished build always has meta.json
             build(dest, sequences, modalities, csi_phase, on_error, workers=workers, progress=progress)
             return PackedCache(dest)
     raise PermissionError(f"no writable cache location among {[str(p) for p in locations]}: pass cache_dir= a "
