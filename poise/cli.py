@@ -45,7 +45,7 @@ def cmd_calibrate(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = calibrate(args.data, modalities=args.modalities, protocol=args.protocol, split=args.split,
-                        epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+                        epochs=args.epochs, seed=args.seed, on_error=args.on_error, progress=not args.quiet)
     print(f"Single-modality lite models on {args.data}, protocol {args.protocol}, split {args.split}, "
           f"{args.epochs} epochs:")
     print(format_table(results))
@@ -80,7 +80,7 @@ def _train_or_resume(args):
 
     overrides = {k: getattr(args, k) for k in ("data", "method", "fusion", "encoder", "rgb_window", "modalities",
                                                  "protocol", "split", "epochs", "batch_size", "optimizer", "lr",
-                                                 "holdout", "seed", "out", "name")}
+                                                 "holdout", "on_error", "seed", "out", "name")}
     if args.resume:
         ignored = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None and k != "epochs"]
         ignored += ["--config"] * bool(args.config) + ["--param"] * bool(args.param)
@@ -105,12 +105,17 @@ def cmd_continual(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    overrides = {k: getattr(args, k) for k in ("data", "protocol", "split", "method", "ablate", "noise", "ratio",
+                                                 "on_error", "epochs", "gamma", "naming", "fisher", "fusion", "seed",
+                                                 "out", "name")}
     if args.resume:
+        ignored = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
+        ignored += ["--config"] * bool(args.config) + ["--compare-gradient-stop"] * bool(args.compare_gradient_stop)
+        if ignored:
+            raise PoiseError(f"--resume continues {args.resume} with its own config.yaml; {', '.join(ignored)} "
+                             f"would change that run: drop them, or start a new run")
         run = resume(args.resume, progress=not args.quiet)
     else:
-        overrides = {k: getattr(args, k) for k in ("data", "protocol", "split", "method", "ablate", "noise", "ratio",
-                                                     "epochs", "gamma", "naming", "fisher", "fusion", "seed", "out",
-                                                     "name")}
         if args.compare_gradient_stop:
             overrides["compare_gradient_stop"] = True
         if args.config:
@@ -137,9 +142,10 @@ def cmd_continual_bench(args) -> int:
                         *([f"--data {args.data}"] if args.data != DEFAULT_CONTINUAL else []),
                         *([f"--out {args.out}"] if args.out else []),
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
-                        *([f"--jobs {args.jobs}"] if args.jobs != 1 else [])])
+                        *([f"--jobs {args.jobs}"] if args.jobs != 1 else []),
+                        *(["--on-error skip"] if args.on_error == "skip" else [])])
     text = continual_bench(args.preset, args.data, out, jobs=args.jobs, threads=args.threads, seeds=args.seeds,
-                           force=args.force, progress=not args.quiet, command=command)
+                           force=args.force, progress=not args.quiet, command=command, on_error=args.on_error)
     print(text)
     print(f"saved {out}/report.md, {out}/results.csv and the plots")
     return 0
@@ -167,10 +173,11 @@ def cmd_bench(args) -> int:
                         *([f"--split {args.split}"] if args.split != "S1" else []),
                         *([f"--out {args.out}"] if args.out else []),
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
-                        *([f"--jobs {args.jobs}"] if args.jobs != 1 else [])])
+                        *([f"--jobs {args.jobs}"] if args.jobs != 1 else []),
+                        *(["--on-error skip"] if args.on_error == "skip" else [])])
     text = bench(args.preset, args.data, out, jobs=args.jobs, threads=args.threads, seeds=args.seeds,
                  force=args.force, progress=not args.quiet, command=command, protocol=args.protocol, split=args.split,
-                 dry_run=args.plan)
+                 dry_run=args.plan, on_error=args.on_error)
     print(text)
     if not args.plan:
         print(f"saved {out}/report.md, {out}/results.csv and the plots")
@@ -268,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default="runs/calibration.json", help="where to save the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_on_error(p, default="raise")
     p.set_defaults(func=cmd_calibrate)
 
     from poise import methods
@@ -304,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     p.add_argument("--threads", type=_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_on_error(p, default=None)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("contrib", help="Shapley contributions of a trained run's modalities, per profit",
@@ -345,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     p.add_argument("--threads", type=_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_on_error(p, default=None)
     p.set_defaults(func=cmd_continual)
 
     from poise.bench import PRESETS as BENCH_PRESETS
@@ -385,6 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_on_error(p, default=None) -> None:
+    """``--on-error``: what a command that reads data does with a damaged file."""
+    p.add_argument("--on-error", dest="on_error", choices=["raise", "skip"], default=default,
+                   help="a damaged data file: raise (name it and stop; the default) or skip (leave its frames out "
+                        "and report them per part)")
+
+
 def _add_run_all_options(p) -> None:
     """The options of a command that runs many configurations over seeds (``poise.bench.run_all``)."""
     p.add_argument("--seeds", type=_at_least(0), nargs="+", help="override the preset's seeds")
@@ -392,6 +409,7 @@ def _add_run_all_options(p) -> None:
     p.add_argument("--threads", type=_at_least(0), default=0,
                    help="torch threads per run (default: CPU cores / jobs)")
     p.add_argument("--force", action="store_true", help="run again the runs already in OUT")
+    add_on_error(p, default="raise")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

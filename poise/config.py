@@ -96,6 +96,9 @@ def modality_list(value) -> list:
     return list(names)
 
 
+ON_ERROR = ("raise", "skip")  # the reader's policies for a damaged file (poise.data.mmfi)
+
+
 class ConfigFile:
     """YAML round-trip and unknown-key checks for a config dataclass."""
 
@@ -165,6 +168,7 @@ class TrainConfig(ConfigFile):
     lidar_points: int = 256
     mmwave_points: int = 64
     train_stride: int = 1  # train on every k-th frame of each sequence (the test split always uses every frame)
+    on_error: str = "raise"  # a damaged data file: raise (name it and stop) or skip (leave its frame out, report it)
     seed: int = 0
     device: str = "auto"  # auto (CUDA when available), cpu or cuda; under torchrun each rank takes its own GPU
     assess_frames: int = 512  # training frames held fixed for the per-epoch contribution assessment
@@ -181,6 +185,8 @@ class TrainConfig(ConfigFile):
             raise PoiseError(f"config key 'rgb_window' must be an integer >= 0, got {self.rgb_window!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise PoiseError(f"config key 'device' must be auto, cpu or cuda, got {self.device!r}")
+        if self.on_error not in ON_ERROR:
+            raise PoiseError(f"config key 'on_error' must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
         if self.encoder not in ("lite", "paper"):
             raise PoiseError(f"config key 'encoder' must be 'lite' or 'paper', got {self.encoder!r}")
         from poise.optim import CHOICES

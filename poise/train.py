@@ -88,8 +88,7 @@ class Run:
 def load_datasets(config: TrainConfig, progress: bool = True) -> tuple[MMFiDataset, MMFiDataset]:
     kw = dict(protocol=config.protocol, split=config.split, modalities=config.modalities,
               lidar_points=config.lidar_points, mmwave_points=config.mmwave_points, seed=config.seed,
-              rgb_window=config.rgb_window,
-              progress=progress)
+              rgb_window=config.rgb_window, on_error=config.on_error, progress=progress)
     train = MMFiDataset(config.data, part="train", frame_stride=config.train_stride, **kw)
     test = MMFiDataset(config.data, part="test", **kw)
     if len(train) == 0 or len(test) == 0:

@@ -201,3 +201,19 @@ def test_a_damaged_cache_is_named_and_rebuilt(small_root, capsys, damage):
         assert "lidar.npy" in err
     for item, i in zip(expected, (0, len(again) - 1)):
         assert torch.equal(item["lidar"], again[i]["lidar"]) and torch.equal(item["gt"], again[i]["gt"])
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_each_part_reports_only_its_own_skipped_frames(small_root, tmp_path, cache):
+    """A bad frame of a training sequence is counted in the train part's report, not the test part's, cached
+    or not."""
+    bad = small_root / "E01" / "S01" / "A02" / "wifi-csi" / layout.frame_name(2, "wifi-csi")
+    bad.write_bytes(b"not a mat file")
+    kw = dict(OPTS, on_error="skip", cache=cache, cache_dir=tmp_path, protocol="P1", split="S3")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = {part: MMFiDataset(small_root, part=part, **kw) for part in ("train", "test")}
+    owner = next(p for p, ds in parts.items() if "E01/S01/A02" in {ds.sequences[i].name for i in set(ds.sequence_of(range(len(ds))))})
+    other = "test" if owner == "train" else "train"
+    assert parts[owner].report.skipped == {("wifi-csi", "unreadable .mat"): 1}
+    assert parts[other].report.skipped == {} and parts[other].report.frames_skipped == 0

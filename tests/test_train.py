@@ -116,6 +116,26 @@ def test_two_processes_cannot_write_one_run_directory(tiny, tmp_path):
     assert run.epoch == 1 and (run_dir / "checkpoint.pt").is_file()
 
 
+def test_a_damaged_file_stops_training_by_name_unless_skip_is_asked_for(tiny, tmp_path, capsys):
+    import shutil
+
+    import yaml
+
+    from poise.cli import main
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny, root, ignore=shutil.ignore_patterns(".poise_cache"))
+    bad = root / "E01" / "S01" / "A02" / "wifi-csi" / "frame005.mat"
+    bad.write_bytes(b"truncated")
+    config = tiny_config(root, tmp_path, epochs=1).to_dict()
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--quiet"]) == 2
+    assert str(bad) in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="train part: MM-Fi read report: 1 frames skipped"):
+        assert main(["train", "--config", str(tmp_path / "c.yaml"), "--quiet", "--on-error", "skip"]) == 0
+    assert yaml.safe_load((tmp_path / "runs" / "t" / "config.yaml").read_text())["on_error"] == "skip"
+
+
 def test_contrib_reports_every_profit_for_a_trained_run(tiny, tmp_path, capsys):
     from poise.cli import main
 

@@ -27,7 +27,7 @@ __all__ = ["ALL", "PRESETS", "SHARED", "Ablation", "Preset", "Variant", "bench",
 
 def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None, force: bool = False,
           progress: bool = True, command: str = "", protocol: str = "P1", split: str = "S1",
-          dry_run: bool = False) -> str:
+          dry_run: bool = False, on_error: str = "raise") -> str:
     """Run a preset (optionally with other ``seeds``) into ``out``; returns the report's Markdown, or with
     ``dry_run`` the plan of runs (nothing trained)."""
     if preset_name not in PRESETS:
@@ -36,7 +36,7 @@ def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, see
     if seeds:
         preset = replace(preset, seeds=tuple(seeds))
     out = Path(out)
-    configs = plan(preset, data, out, protocol, split)
+    configs = plan(preset, data, out, protocol, split, on_error)
     if dry_run:
         return plan_text(preset, configs)
     if not Path(data).is_dir():

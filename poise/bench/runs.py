@@ -33,7 +33,7 @@ def cells(preset: Preset) -> list:
     return out
 
 
-def plan(preset: Preset, data: str, out: Path, protocol: str = "P1", split: str = "S1") -> list:
+def plan(preset: Preset, data: str, out: Path, protocol: str = "P1", split: str = "S1", on_error: str = "raise") -> list:
     """The TrainConfigs of a preset, one per (variant, fusion, subset, seed), seed-major (a cut-short bench has
     whole seeds done, and ``--seeds`` with those reports them)."""
     from poise.config import TrainConfig
@@ -48,7 +48,7 @@ def plan(preset: Preset, data: str, out: Path, protocol: str = "P1", split: str 
         seen.add(name)
         configs.append(TrainConfig(data=data, method=variant.method, method_params=dict(variant.params),
                                    fusion=fusion, modalities=list(modalities), protocol=protocol, split=split,
-                                   seed=seed, epochs=epochs, out=str(out / "runs"), name=name,
+                                   seed=seed, epochs=epochs, out=str(out / "runs"), name=name, on_error=on_error,
                                    **{**schedule, **preset.train, **variant.train}))
     return configs
 

@@ -82,7 +82,7 @@ def ablation_label(method: str, ablate) -> str:
     return method + "".join(f"-no_{a}" for a in ablate)
 
 
-def plan(preset: Preset, data: str, out: Path) -> list:
+def plan(preset: Preset, data: str, out: Path, on_error: str = "raise") -> list:
     """The ContinualConfigs of a preset, seed-major, without duplicates."""
     cells = [(stream, method, ()) for stream in preset.streams for method in preset.methods]
     if preset.ablation:
@@ -93,7 +93,7 @@ def plan(preset: Preset, data: str, out: Path) -> list:
         for (protocol, noise, ratio), method, ablate in cells:
             first = (protocol, noise, ratio) == preset.streams[0]
             config = ContinualConfig(data=data, protocol=protocol, noise=noise, ratio=ratio, method=method,
-                                     ablate=list(ablate), seed=seed, out=str(out / "runs"),
+                                     ablate=list(ablate), seed=seed, out=str(out / "runs"), on_error=on_error,
                                      compare_gradient_stop=first and method == "ours" and not ablate,
                                      **preset.config)
             if config.run_name not in seen:
@@ -405,7 +405,7 @@ def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: fl
 
 
 def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None,
-                    force: bool = False, progress: bool = True, command: str = "") -> str:
+                    force: bool = False, progress: bool = True, command: str = "", on_error: str = "raise") -> str:
     """Run a preset (optionally with other ``seeds``) into ``out``; returns the report's Markdown."""
     if preset_name not in PRESETS:
         raise PoiseError(f"unknown continual-bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
@@ -419,6 +419,6 @@ def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: in
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or max(1, (os.cpu_count() or 1) // max(jobs, 1))
     start = time.perf_counter()
-    rows = execute(plan(preset, data, out), jobs=jobs, threads=threads, force=force, progress=progress)
+    rows = execute(plan(preset, data, out, on_error), jobs=jobs, threads=threads, force=force, progress=progress)
     return report(rows, preset, preset_name, out, command or f"poise continual-bench --preset {preset_name}",
                   time.perf_counter() - start, f"`{data}`, split S2")

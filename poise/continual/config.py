@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from poise.config import ConfigFile, check_run_name, modality_list, positive_ints
+from poise.config import ON_ERROR, ConfigFile, check_run_name, modality_list, positive_ints
 from poise.continual.ewc import DEFAULT_BETA, DEFAULT_LAMBDA
 from poise.continual.nis import MODES
 from poise.continual.noise import KINDS
@@ -51,6 +51,7 @@ class ContinualConfig(ConfigFile):
     mmwave_points: int = 64
     train_stride: int = 2  # every k-th training frame of a sequence (the test split always uses every frame)
     batch_size: int = 32
+    on_error: str = "raise"  # a damaged data file: raise (name it and stop) or skip (leave its frame out, report it)
     lr: float = 1e-3  # Adam, re-created at the start of each task
     assess_frames: int = 512  # frames of a task scored for Shapley contributions (naming, re-learning groups)
     seed: int = 0
@@ -71,7 +72,7 @@ class ContinualConfig(ConfigFile):
         self.ablate = sorted(set(self.ablate or []))
         choices = {"method": METHODS, "noise": (*KINDS, "none"), "fisher": FISHERS, "protocol": ("P1", "P2"),
                    "device": ("auto", "cpu", "cuda"), "encoder": ("lite", "paper"),
-                   "naming": MODES}
+                   "naming": MODES, "on_error": ON_ERROR}
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
                 raise PoiseError(f"config key {key!r} is {getattr(self, key)!r}: choose one of {', '.join(valid)}")

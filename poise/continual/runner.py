@@ -115,7 +115,7 @@ def load_stream(config: ContinualConfig, progress: bool = True):
                                 f"action: `poise simulate --preset continual --out {root}`")
     kw = dict(protocol=config.protocol, split=config.split, modalities=config.modalities,
               lidar_points=config.lidar_points, mmwave_points=config.mmwave_points, seed=config.seed,
-              progress=progress)
+              on_error=config.on_error, progress=progress)
     train = MMFiDataset(root, part="train", frame_stride=config.train_stride, **kw)
     test = MMFiDataset(root, part="test", **kw)
     n = config.tasks or len(task_stream.tasks(config.protocol))

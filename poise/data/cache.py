@@ -11,7 +11,7 @@ Layout of one cache folder (``<location>/<key>/``), one store per modality, all 
     lidar_offsets.npy   (R + 1,) int64
     mmwave.npy / mmwave_offsets.npy     the same with 5 columns
     wifi-csi.npy        (R, C, 3, 114, 10) float32, already cleaned (C = 2 with CSI phase)
-    meta.json           version, key, options, sequence names, the build's ReadReport
+    meta.json           version, key, options, sequence names, the build's ReadReport (in all, and per sequence)
 
 Every value is produced by the same ``mmfi.read_*`` functions the per-file path uses, so cached reads
 equal uncached reads bit for bit.
@@ -50,7 +50,7 @@ from . import layout
 from .mmfi import MMFiFormatError, ReadReport, Sequence, read_ground_truth, read_sequence
 from poise.errors import PoiseError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: a read report per sequence, so each part reports only its own frames
 CACHE_DIRNAME = ".poise_cache"
 _HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
 
@@ -106,6 +106,7 @@ class PackedCache:
             self.sequences = list(self.meta["sequences"])
             self.modalities = tuple(self.meta["modalities"])
             self.report = ReadReport.from_dict(self.meta["report"])
+            self.reports = {name: ReadReport.from_dict(d) for name, d in self.meta["reports"].items()}
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise DamagedCache(f"{meta_path}: not a complete poise cache ({type(err).__name__}); delete "
                                f"{self.path} and it will be rebuilt") from None
@@ -125,6 +126,14 @@ class PackedCache:
                 raise DamagedCache(f"{self.path / (name + '.npy')}: {n} rows where the cache needs {expected}; "
                                    f"delete {self.path} and it will be rebuilt")
         self._arrays = None
+
+    def report_of(self, names) -> ReadReport:
+        """What the build skipped and noticed in the sequences called ``names`` (e.g. one split's part)."""
+        report = ReadReport()
+        for name in names:
+            if name in self.reports:
+                report.merge(self.reports[name])
+        return report
 
     def _names(self) -> list[str]:
         names = ["gt", *self.modalities]
@@ -289,7 +298,7 @@ def _write(tmp: Path, key: str, sequences, modalities, csi_phase, on_error, work
 
     if workers is None:
         workers = min(8, os.cpu_count() or 1) if len(sequences) >= 8 else 0
-    report = ReadReport()
+    report, reports = ReadReport(), {}
     args = (modalities, csi_phase, on_error)
     pool = ProcessPoolExecutor(workers) if workers > 0 else None
     try:
@@ -298,6 +307,8 @@ def _write(tmp: Path, key: str, sequences, modalities, csi_phase, on_error, work
         bar = tqdm(total=n_rows, unit="frame", desc="building MM-Fi cache", disable=not progress)
         for i, (gt, frames, seq_report) in enumerate(results):
             report.merge(seq_report)
+            if not seq_report.clean or seq_report.info:
+                reports[sequences[i].name] = seq_report.to_dict()
             a, b = starts[i], starts[i + 1]
             stores["gt"][a:b] = gt
             for j, frame in enumerate(frames):
@@ -327,5 +338,5 @@ def _write(tmp: Path, key: str, sequences, modalities, csi_phase, on_error, work
     np.save(tmp / "valid.npy", valid)
     meta = {"version": CACHE_VERSION, "key": key, "modalities": list(modalities), "csi_phase": bool(csi_phase),
             "on_error": on_error, "sequences": [s.name for s in sequences], "rows": int(n_rows),
-            "report": report.to_dict()}
+            "report": report.to_dict(), "reports": reports}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -177,7 +177,7 @@ class MMFiDataset(Dataset):
                                     rebuild=rebuild_cache, workers=workers, progress=progress)
             assert np.array_equal(self.cache.frames, np.stack([seq_ids, frame_ids], axis=1)), "cache rows mismatch"
             valid = self.cache.valid.copy()
-            self.report.merge(self.cache.report)
+            self.report.merge(self.cache.report_of(s.name for s in self.sequences if (s.subject, s.action) in selected))
             self._source = self.cache
         else:
             self.cache = None
@@ -199,7 +199,7 @@ class MMFiDataset(Dataset):
         kept = np.flatnonzero(valid)
         self._row_of[self._seq_base[seq_ids[kept]] + frame_ids[kept]] = kept
         if not self.report.clean:
-            self.report.warn()
+            self.report.warn(where=f"{root} {protocol} {split} {part} part" if part != "all" else f"{root}")
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -127,10 +127,12 @@ class ReadReport:
                 lines.append(f"  {kind:7s} {modality:8s} {reason}: {n} frames, e.g. {', '.join(examples)}")
         return "\n".join(lines)
 
-    def warn(self, stacklevel: int = 2) -> None:
-        """Emit the one-line summary as a warning when anything was skipped or noticed."""
+    def warn(self, stacklevel: int = 2, where: str = "") -> None:
+        """Emit the one-line summary (of ``where``, e.g. a split's part) as a warning when anything was skipped
+        or noticed."""
         if not self.clean or self.info:
-            warnings.warn(self.summary() + " (see the dataset's .report for the files)", stacklevel=stacklevel + 1)
+            warnings.warn((f"{where}: " if where else "") + self.summary() + " (see the dataset's .report for the "
+                          "files)", stacklevel=stacklevel + 1)
 
     def to_dict(self) -> dict:
         """JSON-ready form (the cache stores it)."""
@@ -298,7 +300,7 @@ def _index_sequence(path: Path, env, subject, action, modalities, on_error, repo
     if bad_gt.any():
         first = int(np.flatnonzero(bad_gt)[0])
         _fail(on_error, f"{gt_path}: {int(bad_gt.sum())} frames hold NaN/inf coordinates (first: frame "
-              f"{first + 1}); regenerate the sequence, or pass on_error='skip' to leave those frames out",
+              f"{first + 1}); regenerate the sequence, or pass --on-error skip (on_error: skip in a config) to leave those frames out",
               gt_path, GT_KEY, "non-finite values")
         for i in np.flatnonzero(bad_gt):
             report.skip(GT_KEY, "non-finite values", f"{gt_path}[{i}]")
@@ -341,7 +343,7 @@ def _index_sequence(path: Path, env, subject, action, modalities, on_error, repo
                               + (" ..." if len(extra) > 5 else ""))
             _fail(on_error,
                   f"{name}/{modality} has {n_files} frame files, {layout.GROUND_TRUTH} has {n_frames} frames "
-                  f"({'; '.join(detail)}) in {folder}; regenerate the sequence, or pass on_error='skip' to leave "
+                  f"({'; '.join(detail)}) in {folder}; regenerate the sequence, or pass --on-error skip (on_error: skip in a config) to leave "
                   f"the unmatched frames out", folder, modality, "frame count mismatch")
             for i in missing:
                 report.skip(modality, "missing file", seq.file(modality, i))
@@ -355,7 +357,7 @@ def _index_sequence(path: Path, env, subject, action, modalities, on_error, repo
                 _fail(on_error,
                       f"{seq.file(modality, i)}: truncated .bin ({sizes[i]} bytes is not a multiple of {row_bytes} "
                       f"= 8 bytes x {layout.POINT_COLUMNS[modality]} float64 columns); regenerate the sequence, or "
-                      f"pass on_error='skip' to leave the frame out", seq.file(modality, i), modality, "truncated .bin")
+                      f"pass --on-error skip (on_error: skip in a config) to leave the frame out", seq.file(modality, i), modality, "truncated .bin")
                 report.skip(modality, "truncated .bin", seq.file(modality, i))
             keep &= ~truncated
             for i in np.flatnonzero(keep & (sizes == 0)):
@@ -394,15 +396,15 @@ def read_rgb(path) -> np.ndarray:
     try:
         kp = np.load(path, allow_pickle=False)
     except Exception as err:  # noqa: BLE001
-        raise MMFiFormatError(f"{path}: unreadable .npy ({err}); regenerate the sequence, or pass on_error='skip'",
+        raise MMFiFormatError(f"{path}: unreadable .npy ({err}); regenerate the sequence, or pass --on-error skip (on_error: skip in a config)",
                               path, "rgb", "unreadable .npy") from err
     if kp.shape != layout.RGB_SHAPE or not np.issubdtype(kp.dtype, np.number):
         raise MMFiFormatError(f"{path}: rgb keypoints have shape {kp.shape} and dtype {kp.dtype}, expected "
                               f"{layout.RGB_SHAPE} numbers (COCO keypoints in pixels); regenerate the sequence, or "
-                              f"pass on_error='skip'", path, "rgb", "wrong shape")
+                              f"pass --on-error skip (on_error: skip in a config)", path, "rgb", "wrong shape")
     if not np.isfinite(kp).all():
         raise MMFiFormatError(f"{path}: rgb keypoints hold NaN/inf; regenerate the sequence, or pass "
-                              f"on_error='skip'", path, "rgb", "non-finite values")
+                              f"--on-error skip", path, "rgb", "non-finite values")
     return kp.astype(np.float32)
 
 
@@ -412,12 +414,12 @@ def read_points(path, modality: str) -> np.ndarray:
     raw = Path(path).read_bytes()
     if len(raw) % (8 * columns):
         raise MMFiFormatError(f"{path}: truncated .bin ({len(raw)} bytes is not a multiple of {8 * columns} = 8 bytes "
-                              f"x {columns} float64 columns); regenerate the sequence, or pass on_error='skip'",
+                              f"x {columns} float64 columns); regenerate the sequence, or pass --on-error skip (on_error: skip in a config)",
                               path, modality, "truncated .bin")
     points = np.frombuffer(raw, dtype=np.float64).reshape(-1, columns)
     if not np.isfinite(points).all():
         raise MMFiFormatError(f"{path}: point cloud holds NaN/inf; regenerate the sequence, or pass "
-                              f"on_error='skip'", path, modality, "non-finite values")
+                              f"--on-error skip", path, modality, "non-finite values")
     return points.astype(np.float32)
 
 
@@ -462,19 +464,19 @@ def read_csi(path, phase: bool = False, report: ReadReport | None = None) -> np.
         mat = scipy.io.loadmat(path, variable_names=keys)
     except Exception as err:  # noqa: BLE001
         raise MMFiFormatError(f"{path}: unreadable .mat ({type(err).__name__}: {err}); MM-Fi CSI files are MATLAB v5 "
-                              f"files with keys {layout.CSI_KEYS}: regenerate the sequence, or pass on_error='skip'",
+                              f"files with keys {layout.CSI_KEYS}: regenerate the sequence, or pass --on-error skip (on_error: skip in a config)",
                               path, "wifi-csi", "unreadable .mat") from err
     channels = []
     for key in keys:
         if key not in mat:
             found = sorted(name for name, _, _ in scipy.io.whosmat(path))  # all keys, not just those loaded
             raise MMFiFormatError(f"{path}: missing key {key!r} (found {found}); regenerate the sequence, or pass "
-                                  f"on_error='skip'", path, "wifi-csi", "missing key")
+                                  f"--on-error skip", path, "wifi-csi", "missing key")
         value = mat[key]
         if value.shape != layout.CSI_SHAPE or not np.issubdtype(value.dtype, np.number) or np.iscomplexobj(value):
             raise MMFiFormatError(f"{path}: {key} has shape {value.shape} and dtype {value.dtype}, expected real "
                                   f"{layout.CSI_SHAPE} (antennas x subcarriers x packets); regenerate the sequence, "
-                                  f"or pass on_error='skip'", path, "wifi-csi", "wrong shape")
+                                  f"or pass --on-error skip (on_error: skip in a config)", path, "wifi-csi", "wrong shape")
         if report is not None and not np.isfinite(value).all():
             report.note("wifi-csi", f"{key} NaN/inf filled", path)
         channels.append(clean_csi(value, normalise=(key == "CSIamp")))
