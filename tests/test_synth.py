@@ -326,6 +326,35 @@ def test_info_summarises_a_root(tiny, capsys):
     assert "preset tiny, seed 3" in out and "4 sequences" in out and "mmwave" in out
 
 
+def test_info_names_every_damaged_file_and_survives_a_missing_modality(tiny, tmp_path, capsys):
+    import shutil
+    import warnings
+
+    root = tmp_path / "r"
+    shutil.copytree(tiny, root, ignore=shutil.ignore_patterns(".poise_cache"))
+    seq = root / "E01" / "S01" / "A02"
+    nan_points = seq / "lidar" / "frame003.bin"
+    points = np.fromfile(nan_points).reshape(-1, 3)
+    points[0, 0] = np.nan
+    points.tofile(nan_points)
+    (seq / "wifi-csi" / "frame004.mat").write_bytes(b"not a mat file")
+    (seq / "rgb" / "frame005.npy").write_bytes(b"")
+    assert main(["info", str(root), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for path in (nan_points, seq / "wifi-csi" / "frame004.mat", seq / "rgb" / "frame005.npy"):
+        assert str(path) in out, path
+    stats = [line for line in out.splitlines() if "points/frame" in line or "pelvis" in line]
+    assert len(stats) == 3 and not any("nan" in line or "inf" in line for line in stats)
+    assert main(["info", str(root), "--quick"]) == 0
+    assert "frame004.mat" not in capsys.readouterr().out  # structure only: the frames are not read
+    for folder in root.rglob("wifi-csi"):
+        shutil.rmtree(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning from statistics of nothing
+        assert main(["info", str(root), "--quiet"]) == 0
+    assert "wifi-csi" in capsys.readouterr().out
+
+
 def test_info_on_a_missing_root_names_it(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
