@@ -176,6 +176,25 @@ def test_tiny_reads_the_way_the_official_toolbox_reads(tiny):
     assert mat["CSIamp"].dtype == np.float64
 
 
+def test_the_official_toolboxs_csi_preprocessing_finds_no_nan(tiny):
+    """The MM-Fi toolbox's WiFi rule (research/mmfi.md; re-implemented here): inf -> NaN, each packet's NaNs
+    filled with the mean of its finite values, then min-max over the frame. A packet without one finite value
+    stays NaN; the toolbox never meets one on the real files, so the simulator must not write one."""
+    import scipy.io
+
+    infinite = 0
+    for path in sorted(tiny.rglob("wifi-csi/*.mat")):
+        amp = scipy.io.loadmat(path)["CSIamp"].astype(np.float64)
+        infinite += int(np.isinf(amp).sum())
+        amp[np.isinf(amp)] = np.nan
+        for k in range(amp.shape[2]):
+            packet = amp[:, :, k]
+            packet[np.isnan(packet)] = np.nanmean(packet) if np.isfinite(packet).any() else np.nan
+        amp = (amp - amp.min()) / (amp.max() - amp.min())
+        assert not np.isnan(amp).any(), path
+    assert infinite > 0  # deep fades still give -inf, so the fill path above is exercised
+
+
 def test_tiny_loads_as_a_dataset(tiny):
     ds = MMFiDataset(tiny, protocol="P1", part="all", cache=False, progress=False)
     assert len(ds) == 4 * layout.FRAMES_PER_SEQUENCE
@@ -224,7 +243,7 @@ def test_sensor_outputs_have_the_mmfi_shapes_and_quirks():
     assert counts.max() <= mmwave.MAX_POINTS and counts.mean() > 5
     amp, phase = data["wifi-csi"]
     assert amp.shape == (297, *layout.CSI_SHAPE) and phase.shape == amp.shape
-    assert np.isneginf(amp).any()  # lost packets and deep fades, as in MM-Fi
+    assert np.isneginf(amp).any()  # deep fades, as in MM-Fi
     assert not np.isnan(amp).any() and (np.abs(phase) <= np.pi).all()
 
 

@@ -15,8 +15,9 @@ which is all the pose information WiFi carries. Then the impairments of commodit
 - automatic gain control: the gain holds, then settles on a new level a few dB from nominal
   (``AGC_JUMP_RATE`` per packet, ``AGC_JUMP_DB``);
 - thermal noise at ``SNR_DB`` and 8-bit quantisation of I/Q (rounded and clipped to [-128, 127], nominal
-  mean magnitude ``FULL_SCALE``), so deep fades become exact zeros, and a
-  rare lost packet is all zeros (``LOST_PACKET_RATE``): their amplitude in dB is -inf, as in MM-Fi.
+  mean magnitude ``FULL_SCALE``), so deep fades become exact zeros, whose amplitude in dB is -inf, as in MM-Fi;
+- a rare lost packet (``LOST_PACKET_RATE``) repeats the last received one (``held_packets``): the files hold
+  only measured packets, never a packet without a finite value.
 Stored per frame like MM-Fi: ``CSIamp`` = 20 log10 |H| (dB) and ``CSIphase`` = angle(H) wrapped to
 (-pi, pi], both (3 antennas, 114 subcarriers, 10 packets) float64.
 """
@@ -101,6 +102,19 @@ def agc_gain_db(packets: int, rng: np.random.Generator) -> np.ndarray:
     return np.where(last >= 0, levels[np.maximum(last, 0)], 0.0)
 
 
+def held_packets(lost: np.ndarray) -> np.ndarray:
+    """The packet each slot shows when the packets flagged ``lost`` never arrived: the last received one (the
+    first received one before any has arrived). The CSI tool logs only received packets, so a frame's ten slots
+    always hold measured channels; an all -inf packet would survive the MM-Fi toolbox's per-packet mean fill as
+    NaN, and the toolbox never meets one on the real files."""
+    index = np.where(lost, -1, np.arange(len(lost)))
+    index = np.maximum.accumulate(index)
+    received = np.flatnonzero(~lost)
+    if not len(received):
+        raise RuntimeError("every packet of the sequence was lost: raise SNR or lower LOST_PACKET_RATE")
+    return np.where(index < 0, received[0], index)
+
+
 def csi(performance, times: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """CSIamp (dB) and CSIphase (rad), each (frames, 3, 114, 10) float64, for frames starting at ``times``."""
     n = len(times)
@@ -118,7 +132,7 @@ def csi(performance, times: np.ndarray, rng: np.random.Generator) -> tuple[np.nd
     noise_std = FULL_SCALE * 10 ** (-SNR_DB / 20) / np.sqrt(2)
     h = h + noise_std * (rng.normal(size=h.shape) + 1j * rng.normal(size=h.shape))
     h = np.clip(np.round(h.real), -128, 127) + 1j * np.clip(np.round(h.imag), -128, 127)  # 8-bit I/Q
-    h[rng.random(m) < LOST_PACKET_RATE] = 0.0
+    h = h[held_packets(rng.random(m) < LOST_PACKET_RATE)]
     with np.errstate(divide="ignore"):
         amp = 20 * np.log10(np.abs(h))
     phase = np.angle(h)

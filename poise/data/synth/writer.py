@@ -33,7 +33,7 @@ from poise.data.synth.scene import Performance
 from poise.errors import PoiseError
 
 MANIFEST = ".poise_synthetic.json"
-GENERATOR_VERSION = 2  # bump when the simulator's output changes, so stale datasets are not reused
+GENERATOR_VERSION = 3  # 3: a lost CSI packet repeats the last received one; bump when the simulator's output changes, so stale datasets are not reused
 
 
 @dataclass(frozen=True)
