@@ -85,8 +85,10 @@ def test_frame_count_mismatch(small_root):
 
 def test_extra_frame_file(small_root):
     shutil.copy(frame(small_root, "rgb", 0), seq_dir(small_root) / "rgb" / "frame006.npy")
-    with pytest.raises(MMFiFormatError, match=r"E01/S01/A02/rgb has 6 frame files.*no ground truth for frame006.npy"):
+    with pytest.raises(MMFiFormatError, match=r"E01/S01/A02/rgb/frame006.npy: a frame file beyond the 5 frames of "
+                                              r"ground_truth.npy; move it out of the folder") as err:
         scan(small_root)
+    assert "regenerate" not in str(err.value) and err.value.path.endswith("frame006.npy")
 
 
 def test_truncated_bin(small_root):

@@ -332,6 +332,14 @@ def _index_sequence(path: Path, env, subject, action, modalities, on_error, repo
                 else:
                     extra.append(entry.name)
         missing = np.flatnonzero(sizes < 0)
+        if extra and not len(missing):  # every frame is there, plus files the ground truth has no frame for
+            strays = sorted(extra)
+            _fail(on_error,
+                  f"{folder / strays[0]}: a frame file beyond the {n_frames} frames of {layout.GROUND_TRUTH}"
+                  + (f" (and {len(strays) - 1} more: {', '.join(strays[1:4])}{' ...' if len(strays) > 4 else ''})"
+                     if len(strays) > 1 else "")
+                  + "; move it out of the folder (a stray copy?), or pass --on-error skip to ignore it",
+                  folder / strays[0], modality, "stray frame file")
         if len(missing) or extra:
             n_files = n_frames - len(missing) + len(extra)
             detail = []
