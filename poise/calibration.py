@@ -67,12 +67,13 @@ def train_unimodal(modality: str, train: MMFiDataset, test: MMFiDataset, epochs:
 
 
 def calibrate(root, modalities=layout.MODALITIES, protocol: str = "P1", split: str = "S1", epochs: int = 15,
-              lidar_points: int = 256, seed: int = 0, on_error: str = "raise", progress: bool = True) -> list[UnimodalResult]:
+              lidar_points: int = 256, seed: int = 0, on_error: str = "raise", rebuild_cache: bool = False,
+              progress: bool = True) -> list[UnimodalResult]:
     """Train and test one single-modality model per modality; results in the order given."""
     if epochs < 1:
         raise PoiseError(f"epochs={epochs} must be >= 1")
     kw = dict(protocol=protocol, split=split, modalities=layout.MODALITIES, lidar_points=lidar_points, seed=seed,
-              on_error=on_error, progress=progress)
+              on_error=on_error, rebuild_cache=rebuild_cache, progress=progress)
     train, test = MMFiDataset(root, part="train", **kw), MMFiDataset(root, part="test", **kw)
     if len(train) == 0 or len(test) == 0:
         raise PoiseError(f"{root}: split {split} of protocol {protocol} leaves {len(train)} training and {len(test)} "

@@ -47,7 +47,8 @@ def cmd_calibrate(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = calibrate(args.data, modalities=args.modalities, protocol=args.protocol, split=args.split,
-                        epochs=args.epochs, seed=args.seed, on_error=args.on_error, progress=not args.quiet)
+                        epochs=args.epochs, seed=args.seed, on_error=args.on_error,
+                        rebuild_cache=args.rebuild_cache, progress=not args.quiet)
     print(f"Single-modality lite models on {args.data}, protocol {args.protocol}, split {args.split}, "
           f"{args.epochs} epochs:")
     print(format_table(results))
@@ -89,14 +90,14 @@ def _train_or_resume(args):
         if ignored:
             raise PoiseError(f"--resume continues {args.resume} with its own config.yaml; {', '.join(ignored)} "
                              f"would change that run: drop them (only --epochs extends it), or start a new run")
-        return resume(args.resume, progress=not args.quiet, epochs=args.epochs)
+        return resume(args.resume, progress=not args.quiet, epochs=args.epochs, rebuild_cache=args.rebuild_cache)
     if args.param:
         overrides["method_params"] = dict(_parse_param(p) for p in args.param)
     if args.config:
         config = TrainConfig.load(args.config, **overrides)
     else:
         config = TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None}, source="command line")
-    return train(config, progress=not args.quiet, overwrite=args.overwrite)
+    return train(config, progress=not args.quiet, overwrite=args.overwrite, rebuild_cache=args.rebuild_cache)
 
 
 def cmd_continual(args) -> int:
@@ -116,7 +117,7 @@ def cmd_continual(args) -> int:
         if ignored:
             raise PoiseError(f"--resume continues {args.resume} with its own config.yaml; {', '.join(ignored)} "
                              f"would change that run: drop them, or start a new run")
-        run = resume(args.resume, progress=not args.quiet)
+        run = resume(args.resume, progress=not args.quiet, rebuild_cache=args.rebuild_cache)
     else:
         if args.compare_gradient_stop:
             overrides["compare_gradient_stop"] = True
@@ -125,7 +126,8 @@ def cmd_continual(args) -> int:
         else:
             config = ContinualConfig.from_dict({k: v for k, v in overrides.items() if v is not None},
                                                source="command line")
-        run = run_continual(config, progress=not args.quiet, overwrite=args.overwrite)
+        run = run_continual(config, progress=not args.quiet, overwrite=args.overwrite,
+                            rebuild_cache=args.rebuild_cache)
     s = summary(run)
     text = f"{run.dir}: {s['tasks_done']} tasks; avg-MPJPE {s['avg_mpjpe_mm'][-1]:.1f} mm, avg-PA-MPJPE " \
            f"{s['avg_pa_mpjpe_mm'][-1]:.1f} mm, mean forgetting {s['mean_forgetting_mm']:+.1f} mm"
@@ -243,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/calibration.json", help="where to save the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_on_error(p, default="raise")
+    p.add_argument("--rebuild-cache", dest="rebuild_cache", action="store_true",
+                   help="build the packed data cache again even if one matches (e.g. after editing files in place)")
     p.set_defaults(func=cmd_calibrate)
 
     from poise import methods
@@ -280,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_on_error(p, default=None)
+    p.add_argument("--rebuild-cache", dest="rebuild_cache", action="store_true",
+                   help="build the packed data cache again even if one matches (e.g. after editing files in place)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("contrib", help="Shapley contributions of a trained run's modalities, per profit",
@@ -322,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_on_error(p, default=None)
+    p.add_argument("--rebuild-cache", dest="rebuild_cache", action="store_true",
+                   help="build the packed data cache again even if one matches (e.g. after editing files in place)")
     p.set_defaults(func=cmd_continual)
 
     from poise.bench import PRESETS as BENCH_PRESETS

@@ -85,10 +85,10 @@ class Run:
         return self.epoch == self.config.epochs - 1
 
 
-def load_datasets(config: TrainConfig, progress: bool = True) -> tuple[MMFiDataset, MMFiDataset]:
+def load_datasets(config: TrainConfig, progress: bool = True, rebuild_cache: bool = False) -> tuple[MMFiDataset, MMFiDataset]:
     kw = dict(protocol=config.protocol, split=config.split, modalities=config.modalities,
               lidar_points=config.lidar_points, mmwave_points=config.mmwave_points, seed=config.seed,
-              rgb_window=config.rgb_window, on_error=config.on_error, progress=progress)
+              rgb_window=config.rgb_window, on_error=config.on_error, rebuild_cache=rebuild_cache, progress=progress)
     train = MMFiDataset(config.data, part="train", frame_stride=config.train_stride, **kw)
     test = MMFiDataset(config.data, part="test", **kw)
     if len(train) == 0 or len(test) == 0:
@@ -120,13 +120,13 @@ def holdout_rows(train: MMFiDataset, fraction: float, seed: int) -> tuple[np.nda
     return rows[~is_val], rows[is_val]
 
 
-def build_run(config: TrainConfig, run_dir: Path, progress: bool = True) -> Run:
+def build_run(config: TrainConfig, run_dir: Path, progress: bool = True, rebuild_cache: bool = False) -> Run:
     method = methods.get(config.method, **config.method_params)  # fail on a bad name before loading data
     if config.batch_size % distributed.world():
         raise PoiseError(f"batch_size={config.batch_size} does not split evenly over {distributed.world()} "
                          f"processes; under torchrun choose a batch_size divisible by --nproc_per_node")
     with distributed.main_first():  # rank 0 builds a missing cache; the others then open it
-        train, test = load_datasets(config, progress and distributed.is_main())
+        train, test = load_datasets(config, progress and distributed.is_main(), rebuild_cache)
     train_rows, val_rows = holdout_rows(train, config.holdout, config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config.modalities, fusion=config.fusion, dim=config.dim, rgb_window=config.rgb_window,
@@ -298,15 +298,16 @@ def fit(run: Run, progress: bool = True) -> Run:
     return run
 
 
-def train(config: TrainConfig, progress: bool = True, overwrite: bool = False) -> Run:
-    """A new run of ``config`` in ``config.out / config.run_name``."""
+def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, rebuild_cache: bool = False) -> Run:
+    """A new run of ``config`` in ``config.out / config.run_name`` (``rebuild_cache``: build the data's packed
+    cache again even if one matches)."""
     run_dir = Path(config.out) / config.run_name
     if (run_dir / CHECKPOINT).exists() and not overwrite:
         raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose "
                               f"another --name (or --overwrite)")
     distributed.barrier()  # every rank has checked before rank 0 writes
     with run_lock(run_dir) if distributed.is_main() else contextlib.nullcontext():
-        run = build_run(config, run_dir, progress)  # a start that fails here leaves no run folder behind
+        run = build_run(config, run_dir, progress, rebuild_cache)  # a start that fails here leaves no run folder behind
         if distributed.is_main():
             config.save(run_dir / "config.yaml")
             (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params(),
@@ -314,7 +315,7 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False) -
         return fit(run, progress)
 
 
-def resume(run_dir, progress: bool = True, epochs: int | None = None) -> Run:
+def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_cache: bool = False) -> Run:
     """Continue the run in ``run_dir`` from its last checkpoint (optionally to more ``epochs``)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / CHECKPOINT).is_file():
@@ -322,7 +323,7 @@ def resume(run_dir, progress: bool = True, epochs: int | None = None) -> Run:
                          f"start it with `poise train`")
     config = TrainConfig.load(run_dir / "config.yaml", epochs=epochs)
     with run_lock(run_dir) if distributed.is_main() else contextlib.nullcontext():
-        run = build_run(config, run_dir, progress)
+        run = build_run(config, run_dir, progress, rebuild_cache)
         load_checkpoint(run)
         if epochs is not None and epochs < run.epoch:
             raise PoiseError(f"{run_dir} has trained {run.epoch} epochs already; --epochs {epochs} would shorten "

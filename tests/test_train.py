@@ -136,6 +136,23 @@ def test_a_damaged_file_stops_training_by_name_unless_skip_is_asked_for(tiny, tm
     assert yaml.safe_load((tmp_path / "runs" / "t" / "config.yaml").read_text())["on_error"] == "skip"
 
 
+def test_rebuild_cache_builds_the_data_cache_again(tiny, tmp_path, monkeypatch):
+    import yaml
+
+    from poise.cli import main
+    from poise.data import cache as cache_mod
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_config(tiny, tmp_path, epochs=1).to_dict()))
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--quiet", "--name", "a"]) == 0  # cache exists now
+    built = []
+    real = cache_mod.build
+    monkeypatch.setattr(cache_mod, "build", lambda *a, **k: (built.append(a[0]), real(*a, **k)))
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--quiet", "--name", "b"]) == 0
+    assert built == []
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--quiet", "--name", "c", "--rebuild-cache"]) == 0
+    assert len(built) >= 1
+
+
 def test_contrib_reports_every_profit_for_a_trained_run(tiny, tmp_path, capsys):
     from poise.cli import main
 

@@ -107,7 +107,7 @@ def noise_plan(config: ContinualConfig, n_tasks: int) -> list:
                      for t in range(1, n_tasks)]
 
 
-def load_stream(config: ContinualConfig, progress: bool = True):
+def load_stream(config: ContinualConfig, progress: bool = True, rebuild_cache: bool = False):
     """(train, test, train task indices, test task indices); an error naming the tasks that have no frames."""
     root = Path(config.data)
     if not root.is_dir():
@@ -115,7 +115,7 @@ def load_stream(config: ContinualConfig, progress: bool = True):
                                 f"action: `poise simulate --preset continual --out {root}`")
     kw = dict(protocol=config.protocol, split=config.split, modalities=config.modalities,
               lidar_points=config.lidar_points, mmwave_points=config.mmwave_points, seed=config.seed,
-              on_error=config.on_error, progress=progress)
+              on_error=config.on_error, rebuild_cache=rebuild_cache, progress=progress)
     train = MMFiDataset(root, part="train", frame_stride=config.train_stride, **kw)
     test = MMFiDataset(root, part="test", **kw)
     n = config.tasks or len(task_stream.tasks(config.protocol))
@@ -131,8 +131,8 @@ def load_stream(config: ContinualConfig, progress: bool = True):
     return train, test, train_tasks, test_tasks
 
 
-def build(config: ContinualConfig, run_dir: Path, progress: bool = True) -> ContinualRun:
-    train, test, train_tasks, test_tasks = load_stream(config, progress)
+def build(config: ContinualConfig, run_dir: Path, progress: bool = True, rebuild_cache: bool = False) -> ContinualRun:
+    train, test, train_tasks, test_tasks = load_stream(config, progress, rebuild_cache)
     views = [None if spec is None else NoisyView(spec, rows, train)
              for spec, rows in zip(noise_plan(config, len(train_tasks)), train_tasks)]
     torch.manual_seed(config.seed)
@@ -501,19 +501,20 @@ def stream(run: ContinualRun, progress: bool = True) -> ContinualRun:
     return run
 
 
-def run_continual(config: ContinualConfig, progress: bool = True, overwrite: bool = False) -> ContinualRun:
+def run_continual(config: ContinualConfig, progress: bool = True, overwrite: bool = False,
+                  rebuild_cache: bool = False) -> ContinualRun:
     """A new continual run in ``config.out / config.run_name``."""
     run_dir = Path(config.out) / config.run_name
     if (run_dir / CHECKPOINT).exists() and not overwrite:
         raise FileExistsError(f"{run_dir} already holds a continual run; continue it with --resume {run_dir}, or "
                               f"choose another --name (or --overwrite)")
     with run_lock(run_dir):
-        run = build(config, run_dir, progress)  # a start that fails here leaves no run folder behind
+        run = build(config, run_dir, progress, rebuild_cache)  # a start that fails here leaves no run folder behind
         config.save(run_dir / "config.yaml")
         return stream(run, progress)
 
 
-def resume(run_dir, progress: bool = True, tasks: int | None = None) -> ContinualRun:
+def resume(run_dir, progress: bool = True, tasks: int | None = None, rebuild_cache: bool = False) -> ContinualRun:
     """Continue the continual run in ``run_dir`` after its last finished task (optionally to more ``tasks``)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / CHECKPOINT).is_file():
@@ -521,7 +522,7 @@ def resume(run_dir, progress: bool = True, tasks: int | None = None) -> Continua
                          f"{CHECKPOINT}); start it with `poise continual`")
     config = ContinualConfig.load(run_dir / "config.yaml", tasks=tasks)
     with run_lock(run_dir):
-        run = build(config, run_dir, progress)
+        run = build(config, run_dir, progress, rebuild_cache)
         restore(run)
         if tasks is not None:
             config.save(run_dir / "config.yaml")
