@@ -73,8 +73,9 @@ def calibrate(root, modalities=layout.MODALITIES, protocol: str = "P1", split: s
     if epochs < 1:
         raise PoiseError(f"epochs={epochs} must be >= 1")
     kw = dict(protocol=protocol, split=split, modalities=layout.MODALITIES, lidar_points=lidar_points, seed=seed,
-              on_error=on_error, rebuild_cache=rebuild_cache, progress=progress)
-    train, test = MMFiDataset(root, part="train", **kw), MMFiDataset(root, part="test", **kw)
+              on_error=on_error, progress=progress)
+    train = MMFiDataset(root, part="train", rebuild_cache=rebuild_cache, **kw)  # once: the parts share the cache
+    test = MMFiDataset(root, part="test", **kw)
     if len(train) == 0 or len(test) == 0:
         raise PoiseError(f"{root}: split {split} of protocol {protocol} leaves {len(train)} training and {len(test)} "
                          f"test frames here; use a root with more subjects (e.g. `poise simulate --preset demo`)")

@@ -6,7 +6,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
 
 from poise.data import layout
 from poise.errors import PoiseError
@@ -401,8 +400,8 @@ def main(argv=None) -> int:
         print(f"poise {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"poise {args.command}: interrupted; what finished is saved, and re-running the same command (or "
-              f"--resume RUN_DIR) continues", file=sys.stderr)
+        print(f"poise {args.command}: interrupted; what finished is saved (a run's last epoch or task): continue "
+              f"a run with --resume RUN_DIR, and re-run simulate or a bench to finish it", file=sys.stderr)
         return 130
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -43,11 +44,17 @@ def typed(what: str, value, kind):
     if kind is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, int) and value in (0, 1):  # YAML 0/1 and older configs
+            return bool(value)
         raise PoiseError(f"{what} must be true or false, got {value!r}")
     if kind in (int, float):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value if kind is int else float(value)  # an int stays exact (a seed of 2**60 + 1)
         try:
             if isinstance(value, bool):
                 raise TypeError
+            if kind is int and isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+                return int(value)
             number = float(value)
         except (TypeError, ValueError):
             raise PoiseError(f"{what} must be a number, got {value!r}") from None
@@ -58,6 +65,8 @@ def typed(what: str, value, kind):
         if number != int(number):
             raise PoiseError(f"{what} must be a whole number, got {value!r}")
         return int(number)
+    if kind is str and isinstance(value, os.PathLike):
+        return os.fspath(value)
     if kind is str and not isinstance(value, str):
         raise PoiseError(f"{what} must be a string, got {value!r}")
     return value
@@ -202,6 +211,10 @@ class TrainConfig(ConfigFile):
             raise PoiseError(f"config key 'holdout' must be below 1 (a fraction of the training sequences), got {self.holdout!r}")
         if not isinstance(self.lr_groups, dict):
             raise PoiseError(f"config key 'lr_groups' must be a mapping of parameter group to factor, got {self.lr_groups!r}")
+        for group, factor in self.lr_groups.items():
+            self.lr_groups[group] = typed(f"config key 'lr_groups' entry {group!r}", factor, float)
+            if self.lr_groups[group] < 0:
+                raise PoiseError(f"config key 'lr_groups' entry {group!r} must be a factor >= 0, got {factor!r}")
         if not isinstance(self.method_params, dict):
             raise PoiseError(f"config key 'method_params' must be a mapping of parameter to value, got {self.method_params!r}")
         from poise import methods

@@ -26,7 +26,6 @@ import torch
 
 from poise.metrics import sample_mpjpe
 from poise.runtime import to_device
-from poise.errors import PoiseError
 
 
 def empirical_fisher(model, batches, per_sample: bool = True, names=None) -> tuple[dict, int]:
@@ -36,9 +35,9 @@ def empirical_fisher(model, batches, per_sample: bool = True, names=None) -> tup
     params = {n: p for n, p in model.named_parameters() if p.requires_grad and (names is None or n in names)}
     if names is not None and len(params) != len(set(names)):
         unknown = sorted(set(names) - set(params))
-        raise PoiseError(f"no trainable parameter named {unknown[:5]} in the model")
+        raise ValueError(f"no trainable parameter named {unknown[:5]} in the model")
     if not params:
-        raise PoiseError("no parameter requires grad: nothing to estimate a Fisher for")
+        raise ValueError("no parameter requires grad: nothing to estimate a Fisher for")
     tensors = list(params.values())
     values = {n: torch.zeros_like(p) for n, p in params.items()}
     device = tensors[0].device
@@ -65,7 +64,7 @@ def empirical_fisher(model, batches, per_sample: bool = True, names=None) -> tup
     finally:
         model.train(was_training)
     if not total:
-        raise PoiseError("batches held no sample: a Fisher needs at least one")
+        raise ValueError("batches held no sample: a Fisher needs at least one")
     return {n: v / total for n, v in values.items()}, total
 
 

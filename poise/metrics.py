@@ -17,7 +17,6 @@ as the MPJPE training loss (mean over joints of the per-joint L2 norm).
 from __future__ import annotations
 
 import torch
-from poise.errors import PoiseError
 
 M_TO_MM = 1000.0
 _EPS = 1e-12  # clamp for the Frobenius norms in Procrustes (a collapsed pose has norm 0)
@@ -50,17 +49,17 @@ def _check_pair(pred, gt) -> tuple[torch.Tensor, torch.Tensor]:
     pred, gt = _to_tensor(pred, device), _to_tensor(gt, device)
 
     if gt.ndim < 2 or gt.shape[-1] != 3:
-        raise PoiseError(f"gt has shape {tuple(gt.shape)}; expected (..., J, 3)")
+        raise ValueError(f"gt has shape {tuple(gt.shape)}; expected (..., J, 3)")
     if pred.shape != gt.shape:
-        raise PoiseError(
+        raise ValueError(
             f"pred has shape {tuple(pred.shape)}; expected (..., J, 3) matching gt {tuple(gt.shape)}"
         )
     if gt.numel() == 0:
-        raise PoiseError(f"pred and gt are empty (shape {tuple(gt.shape)}); expected at least one frame and joint")
+        raise ValueError(f"pred and gt are empty (shape {tuple(gt.shape)}); expected at least one frame and joint")
     for name, t in (("pred", pred), ("gt", gt)):
         n_bad = int((~torch.isfinite(t)).sum())
         if n_bad:
-            raise PoiseError(f"{name} contains {n_bad} non-finite values (NaN or inf)")
+            raise ValueError(f"{name} contains {n_bad} non-finite values (NaN or inf)")
 
     dtype = torch.promote_types(pred.dtype, gt.dtype)
     return pred.to(dtype), gt.to(dtype)
@@ -71,7 +70,7 @@ def _reduce(per_frame_mm: torch.Tensor, reduction: str, dtype: torch.dtype):
         return float(per_frame_mm.mean())
     if reduction == "none":
         return per_frame_mm.to(dtype)
-    raise PoiseError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
 
 
 # -----------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def resolve(config, method) -> dict:
     values where it sets them, else the defaults of the optimiser (the method's reference one for ``auto``)."""
     name = method.reference_optimizer if config.optimizer == "auto" else config.optimizer
     if name not in DEFAULTS:
-        raise PoiseError(f"method {method.name!r} declares reference optimiser {name!r}, which poise does not have "
+        raise ValueError(f"method {method.name!r} declares reference optimiser {name!r}, which poise does not have "
                          f"({', '.join(DEFAULTS)})")
     defaults = DEFAULTS[name]
     pick = {k: (defaults[k] if getattr(config, k) is None else float(getattr(config, k)))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,25 +38,30 @@ def run_lock(run_dir):
     handle = open(run_dir / LOCK, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"poise process {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
         raise FileExistsError(f"{run_dir} is being written by {holder}; wait for it to finish, or choose another "
                               f"--name") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"poise process {os.getpid()}")
-    handle.flush()
+    except OSError as err:  # a filesystem without flock (some network mounts): run, but say it is unguarded
+        warnings.warn(f"{run_dir}: cannot lock the run directory ({err}); make sure no other process writes it")
     try:
         yield
     except BaseException:
-        if created and [p.name for p in run_dir.iterdir()] == [LOCK]:
-            (run_dir / LOCK).unlink()
-            for d in created:
-                if any(d.iterdir()):
-                    break
-                d.rmdir()
+        try:
+            if created and [p.name for p in run_dir.iterdir()] == [LOCK]:
+                (run_dir / LOCK).unlink()
+                for d in created:
+                    if any(d.iterdir()):
+                        break
+                    d.rmdir()
+        except OSError:
+            pass  # tidying up must never hide the error that got us here
         raise
     finally:
         handle.close()
@@ -110,7 +117,7 @@ def evaluate(model: torch.nn.Module, data, rows=None, batch_size: int = 256, pre
     device = next(model.parameters()).device
     rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=np.int64)
     if not len(rows):
-        raise PoiseError(f"no frames to evaluate the {prefix} metrics on")
+        raise ValueError(f"no frames to evaluate the {prefix} metrics on")
     rows = distributed.shard(rows)
     sums = [0.0, 0.0, 0.0]  # MPJPE x frames, PA-MPJPE x frames, frames
     with torch.no_grad():

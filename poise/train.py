@@ -88,8 +88,10 @@ class Run:
 def load_datasets(config: TrainConfig, progress: bool = True, rebuild_cache: bool = False) -> tuple[MMFiDataset, MMFiDataset]:
     kw = dict(protocol=config.protocol, split=config.split, modalities=config.modalities,
               lidar_points=config.lidar_points, mmwave_points=config.mmwave_points, seed=config.seed,
-              rgb_window=config.rgb_window, on_error=config.on_error, rebuild_cache=rebuild_cache, progress=progress)
-    train = MMFiDataset(config.data, part="train", frame_stride=config.train_stride, **kw)
+              rgb_window=config.rgb_window, on_error=config.on_error, progress=progress)
+    # One rebuild: the parts share the cache, and under torchrun the other ranks open what rank 0 built.
+    rebuild_cache = rebuild_cache and distributed.is_main()
+    train = MMFiDataset(config.data, part="train", frame_stride=config.train_stride, rebuild_cache=rebuild_cache, **kw)
     test = MMFiDataset(config.data, part="test", **kw)
     if len(train) == 0 or len(test) == 0:
         raise PoiseError(f"{config.data}: split {config.split} of protocol {config.protocol} leaves {len(train)} "

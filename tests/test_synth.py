@@ -280,19 +280,22 @@ def test_force_deletes_exactly_what_the_manifest_lists(tmp_path, capsys):
     assert len(list((root / "E01" / "S01" / "A02" / "rgb").iterdir())) == layout.FRAMES_PER_SEQUENCE + 1
 
 
-def test_simulate_never_follows_a_link_into_data_it_did_not_write(tmp_path):
+@pytest.mark.parametrize("link", ["E01", "E01/S01/A02/rgb"])
+def test_simulate_never_follows_a_link_into_data_it_did_not_write(tmp_path, link):
     root, real = tmp_path / "r", tmp_path / "real"
     writer.simulate(root, preset="tiny", seed=2, workers=1, progress=False)
     import shutil
 
-    shutil.rmtree(root / "E01")
+    shutil.rmtree(root / link)
     real.mkdir()
     (real / "keep.txt").write_text("real data")
-    (root / "E01").symlink_to(real, target_is_directory=True)
+    if link.endswith("rgb"):
+        (real / "frame001.npy").write_text("real data")  # a name poise would delete or overwrite
+    (root / link).symlink_to(real, target_is_directory=True)
     for force in (False, True):
         with pytest.raises(FileExistsError, match="symbolic link"):
             writer.simulate(root, preset="tiny", seed=2, force=force, workers=1, progress=False)
-    assert sorted(p.name for p in real.iterdir()) == ["keep.txt"]
+    assert all(p.read_text() == "real data" for p in real.iterdir())
 
 
 def test_a_damaged_manifest_is_named_and_nothing_is_touched(tmp_path, capsys):

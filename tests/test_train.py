@@ -109,7 +109,7 @@ def test_two_processes_cannot_write_one_run_directory(tiny, tmp_path):
     config = tiny_config(tiny, tmp_path, epochs=1)
     run_dir = tmp_path / "runs" / config.run_name
     with run_lock(run_dir):  # as another process training into it would hold it
-        with pytest.raises(FileExistsError, match="is being written by poise process"):
+        with pytest.raises(FileExistsError, match="is being written by poise process .* on "):
             train(config, progress=False)
     assert [p.name for p in run_dir.iterdir()] == [".lock"]  # the refused run wrote nothing
     run = train(config, progress=False)  # released: the run goes ahead
@@ -150,7 +150,7 @@ def test_rebuild_cache_builds_the_data_cache_again(tiny, tmp_path, monkeypatch):
     assert main(["train", "--config", str(tmp_path / "c.yaml"), "--quiet", "--name", "b"]) == 0
     assert built == []
     assert main(["train", "--config", str(tmp_path / "c.yaml"), "--quiet", "--name", "c", "--rebuild-cache"]) == 0
-    assert len(built) >= 1
+    assert len(built) == 1  # once: the train and test parts share the cache
 
 
 def test_contrib_reports_every_profit_for_a_trained_run(tiny, tmp_path, capsys):

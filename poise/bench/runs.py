@@ -193,7 +193,8 @@ def run_all(configs: list, run_one, line, what: str, jobs: int = 1, threads: int
                     row = future.result()
                 except Exception as error:  # stop now instead of after every other run has finished
                     pool.shutdown(cancel_futures=True)
-                    raise RuntimeError(f"{what} run {config.run_name} failed: {error}; finished runs are kept, "
+                    kind = PoiseError if isinstance(error, (PoiseError, OSError)) else RuntimeError
+                    raise kind(f"{what} run {config.run_name} failed: {error}; finished runs are kept, "
                                        f"re-run the same command to resume after fixing it") from error
                 done(config, row)
     bar.close()

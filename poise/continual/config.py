@@ -69,6 +69,9 @@ class ContinualConfig(ConfigFile):
         self.modalities = modality_list(self.modalities)
         if isinstance(self.ablate, str):
             self.ablate = [a.strip() for a in self.ablate.split(",")]
+        if self.ablate is not None and (not isinstance(self.ablate, (list, tuple))
+                                        or not all(isinstance(a, str) for a in self.ablate)):
+            raise PoiseError(f"config key 'ablate' must be a list of {', '.join(ABLATIONS)}, got {self.ablate!r}")
         self.ablate = sorted(set(self.ablate or []))
         choices = {"method": METHODS, "noise": (*KINDS, "none"), "fisher": FISHERS, "protocol": ("P1", "P2"),
                    "device": ("auto", "cpu", "cuda"), "encoder": ("lite", "paper"),

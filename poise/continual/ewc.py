@@ -28,7 +28,6 @@ import dataclasses
 import torch
 
 from poise.fisher import empirical_fisher
-from poise.errors import PoiseError
 
 DEFAULT_LAMBDA = 10_000.0  # 001 Sec. 4.1, for a loss in metres (see the module docstring)
 DEFAULT_BETA = 0.3  # 001 Sec. 4.1
@@ -56,7 +55,7 @@ class Fisher:
 def branch_names(model, modality: str) -> set[str]:
     """Names (``model.named_parameters()``) of the parameters of ``model.encoders[modality]``."""
     if modality not in model.encoders:
-        raise PoiseError(f"modality={modality!r}: the model has encoders for {list(model.encoders)}")
+        raise ValueError(f"modality={modality!r}: the model has encoders for {list(model.encoders)}")
     prefix = f"encoders.{modality}."
     names = {n for n, _ in model.named_parameters() if n.startswith(prefix)}
     assert len(names) == len(list(model.encoders[modality].parameters())), "encoder parameters shared or renamed"
@@ -85,22 +84,22 @@ def fisher_adaptive(model, batches, previous: Fisher, beta: float = DEFAULT_BETA
     not depend on i. ``previous`` must hold every branch parameter (with the same shape)."""
     beta = float(beta)
     if not 0.0 <= beta <= 1.0:
-        raise PoiseError(f"beta={beta!r} must be in [0, 1] (001 uses 0.3)")
+        raise ValueError(f"beta={beta!r} must be in [0, 1] (001 uses 0.3)")
     previous_values = previous.values if isinstance(previous, Fisher) else previous
     branch = set(branch_params)
     generic = fisher_generic(model, batches, per_sample)
     unknown = sorted(branch - set(generic.values))
     if unknown:
-        raise PoiseError(f"branch_params {unknown[:5]} are not trainable parameters of the model")
+        raise ValueError(f"branch_params {unknown[:5]} are not trainable parameters of the model")
     missing = sorted(branch - set(previous_values))
     if missing:
-        raise PoiseError(f"the previous Fisher has no entry for branch parameters {missing[:5]}")
+        raise ValueError(f"the previous Fisher has no entry for branch parameters {missing[:5]}")
     values = {}
     for n, g in generic.values.items():
         if n in branch:
             prev = previous_values[n].to(g)
             if prev.shape != g.shape:
-                raise PoiseError(f"previous Fisher of {n} has shape {tuple(prev.shape)}, the parameter "
+                raise ValueError(f"previous Fisher of {n} has shape {tuple(prev.shape)}, the parameter "
                                  f"{tuple(g.shape)}")
             values[n] = beta * g + (1 - beta) * prev
         else:
@@ -117,9 +116,9 @@ def ewc_penalty(model, fisher, anchor: dict) -> torch.Tensor:
     total = None
     for n, f in values.items():
         if n not in params:
-            raise PoiseError(f"the Fisher has {n!r}, which is not a parameter of the model")
+            raise ValueError(f"the Fisher has {n!r}, which is not a parameter of the model")
         if n not in anchor:
-            raise PoiseError(f"the anchor has no entry for {n!r}: take it with anchor_of(model)")
+            raise ValueError(f"the anchor has no entry for {n!r}: take it with anchor_of(model)")
         p = params[n]
         term = (f.to(p) * (p - anchor[n].to(p)).square()).sum()
         total = term if total is None else total + term

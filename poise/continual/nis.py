@@ -21,7 +21,6 @@ import torch
 
 from poise.metrics import sample_mpjpe  # noqa: F401  (part of this module's interface)
 from poise.runtime import to_device
-from poise.errors import PoiseError
 
 MODES = ("absolute", "relative")
 RELATIVE_FLOOR = 0.05  # denominators below 5 % of the largest |score| are raised to it
@@ -45,19 +44,19 @@ def name_noisy_modality(before: dict, after: dict, mode: str = "absolute", floor
     Ties go to the first modality in ``before``'s order. Scores must be finite, with the same modalities.
     """
     if mode not in MODES:
-        raise PoiseError(f"mode={mode!r}: choose one of {', '.join(MODES)}")
+        raise ValueError(f"mode={mode!r}: choose one of {', '.join(MODES)}")
     if not before or set(before) != set(after):
-        raise PoiseError(f"before and after must score the same non-empty set of modalities; got "
+        raise ValueError(f"before and after must score the same non-empty set of modalities; got "
                          f"{sorted(before)} and {sorted(after)}")
     b = np.array([float(before[m]) for m in before])
     a = np.array([float(after[m]) for m in before])
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise PoiseError(f"contribution scores must be finite; got before={before}, after={after}")
+        raise ValueError(f"contribution scores must be finite; got before={before}, after={after}")
     drop = b - a
     if mode == "relative":
         scale = np.abs(b).max()
         if scale == 0:
-            raise PoiseError("every 'before' score is 0: a relative drop is undefined; use mode='absolute'")
+            raise ValueError("every 'before' score is 0: a relative drop is undefined; use mode='absolute'")
         drop = drop / np.maximum(np.abs(b), floor * scale)
     return list(before)[int(np.argmax(drop))]
 
@@ -103,12 +102,12 @@ def gmm_clean_mask(losses, threshold: float = 0.5, seed: int = 0) -> tuple[np.nd
     """
     x = np.asarray(losses, dtype=np.float64)
     if x.ndim != 1:
-        raise PoiseError(f"losses must be one loss per sample (1-D), got shape {x.shape}")
+        raise ValueError(f"losses must be one loss per sample (1-D), got shape {x.shape}")
     if not 0.0 <= threshold <= 1.0:
-        raise PoiseError(f"threshold={threshold!r} must be a probability in [0, 1]")
+        raise ValueError(f"threshold={threshold!r} must be a probability in [0, 1]")
     n_nan, n_inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
     if n_nan or n_inf:
-        raise PoiseError(f"losses contain {n_nan} NaN and {n_inf} inf values: the loss diverged or a batch is "
+        raise ValueError(f"losses contain {n_nan} NaN and {n_inf} inf values: the loss diverged or a batch is "
                          f"broken; a mixture cannot be fitted")
     if len(x) < 2 or x.max() == x.min():
         return np.ones(len(x), dtype=bool), np.ones(len(x))
@@ -131,7 +130,7 @@ def gradient_stop(model, superior):
     superior = [superior] if isinstance(superior, str) else list(superior)
     unknown = [m for m in superior if m not in model.encoders]
     if unknown:
-        raise PoiseError(f"superior={superior} names {unknown}, which the model has no encoder for "
+        raise ValueError(f"superior={superior} names {unknown}, which the model has no encoder for "
                          f"(its modalities: {list(model.encoders)})")
     params = list({id(p): p for m in superior for p in model.encoders[m].parameters()}.values())
     saved = [p.requires_grad for p in params]
@@ -158,7 +157,7 @@ def split_quality(clean_mask, corrupted) -> dict:
     kept = np.asarray(clean_mask, dtype=bool).reshape(-1)
     bad = np.asarray(corrupted, dtype=bool).reshape(-1)
     if kept.shape != bad.shape:
-        raise PoiseError(f"clean_mask has {kept.size} entries and corrupted {bad.size}: one per sample each")
+        raise ValueError(f"clean_mask has {kept.size} entries and corrupted {bad.size}: one per sample each")
 
     def ratio(a, b):
         return float(a) / float(b) if b else math.nan

@@ -38,7 +38,6 @@ import torch
 
 from poise.data import layout
 from poise.data.mmfi import clean_csi
-from poise.errors import PoiseError
 
 KINDS = ("raw", "unaligned")
 MODALITIES = layout.MODALITIES
@@ -63,17 +62,17 @@ class NoiseSpec:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise PoiseError(f"kind={self.kind!r} is not a noise kind: choose one of {', '.join(KINDS)}")
+            raise ValueError(f"kind={self.kind!r} is not a noise kind: choose one of {', '.join(KINDS)}")
         if self.modality not in MODALITIES:
-            raise PoiseError(f"modality={self.modality!r} is not a modality: choose one of {', '.join(MODALITIES)}")
+            raise ValueError(f"modality={self.modality!r} is not a modality: choose one of {', '.join(MODALITIES)}")
         try:
             ratio = float(self.ratio)
         except (TypeError, ValueError):
             ratio = math.nan
         if not 0.0 < ratio < 1.0:  # also rejects NaN
-            raise PoiseError(f"ratio={self.ratio!r} must be a number with 0 < ratio < 1 (001 uses 0.2 and 0.4)")
+            raise ValueError(f"ratio={self.ratio!r} must be a number with 0 < ratio < 1 (001 uses 0.2 and 0.4)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise PoiseError(f"seed={self.seed!r} must be an integer >= 0")
+            raise ValueError(f"seed={self.seed!r} must be an integer >= 0")
         object.__setattr__(self, "ratio", ratio)
         object.__setattr__(self, "seed", int(self.seed))
 
@@ -93,15 +92,15 @@ def clutter_ranges(dataset, indices, modality: str, samples: int = RANGE_SAMPLES
     ``dataset.batch``). The box raw clutter is drawn in, in the sensor's own coordinates (MM-Fi gives no
     extrinsics, so the box is taken from the data rather than from a room model)."""
     if modality not in POINT_MODALITIES:
-        raise PoiseError(f"modality={modality!r}: clutter ranges exist for {', '.join(POINT_MODALITIES)} only")
+        raise ValueError(f"modality={modality!r}: clutter ranges exist for {', '.join(POINT_MODALITIES)} only")
     indices = np.unique(np.asarray(indices, dtype=np.int64))
     if not len(indices):
-        raise PoiseError("indices is empty: clutter ranges need at least one task sample")
+        raise ValueError("indices is empty: clutter ranges need at least one task sample")
     pick = np.unique(indices[np.linspace(0, len(indices) - 1, min(samples, len(indices))).round().astype(np.int64)])
     batch = dataset.batch(pick)
     points = batch[modality][batch[f"{modality}_mask"]].double().numpy()
     if not len(points):
-        raise PoiseError(f"the {len(pick)} task samples read have no valid {modality} point: cannot place clutter; "
+        raise ValueError(f"the {len(pick)} task samples read have no valid {modality} point: cannot place clutter; "
                          f"pass ranges= explicitly")
     return np.quantile(points, quantile, axis=0), np.quantile(points, 1 - quantile, axis=0)
 
@@ -136,13 +135,13 @@ class NoisyView:
             raise TypeError(f"spec must be a NoiseSpec, got {type(spec).__name__}")
         given = np.asarray(indices, dtype=np.int64).reshape(-1)
         if not len(given):
-            raise PoiseError("indices is empty: a task needs at least one sample")
+            raise ValueError("indices is empty: a task needs at least one sample")
         if (given < 0).any():
-            raise PoiseError("indices must be dataset indices >= 0")
+            raise ValueError("indices must be dataset indices >= 0")
         order = np.argsort(given, kind="stable")
         self.indices = given[order]
         if (np.diff(self.indices) == 0).any():
-            raise PoiseError("indices has duplicates: pass each task sample once")
+            raise ValueError("indices has duplicates: pass each task sample once")
         self.spec, self.dataset, self.min_gap = spec, dataset, int(min_gap)
         n = len(self.indices)
         chosen = np.random.default_rng([spec.seed, _SELECT]).permutation(n)[:round(spec.ratio * n)]
@@ -153,27 +152,27 @@ class NoisyView:
         if spec.kind == "raw" and spec.modality in POINT_MODALITIES:
             if ranges is None:
                 if dataset is None:
-                    raise PoiseError(f"raw {spec.modality} noise draws clutter in the task's scene box: pass "
+                    raise ValueError(f"raw {spec.modality} noise draws clutter in the task's scene box: pass "
                                      f"ranges=(low, high) or dataset= to estimate it")
                 ranges = clutter_ranges(dataset, self.indices, spec.modality)
             low, high = (np.asarray(r, dtype=np.float64).reshape(-1) for r in ranges)
             columns = layout.POINT_COLUMNS[spec.modality]
             if low.shape != (columns,) or high.shape != (columns,) or not (high >= low).all():
-                raise PoiseError(f"ranges for {spec.modality} must be (low, high), each {columns} numbers with "
+                raise ValueError(f"ranges for {spec.modality} must be (low, high), each {columns} numbers with "
                                  f"high >= low; got {low.tolist()}, {high.tolist()}")
             self.ranges = (low, high)
 
         self.sources = None
         if spec.kind == "unaligned":
             if dataset is None:
-                raise PoiseError("unaligned noise reads other frames: pass dataset=")
+                raise ValueError("unaligned noise reads other frames: pass dataset=")
             if n < 2:
-                raise PoiseError("unaligned noise needs a task of at least 2 samples")
+                raise ValueError("unaligned noise needs a task of at least 2 samples")
             seqs = (np.asarray(dataset.sequence_of(self.indices)) if sequences is None
                     else np.asarray(sequences).reshape(-1)[order])
             frms = frames_of(dataset, self.indices) if frames is None else np.asarray(frames).reshape(-1)[order]
             if len(seqs) != n or len(frms) != n:
-                raise PoiseError(f"sequences and frames must have one entry per index ({n})")
+                raise ValueError(f"sequences and frames must have one entry per index ({n})")
             self.sources = self._choose_sources(seqs, frms.astype(np.int64))
 
     def _choose_sources(self, seqs: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -212,7 +211,7 @@ class NoisyView:
         pos = np.searchsorted(self.indices, idx)
         bad = (pos >= len(self.indices)) | (self.indices[np.minimum(pos, len(self.indices) - 1)] != idx)
         if bad.any():
-            raise PoiseError(f"indices {idx[bad][:10].tolist()} are not samples of this task's view")
+            raise ValueError(f"indices {idx[bad][:10].tolist()} are not samples of this task's view")
         return pos
 
     def is_corrupted(self, indices) -> np.ndarray:
@@ -227,10 +226,10 @@ class NoisyView:
         if m not in batch:
             raise KeyError(f"the batch has no {m!r} entry to corrupt (keys: {sorted(batch)})")
         if indices is None and "index" not in batch:
-            raise PoiseError("the batch has no 'index' entry: pass indices= (the dataset index of each row)")
+            raise ValueError("the batch has no 'index' entry: pass indices= (the dataset index of each row)")
         idx = _as_indices(batch["index"] if indices is None else indices)
         if len(idx) != batch[m].shape[0]:
-            raise PoiseError(f"{len(idx)} indices for a batch of {batch[m].shape[0]} rows")
+            raise ValueError(f"{len(idx)} indices for a batch of {batch[m].shape[0]} rows")
         rows = np.flatnonzero(self.corrupted[self._positions(idx)])
         out = dict(batch)
         if not len(rows):
@@ -241,7 +240,7 @@ class NoisyView:
         if self.spec.kind == "unaligned":
             source = self.dataset.batch(self.sources[self._positions(idx[rows])])
             if tuple(source[m].shape[1:]) != tuple(x.shape[1:]):
-                raise PoiseError(f"source {m} rows have shape {tuple(source[m].shape[1:])}, the batch's "
+                raise ValueError(f"source {m} rows have shape {tuple(source[m].shape[1:])}, the batch's "
                                  f"{tuple(x.shape[1:])}: build the view on the dataset the batch comes from")
             x[torch.as_tensor(rows, device=x.device)] = source[m].to(x)
             if key:

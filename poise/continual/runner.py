@@ -115,8 +115,8 @@ def load_stream(config: ContinualConfig, progress: bool = True, rebuild_cache: b
                                 f"action: `poise simulate --preset continual --out {root}`")
     kw = dict(protocol=config.protocol, split=config.split, modalities=config.modalities,
               lidar_points=config.lidar_points, mmwave_points=config.mmwave_points, seed=config.seed,
-              on_error=config.on_error, rebuild_cache=rebuild_cache, progress=progress)
-    train = MMFiDataset(root, part="train", frame_stride=config.train_stride, **kw)
+              on_error=config.on_error, progress=progress)
+    train = MMFiDataset(root, part="train", frame_stride=config.train_stride, rebuild_cache=rebuild_cache, **kw)
     test = MMFiDataset(root, part="test", **kw)
     n = config.tasks or len(task_stream.tasks(config.protocol))
     train_tasks = task_stream.task_indices(train, config.protocol)[:n]

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from poise.data import layout, mmfi
 from poise.data.cache import CACHE_VERSION, cache_locations
+from poise.errors import PoiseError
 
 
 def dataset_summary(root, full: bool = True, progress: bool = True) -> str:
@@ -23,7 +24,11 @@ def dataset_summary(root, full: bool = True, progress: bool = True) -> str:
     report = mmfi.ReadReport()
     sequences = mmfi.scan(root, on_error="skip", report=report)
     lines = [f"MM-Fi root {root}"]
-    manifest = read_manifest(root)
+    try:
+        manifest = read_manifest(root)
+    except PoiseError as err:
+        manifest = None
+        lines.append(f"  synthetic manifest: {err}")
     if manifest:
         state = "complete" if manifest.get("complete") else "INCOMPLETE (re-run `poise simulate` to finish it)"
         lines.append(f"  synthetic: preset {manifest['preset']}, seed {manifest['seed']}, generator "

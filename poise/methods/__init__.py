@@ -17,7 +17,7 @@ _REGISTRY: dict[str, type[Method]] = {}
 def register(name: str):
     def add(cls):
         if name in _REGISTRY:
-            raise PoiseError(f"method {name!r} is registered twice ({_REGISTRY[name].__name__}, {cls.__name__})")
+            raise ValueError(f"method {name!r} is registered twice ({_REGISTRY[name].__name__}, {cls.__name__})")
         cls.name = name
         _REGISTRY[name] = cls
         return cls

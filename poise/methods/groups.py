@@ -9,7 +9,6 @@ together; with fewer than two distinct scores every modality is superior (there 
 from __future__ import annotations
 
 import numpy as np
-from poise.errors import PoiseError
 
 
 def split_groups(scores: dict) -> tuple[list, list]:
@@ -17,7 +16,7 @@ def split_groups(scores: dict) -> tuple[list, list]:
     names = sorted(scores, key=lambda m: scores[m])
     values = np.array([scores[m] for m in names], dtype=float)
     if not np.isfinite(values).all():
-        raise PoiseError(f"contribution scores must be finite to group modalities, got {scores}")
+        raise ValueError(f"contribution scores must be finite to group modalities, got {scores}")
     best, cut = np.inf, None
     for k in range(1, len(values)):
         if values[k] == values[k - 1]:

@@ -23,7 +23,6 @@ from torch import nn
 
 from poise.data.layout import CSI_SHAPE, IMAGE_SIZE
 from poise.models.lite import MMWAVE_SCALE, mlp
-from poise.errors import PoiseError
 
 # --------------------------------------------------------------------------------------------------------------
 # RGB keypoints: VideoPose3D temporal convolutions
@@ -37,7 +36,7 @@ def tcn_filter_widths(window: int, min_blocks: int = 2) -> tuple[int, ...]:
     (widths 1,1,1). A window of 1 frame gives (1, 1, 1): every temporal kernel has width 1.
     """
     if window < 1:
-        raise PoiseError(f"window must be >= 1 frame, got {window}")
+        raise ValueError(f"window must be >= 1 frame, got {window}")
     n = 0
     while 3 ** (n + 1) <= window:
         n += 1
@@ -96,7 +95,7 @@ class TemporalConvNet(nn.Module):
         if x.dim() == 3:
             x = x[:, None]
         if x.shape[1] < self.receptive_field:
-            raise PoiseError(f"{x.shape[1]} frames, fewer than the receptive field {self.receptive_field}")
+            raise ValueError(f"{x.shape[1]} frames, fewer than the receptive field {self.receptive_field}")
         x = self.expand(x.flatten(2).transpose(1, 2))  # (B, 34, T) -> (B, C, T - first + 1)
         for block in self.blocks:
             x = block(x)
@@ -257,4 +256,4 @@ def paper_encoder(modality: str, dim: int = 256, rgb_window: int = 0, csi_phase:
         return PointTransformer(5, dim, scale=MMWAVE_SCALE)
     if modality == "wifi-csi":
         return CSITransformer(kinds=2 if csi_phase else 1, dim=dim)
-    raise PoiseError(f"unknown modality {modality!r}: choose rgb, lidar, mmwave or wifi-csi")
+    raise ValueError(f"unknown modality {modality!r}: choose rgb, lidar, mmwave or wifi-csi")

@@ -48,7 +48,7 @@ class PoseModel(nn.Module):
         present = self.modalities if present is None else tuple(present)
         unknown = [m for m in present if m not in self.modalities]
         if unknown:
-            raise PoiseError(f"present={list(present)} names {unknown}, which this model has no encoder for "
+            raise ValueError(f"present={list(present)} names {unknown}, which this model has no encoder for "
                              f"(its modalities: {list(self.modalities)})")
         reference = features[self.modalities[0]]
         tokens = torch.stack([features[m] if m in present else torch.zeros_like(reference)

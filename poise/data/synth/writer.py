@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -143,9 +144,13 @@ def read_manifest(out) -> dict | None:
         raise PoiseError(f"{path} is damaged ({type(err).__name__}: {err}); poise cannot tell what it wrote here, so "
                          f"it will not touch the folder: choose another --out, or remove it yourself") from None
     keys = ("preset", "seed", "subjects", "actions", "frames")
-    if not isinstance(manifest, dict) or manifest.get("generator") != "poise" or any(k not in manifest for k in keys):
-        raise PoiseError(f"{path} is not a manifest poise wrote (it needs generator 'poise' and {', '.join(keys)}); "
-                         f"choose another --out, or remove the folder yourself")
+    valid = isinstance(manifest, dict) and manifest.get("generator") == "poise" and all(k in manifest for k in keys)
+    valid = valid and isinstance(manifest["frames"], int) and 0 < manifest["frames"] <= 10_000 and all(
+        isinstance(n, str) and re.fullmatch(pattern, n) for key, pattern in (("subjects", r"S\d\d"), ("actions", r"A\d\d"))
+        for n in manifest[key])  # names that cannot point outside --out
+    if not valid:
+        raise PoiseError(f"{path} is not a manifest poise wrote (it needs generator 'poise', {', '.join(keys)}, and "
+                         f"subjects Sxx, actions Axx); choose another --out, or remove the folder yourself")
     return manifest
 
 
@@ -170,7 +175,8 @@ def remove_written(out: Path, manifest: dict) -> list[Path]:
     """Delete exactly the files the dataset of ``manifest`` wrote (and the reader's cache of it), then the folders
     left empty; returns what was kept because poise did not write it."""
     folders = sequence_folders(out, manifest)
-    refuse_links(out, [*folders, *(f.parent / f".{f.name}.partial" for f in folders), out / ".poise_cache"])
+    refuse_links(out, [*(f / m for f in folders for m in layout.MODALITIES),
+                       *(f.parent / f".{f.name}.partial" for f in folders), out / ".poise_cache"])
     ours = [layout.GROUND_TRUTH, *(f"{m}/{layout.frame_name(i, m)}" for m in layout.MODALITIES
                                    for i in range(int(manifest["frames"])))]
     for folder in folders:
@@ -216,7 +222,7 @@ def simulate(out, preset: str = "demo", seed: int = 0, workers: int | None = Non
         kept = remove_written(out, old)  # the old data and the reader's cache of it, nothing else
         if kept:
             print(f"poise simulate: kept {len(kept)} files it did not write, e.g. {kept[0]}", file=sys.stderr)
-    refuse_links(out, sequence_folders(out, wanted))
+    refuse_links(out, [f / m for f in sequence_folders(out, wanted) for m in layout.MODALITIES])
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(json.dumps(wanted, indent=1))
     jobs = [(out, s, a, seed) for s in PRESETS[preset].subjects for a in PRESETS[preset].actions]
