@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from poise.config import TrainConfig
 from poise.train import train
@@ -25,16 +26,23 @@ def torchrun(tiny, out, *extra):
 
 def test_two_processes_match_one(tiny, tmp_path):
     """No lite encoder has batch norm (the CSI encoder uses group norm), so each rank's half batch with averaged
-    gradients is the full batch."""
+    gradients is the full batch. Under SGD: Adam divides by the root of tiny second moments, which blows float
+    summation-order differences (half-batch means averaged vs one mean) up to ~1e-3 within two epochs."""
     modalities = ["rgb", "lidar", "mmwave", "wifi-csi"]
-    out = torchrun(tiny, tmp_path, "--name", "ddp", "--modalities", *modalities)
+    out = torchrun(tiny, tmp_path, "--name", "ddp", "--modalities", *modalities, "--optimizer", "sgd", "--lr", "0.05")
     assert out.count("test MPJPE") == 1  # only rank 0 reports
     ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
-    single = train(TrainConfig(data=str(tiny), split="S3", epochs=2, batch_size=32, modalities=modalities,
-                               out=str(tmp_path), name="single"), progress=False).history
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank (OMP_NUM_THREADS=1): other thread counts sum in other orders
+    try:
+        single = train(TrainConfig(data=str(tiny), split="S3", epochs=2, batch_size=32, modalities=modalities,
+                                   optimizer="sgd", lr=0.05, out=str(tmp_path), name="single"), progress=False).history
+    finally:
+        torch.set_num_threads(threads)
+    assert single[1]["train_mpjpe_mm"] < 0.9 * single[0]["train_mpjpe_mm"]  # it learns: the match is not trivial
     for a, b in zip(ddp, single):
-        assert a["test_mpjpe_mm"] == pytest.approx(b["test_mpjpe_mm"], rel=1e-3)
-        assert a["train_mpjpe_mm"] == pytest.approx(b["train_mpjpe_mm"], rel=1e-3)
+        assert a["test_mpjpe_mm"] == pytest.approx(b["test_mpjpe_mm"], rel=1e-4)
+        assert a["train_mpjpe_mm"] == pytest.approx(b["train_mpjpe_mm"], rel=1e-4)
 
 
 def test_ranks_stay_in_sync_under_per_step_decisions(tiny, tmp_path):
