@@ -118,3 +118,14 @@ def test_a_bug_is_not_disguised_as_a_user_error(monkeypatch):
     monkeypatch.setattr(poise.train, "train", broken)
     with pytest.raises(ValueError, match="an internal bug"):
         main(["train", "--epochs", "1"])
+
+
+def test_ctrl_c_says_what_is_saved_instead_of_a_traceback(monkeypatch, capsys):
+    import poise.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(poise.train, "train", interrupted)
+    assert main(["train", "--epochs", "1"]) == 130
+    assert "interrupted; what finished is saved" in capsys.readouterr().err

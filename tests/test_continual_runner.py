@@ -57,6 +57,10 @@ def test_resume_at_a_task_boundary_equals_an_uninterrupted_run(stream_root, tmp_
     assert summary(resumed) == summary(straight)
     for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert (p == q).all(), name
+    (tmp_path / "cut" / "checkpoint.pt").write_bytes(b"not a checkpoint")  # damaged: named, no torch advice
+    with pytest.raises(ValueError, match="is not a readable poise checkpoint") as err:
+        resume(tmp_path / "cut", progress=False)
+    assert "weights_only" not in str(err.value)
 
 
 def test_the_baselines_and_ablations_run_what_they_say(stream_root, tmp_path):
