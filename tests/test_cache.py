@@ -217,3 +217,12 @@ def test_each_part_reports_only_its_own_skipped_frames(small_root, tmp_path, cac
     other = "test" if owner == "train" else "train"
     assert parts[owner].report.skipped == {("wifi-csi", "unreadable .mat"): 1}
     assert parts[other].report.skipped == {} and parts[other].report.frames_skipped == 0
+
+
+def test_info_lists_a_roots_caches_with_size_and_format(small_root):
+    from poise.data.info import dataset_summary
+
+    ds = MMFiDataset(small_root, part="all", **OPTS)
+    text = dataset_summary(small_root, full=False, progress=False)
+    line = next(line for line in text.splitlines() if str(ds.cache.path) in line)
+    assert "GiB" in line and f"format {cache_mod.CACHE_VERSION}," in line and "10 frames" in line
