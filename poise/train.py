@@ -15,6 +15,9 @@ modality's unimodal output (a collapsed modality predicts nearly the same pose f
 is the ground truth's on the same frames), then the method's ``on_epoch_end`` and ``epoch_metrics``, and a
 checkpoint.
 
+A task stream (``poise.continual``) runs each task as a phase of this loop (``Run`` with no directory,
+``phase_of``, ``prepare``, ``fit``), with a ``Composite`` of its strategies as the method.
+
 The run directory holds ``config.yaml``, ``method.json`` (the method's hyper-parameters and the resolved
 optimiser), ``metrics.csv`` / ``metrics.json`` (one row per epoch), ``contributions.csv``, ``checkpoint.pt``
 (written to a temporary file and renamed) and ``curves.png`` / ``contributions.png``. ``resume(run_dir)``
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import os
 import time
@@ -65,7 +69,7 @@ class Run:
     """Everything the loop and the method hooks share."""
 
     config: TrainConfig
-    dir: Path
+    dir: Path | None  # None: a phase of a larger job (a task of a stream), which checkpoints it itself
     model: PoseModel
     method: methods.Method
     train: MMFiDataset
@@ -79,6 +83,13 @@ class Run:
     epoch: int = 0  # the epoch being trained (0-based); after the loop, the number of epochs done
     history: list = field(default_factory=list)  # one dict of metrics per finished epoch
     contributions: list = field(default_factory=list)  # one {modality: score} per finished epoch
+    test_rows: np.ndarray | None = None  # test frames scored each epoch (None: every eval_stride-th; empty: none)
+    task: int = 0  # in a task stream, the task this phase learns
+    epoch_offset: int = 0  # epoch e draws the data order and point samples of epoch e + offset (a stream gives
+    # each of its phases its own); 0 in Setting 1
+    progress: bool = True  # progress bars for phases a method starts itself (NIS's probe)
+    label: str = ""  # what progress bars call this phase ("task 2 ")
+    record: dict = field(default_factory=dict)  # notes of the phase that method hooks add to
 
     @property
     def last_epoch(self) -> bool:
@@ -139,11 +150,31 @@ def build_run(config: TrainConfig, run_dir: Path, progress: bool = True, rebuild
     rows = np.random.default_rng(config.seed).permutation(train_rows)[: config.assess_frames]
     assess_batch = to_device(train.batch(np.sort(rows)), device)  # the whole slice on every rank: identical scores
     run = Run(config, run_dir, model, method, train, test, train_rows, val_rows, assess_batch, device=device)
-    method.setup(run)
-    groups = {**model.modality_parameters(), **{name: list(m.parameters()) for name, m in method.modules().items()}}
-    run.optimizer = optim.build(optim.resolve(config, method), groups)
-    run.scheduler = torch.optim.lr_scheduler.StepLR(run.optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    prepare(run)
     return run
+
+
+def phase_of(run: Run, rows: np.ndarray, epochs: int, method: methods.Method, **changes) -> Run:
+    """A new training phase of ``run``'s model on ``rows`` of its training data for ``epochs`` epochs with
+    ``method`` (e.g. NIS's probe, or the next task of a stream): no run directory and no test metrics unless
+    ``changes`` say otherwise; set up and ready to ``fit``."""
+    config = dataclasses.replace(run.config, epochs=epochs)
+    phase = dataclasses.replace(run, config=config, dir=None, method=method, train_rows=np.asarray(rows),
+                                val_rows=run.val_rows[:0], test_rows=np.zeros(0, np.int64), epoch=0, history=[],
+                                contributions=[], record={}, optimizer=None, scheduler=None, **changes)
+    prepare(phase)
+    return phase
+
+
+def prepare(run: Run) -> None:
+    """The method's ``setup``, then the optimiser over one parameter group per modality, ``"fusion"`` and each
+    module the method owns, and its learning-rate schedule (a checkpoint is restored after this)."""
+    run.method.setup(run)
+    groups = {**run.model.modality_parameters(),
+              **{name: list(m.parameters()) for name, m in run.method.modules().items()}}
+    run.optimizer = optim.build(optim.resolve(run.config, run.method), groups)
+    run.scheduler = torch.optim.lr_scheduler.StepLR(run.optimizer, step_size=run.config.lr_step,
+                                                    gamma=run.config.lr_gamma)
 
 
 @torch.no_grad()
@@ -163,7 +194,7 @@ def epoch_order(run: Run) -> tuple[np.ndarray, np.ndarray]:
     sees the same batches."""
     samples = run.method.epoch_samples(run)
     samples = run.train_rows if samples is None else np.asarray(samples, dtype=np.int64)
-    order = np.random.default_rng([run.config.seed, run.epoch]).permutation(len(samples))
+    order = np.random.default_rng([run.config.seed, run.epoch_offset + run.epoch]).permutation(len(samples))
     return samples, order
 
 
@@ -172,11 +203,13 @@ def train_epoch(run: Run, progress: bool = True) -> float:
     frames in the epoch's sample list, so a method can treat its own duplicates differently."""
     model, config = run.model, run.config
     model.train()
-    run.train.set_epoch(run.epoch)
+    run.train.set_epoch(run.epoch_offset + run.epoch)
     samples, order = epoch_order(run)
     trained = [model, *run.method.modules().values()]
+    for module in trained:
+        module.train()
     total, count = 0.0, 0
-    bar = tqdm(batches(order, config.batch_size), desc=f"epoch {run.epoch + 1}/{config.epochs}", unit="batch",
+    bar = tqdm(batches(order, config.batch_size), desc=f"{run.label}epoch {run.epoch + 1}/{config.epochs}", unit="batch",
                leave=False, disable=not (progress and distributed.is_main()))
     for positions in bar:
         positions = distributed.shard(positions)  # under torchrun, this rank's share of the global batch
@@ -210,42 +243,66 @@ def train_epoch(run: Run, progress: bool = True) -> float:
     return total / max(count, 1) * M_TO_MM
 
 
+def tested_model(run: Run) -> torch.nn.Module:
+    """The model that is evaluated: the method's ``test_model`` (DivideMix: both networks' mean), or the model."""
+    return run.method.test_model(run) or run.model
+
+
 def epoch_evaluation(run: Run) -> dict:
     """Validation metrics on the held-out sequences (if any) and test metrics: every ``eval_stride``-th test
-    frame, every frame at the last epoch (the number that is reported)."""
-    metrics = evaluate(run.model, run.train, run.val_rows, prefix="val") if len(run.val_rows) else {}
-    stride = 1 if run.last_epoch else run.config.eval_stride
-    rows = np.arange(0, len(run.test), stride)
-    return {**metrics, **evaluate(run.model, run.test, rows), "test_frames": len(rows)}
+    frame, every frame at the last epoch (the number that is reported); ``run.test_rows`` when given."""
+    model = tested_model(run)
+    metrics = evaluate(model, run.train, run.val_rows, prefix="val") if len(run.val_rows) else {}
+    if run.test_rows is not None:
+        rows = run.test_rows
+    else:
+        rows = np.arange(0, len(run.test), 1 if run.last_epoch else run.config.eval_stride)
+    if not len(rows):
+        return metrics
+    return {**metrics, **evaluate(model, run.test, rows), "test_frames": len(rows)}
 
 
-def save_checkpoint(run: Run) -> None:
+MODEL_KEYS = ("model", "method_modules", "method", "torch_rng")  # what every poise checkpoint holds
+
+
+def save_checkpoint(run: Run, path: Path | None = None, stream: dict | None = None) -> None:
+    """The run's state, written to a temporary file and renamed (``path``: default ``run.dir/checkpoint.pt``).
+    One format for both settings: a task stream saves its finished phase with the stream's own state in
+    ``stream`` (its optimiser is rebuilt per task, and ignored on restore)."""
     state = {"epoch": run.epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
              "scheduler": run.scheduler.state_dict(), "method": run.method.state_dict(),
              "method_modules": {k: m.state_dict() for k, m in run.method.modules().items()},
              "history": run.history, "contributions": run.contributions, "torch_rng": torch.get_rng_state()}
+    if stream is not None:
+        state["stream"] = stream
     if run.device.type == "cuda":  # the GPU generator too, or a resumed CUDA run draws other noise
         state["cuda_rng"] = torch.cuda.get_rng_state(run.device)
-    tmp = run.dir / (CHECKPOINT + ".tmp")
+    path = Path(path or run.dir / CHECKPOINT)
+    tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
-    os.replace(tmp, run.dir / CHECKPOINT)
+    os.replace(tmp, path)
+
+
+def restore_model_and_method(state: dict, model: torch.nn.Module, method: methods.Method, device) -> None:
+    """The model, the method's state and modules, and the RNGs from a checkpoint's ``state``, into a model and
+    a method that have been set up (set up, then restore)."""
+    model.load_state_dict(state["model"])
+    for name, module in method.modules().items():
+        module.load_state_dict(state["method_modules"][name])
+    method.load_state_dict(state["method"])
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
 
 
 def load_checkpoint(run: Run) -> None:
     """Restore the state of a run that has been built (and its method set up) from its checkpoint."""
-    state = read_checkpoint(run.dir / CHECKPOINT, ("model", "method_modules", "optimizer", "scheduler", "method",
-                                                   "epoch", "history", "contributions", "torch_rng"),
-                            "start a new run instead of --resume")
-    run.model.load_state_dict(state["model"])
-    for name, module in run.method.modules().items():
-        module.load_state_dict(state["method_modules"][name])
+    state = read_checkpoint(run.dir / CHECKPOINT, (*MODEL_KEYS, "optimizer", "scheduler", "epoch", "history",
+                                                   "contributions"), "start a new run instead of --resume")
+    restore_model_and_method(state, run.model, run.method, run.device)
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
-    run.method.load_state_dict(state["method"])
     run.epoch, run.history, run.contributions = state["epoch"], state["history"], state["contributions"]
-    torch.set_rng_state(state["torch_rng"])
-    if "cuda_rng" in state and run.device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda_rng"], run.device)
 
 
 def write_reports(run: Run) -> None:
@@ -288,14 +345,15 @@ def fit(run: Run, progress: bool = True) -> Run:
         run.history.append(row)
         distributed.check_in_sync(run.model, *run.method.modules().values())
         run.epoch += 1
-        if distributed.is_main():
+        if distributed.is_main() and run.dir is not None:
             save_checkpoint(run)
             write_reports(run)
         if progress and distributed.is_main():
             val = f", val {row['val_mpjpe_mm']:.1f}" if "val_mpjpe_mm" in row else ""
-            tqdm.write(f"epoch {run.epoch}/{run.config.epochs}: train {train_mm:.1f} mm{val}, test MPJPE "
-                       f"{row['test_mpjpe_mm']:.1f} / PA {row['test_pa_mpjpe_mm']:.1f} mm; Shapley "
-                       + ", ".join(f"{m} {s:.2f}" for m, s in scores.items()))
+            test = (f", test MPJPE {row['test_mpjpe_mm']:.1f} / PA {row['test_pa_mpjpe_mm']:.1f} mm"
+                    if "test_mpjpe_mm" in row else "")
+            tqdm.write(f"{run.label}epoch {run.epoch}/{run.config.epochs}: train {train_mm:.1f} mm{val}{test}; "
+                       f"Shapley " + ", ".join(f"{m} {s:.2f}" for m, s in scores.items()))
     distributed.barrier()  # no rank leaves (and tears the process group down) while another still works
     return run
 

@@ -98,3 +98,11 @@ def modality_contributions(model, features: dict, gt: torch.Tensor, profit="pear
         return Contributions(phi, {p: 0.0 for p in players}, name, True, values)
     phi, se = shapley_sampled(value, players, n_permutations, seed)
     return Contributions(phi, se, name, False, values)
+
+
+@torch.no_grad()
+def batch_scores(model, batch: dict) -> dict:
+    """{modality: Shapley-Pearson score} of ``model`` on one batch (with "gt"), in eval mode: one encoder pass,
+    2^M decodes."""
+    model.eval()
+    return modality_contributions(model, model.encode(batch), batch["gt"]).scores

@@ -15,12 +15,24 @@
     after_backward(run, step)       after loss.backward() (and the gradient all-reduce), before optimizer.step()
     on_epoch_end(run)               after evaluation and the contribution assessment of the epoch
     epoch_metrics(run) -> dict      numbers to add to this epoch's row of metrics.csv (named ``<method>_...``)
+    networks() -> {name: PoseModel} pose models the method trains beside ``run.model`` (Co-teaching's peer; also
+                                    in ``modules()``): a continual penalty protects each of them
+    test_model(run) -> Module|None  what is evaluated (None: ``run.model``; DivideMix: both networks' mean)
+
+In a task stream (``poise continual``) each task is one training phase of the same loop, and two more hooks
+mark its ends (Avalanche's before/after_training_exp):
+
+    on_task_start(run)              after the task's data is in ``run`` (``run.task``, ``run.train_rows``) and
+                                    before ``setup``: may narrow ``run.train_rows`` (NIS keeps the clean set)
+    on_task_end(run)                after the task's last epoch, before the stream evaluates and checkpoints
+                                    (EWC takes its Fisher and anchor here)
     state_dict() / load_state_dict  what a checkpoint must hold to resume the method exactly (modules() are
                                     saved by the loop)
 
 ``run`` is the training loop's ``Run`` (model, optimiser, config, epoch, contribution history, ...);
-``step`` is the ``Step`` of the current batch (batch, features, prediction, loss). A method implements only
-the hooks it needs. Hyper-parameters are dataclass fields of the subclass: ``from_params`` rejects unknown
+``step`` is the ``Step`` of the current batch (batch, features, prediction, loss); ``run.record`` is a dict
+of notes on the phase that hooks may add to (a stream saves each task's in ``tasks.json``). A method
+implements only the hooks it needs; ``poise.methods.compose.Composite`` runs several as one. Hyper-parameters are dataclass fields of the subclass: ``from_params`` rejects unknown
 names with the nearest valid one.
 """
 
@@ -41,6 +53,7 @@ from poise.errors import PoiseError
 class Method:
     name: ClassVar[str] = "method"
     reference_optimizer: ClassVar[str] = "adam"
+    needs_holdout: ClassVar[bool] = False  # setup needs ``run.val_rows`` (held-out training sequences)
 
     @classmethod
     def from_params(cls, params: dict) -> "Method":
@@ -87,6 +100,18 @@ class Method:
 
     def epoch_metrics(self, run) -> dict:
         return {}
+
+    def networks(self) -> dict:
+        return {}
+
+    def test_model(self, run):
+        return None
+
+    def on_task_start(self, run) -> None:
+        pass
+
+    def on_task_end(self, run) -> None:
+        pass
 
     def state_dict(self) -> dict:
         return {}

@@ -34,6 +34,7 @@ Adaptation (classification -> regression), all ours:
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -62,6 +63,7 @@ def blend_weights(previous: dict, now: dict, eps_mm: float) -> dict | None:
 @register("gblending")
 @dataclasses.dataclass
 class GBlending(Method):
+    needs_holdout: ClassVar[bool] = True  # its weights come from held-out training sequences
     super_epoch: int = 2  # epochs between weight estimates (n)
     eval_frames: int = 512  # frames in each of the train and validation slices
     eps_mm: float = 1.0

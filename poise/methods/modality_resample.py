@@ -79,7 +79,7 @@ class ModalityResample(Method):
         if run.epoch < self.warmup or not run.contributions:
             return None
         self.counts = duplicate_counts(run.contributions[-1], n, self.alpha)
-        rng = np.random.default_rng([run.config.seed, run.epoch, 11])
+        rng = np.random.default_rng([run.config.seed, run.epoch_offset + run.epoch, 11])
         rows, only = [run.train_rows], [self.only]
         for i, m in enumerate(run.model.modalities):
             count = self.counts.get(m, 0)

@@ -72,6 +72,7 @@ class Relearn(Method):
             superior, inferior = split_groups(run.contributions[-1])
             self.groups = {"superior": superior, "inferior": inferior}
             self.relearn(run.model, superior, inferior)
+            run.record["relearn"] = {"epoch": run.epoch, "scores": dict(run.contributions[-1]), **self.groups}
 
     def state_dict(self) -> dict:
         return {"initial": self.initial, "groups": self.groups}
