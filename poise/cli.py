@@ -107,11 +107,14 @@ def cmd_continual(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {k: getattr(args, k) for k in ("data", "protocol", "split", "method", "ablate", "noise", "ratio",
-                                                 "on_error", "epochs", "gamma", "naming", "fisher", "fusion", "seed",
-                                                 "out", "name")}
+    overrides = {k: getattr(args, k) for k in ("data", "protocol", "split", "method", "ablate", "balance", "ewc",
+                                                 "noise", "ratio", "on_error", "epochs", "gamma", "naming", "fisher",
+                                                 "fusion", "seed", "out", "name")}
+    if args.param:
+        overrides["balance_params"] = dict(_parse_param(p) for p in args.param)
     if args.resume:
-        ignored = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
+        flags = {"balance_params": "param"}
+        ignored = [f"--{flags.get(k, k).replace('_', '-')}" for k, v in overrides.items() if v is not None]
         ignored += ["--config"] * bool(args.config) + ["--compare-gradient-stop"] * bool(args.compare_gradient_stop)
         if ignored:
             raise PoiseError(f"--resume continues {args.resume} with its own config.yaml; {', '.join(ignored)} "
@@ -294,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_contrib)
 
-    from poise.continual.config import ABLATIONS, FISHERS, METHODS as CONTINUAL_METHODS
+    from poise.continual.config import ABLATIONS, EWC_MODES, FISHERS, METHODS as CONTINUAL_METHODS
 
     p = sub.add_parser("continual", help="continual learning on a noisy task stream (paper 001, Algorithm 2)",
                        description="Learn the protocol's task stream (P1: 7 tasks, P2: 6) one task after another, "
@@ -310,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split")
     p.add_argument("--method", choices=list(CONTINUAL_METHODS))
     p.add_argument("--ablate", nargs="+", choices=list(ABLATIONS), help="switch off parts of ours (001 Table 4)")
+    p.add_argument("--balance", choices=methods.available(), help="a Setting-1 balancing method trained inside "
+                   "every task (default baseline), e.g. --method naive --balance awc")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="a hyper-parameter of the --balance method (repeatable)")
+    p.add_argument("--ewc", choices=list(EWC_MODES), help="override the method's EWC: none, generic (the last task), "
+                   "online (every task so far), adaptive (001 Eq. 8-9)")
     p.add_argument("--noise", choices=["raw", "unaligned", "none"])
     p.add_argument("--ratio", type=float, help="fraction of a task's samples corrupted (001: 0.2 or 0.4)")
     p.add_argument("--epochs", type=_at_least(1), help="training epochs per task")

@@ -6,7 +6,10 @@
   gradient-stop, split quality);
 - ``ewc``: generic and adaptive Fisher (per-sample or batched), the EWC penalty;
 - ``peers``: the Co-teaching and DivideMix baselines' two-network pieces;
-- ``config`` and ``runner``: ``poise continual``, Algorithm 2 over the stream (see docs/continual.md).
+- ``strategies``: the config's switches as plugins of the Setting-1 loop (NIS, EWC, the peers, re-learning,
+  a balancing method);
+- ``config``, ``runner`` and ``results``: ``poise continual``, Algorithm 2 over the stream, each task a phase of
+  ``poise.train``'s loop (see docs/continual.md).
 """
 
 from poise.continual.ewc import (DEFAULT_BETA, DEFAULT_LAMBDA, Fisher, anchor_of, branch_names, ewc_penalty,

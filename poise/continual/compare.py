@@ -33,6 +33,7 @@ from poise.bench import diff_text, fmt, noise_clause, paired, run_all, save_figu
 from poise.continual import tasks as task_stream
 from poise.continual.config import ContinualConfig
 from poise.continual.nis import MODES, name_noisy_modality
+from poise.data import layout
 from poise.errors import PoiseError
 
 # 001 Table 4's rows as (a-EWC, re-learning, NIS) -> the run that has exactly those parts, and one more row
@@ -54,11 +55,12 @@ class Preset:
     methods: tuple
     seeds: tuple
     ablation: bool = True  # Table 4 on the first stream
+    clean_control: bool = True  # ours on a clean stream too: what NIS names when nothing is corrupted
     config: dict = field(default_factory=dict)  # ContinualConfig overrides shared by every run
     about: str = ""
 
 
-_SMALL = dict(epochs=5, relearn_epoch=2, train_stride=2)
+_SMALL = dict(epochs=5, relearn_epoch=1, train_stride=2)  # re-learn after epoch index 1 (2 of 5)
 PRESETS = {
     "small": Preset(
         streams=(("P1", "raw", 0.2),), methods=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1),
@@ -71,8 +73,8 @@ PRESETS = {
         about="001 Table 2's grid (P1 / P2 x raw / unaligned x 20 / 40 %), whole streams, every method, the "
               "Table 4 ablation, 3 seeds (about 4 hours on 2 cores, estimated from small's per-task cost)"),
     "tiny": Preset(
-        streams=(("P1", "raw", 0.4),), methods=("naive", "ours"), seeds=(0, 1), ablation=False,
-        config=dict(epochs=2, relearn_epoch=1, dim=16, lidar_points=32, mmwave_points=16, train_stride=2,
+        streams=(("P1", "raw", 0.4),), methods=("naive", "ours"), seeds=(0, 1), ablation=False, clean_control=False,
+        config=dict(epochs=2, relearn_epoch=0, dim=16, lidar_points=32, mmwave_points=16, train_stride=2,
                     batch_size=32, fisher_frames=64, assess_frames=128, noisy_modality="rgb", tasks=2),
         about="a smoke test on `poise simulate --preset tiny-continual` data (a minute)"),
 }
@@ -88,6 +90,8 @@ def plan(preset: Preset, data: str, out: Path, on_error: str = "raise") -> list:
     if preset.ablation:
         cells += [(preset.streams[0], method, tuple(ablate)) for _, method, ablate in ABLATION_ROWS]
         cells.append((preset.streams[0], *GENERIC_FISHER_ROW))
+    if preset.clean_control:
+        cells.append(((preset.streams[0][0], "none", preset.streams[0][2]), "ours", ()))
     configs, seen = [], set()
     for seed in preset.seeds:
         for (protocol, noise, ratio), method, ablate in cells:
@@ -110,8 +114,21 @@ def _row(config: ContinualConfig, run_dir: Path) -> dict:
            "tasks": results["tasks_done"], "avg_mpjpe_mm": results["avg_mpjpe_mm"][-1],
            "avg_pa_mpjpe_mm": results["avg_pa_mpjpe_mm"][-1], "mean_forgetting_mm": results["mean_forgetting_mm"],
            "seconds": sum(r["seconds"] for r in records), "run": str(run_dir)}
+    pa = results["pa_mpjpe_matrix_mm"]  # forgetting of the articulation alone (PA-MPJPE aligns position and scale)
+    if len(pa) > 1:
+        row["mean_pa_forgetting_mm"] = float(np.mean([pa[-1][j] - pa[j][j] for j in range(len(pa) - 1)]))
+    ratios = []
+    for path in sorted(run_dir.glob("losses-task*.npz")):  # how far the corruption moves the probe's losses
+        with np.load(path) as saved:
+            if "nis" in saved and saved["nis.corrupted"].any() and (~saved["nis.corrupted"]).any():
+                hit = saved["nis.corrupted"].astype(bool)
+                ratios.append(float(saved["nis"][hit].mean() / saved["nis"][~hit].mean()))
+    if ratios:
+        row["nis_loss_ratio"] = float(np.mean(ratios))
     noisy = [r for r in records if r.get("noise")]
     with_nis = [r for r in noisy if "nis" in r]
+    row["naming"] = [[r["noise"]["modality"] if r.get("noise") else "none", r["nis"]["named"]]
+                     for r in records if "nis" in r]
     if with_nis:
         row["nis_named"] = float(np.mean([r["nis"]["named"] == r["noise"]["modality"] for r in with_nis]))
         for mode in MODES:  # both naming rules, recomputed from the same recorded scores
@@ -128,7 +145,7 @@ def _row(config: ContinualConfig, run_dir: Path) -> dict:
     divided = [r["division"] for r in noisy if "division" in r]
     if divided:
         for key in ("clean_precision", "clean_recall", "noisy_recall"):
-            row[f"division_{key}"] = float(np.nanmean([d[key] for d in divided]))
+            row[f"division_{key}"] = float(np.nanmean([d["quality"][key] for d in divided]))
     return row
 
 
@@ -201,6 +218,14 @@ def table2(rows, preset: Preset) -> str:
         cells = [fmt(r["mean_forgetting_mm"] for r in select(rows, variant=method, **_stream(s)))
                  for s in preset.streams]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", "Mean forgetting in PA-MPJPE (mm; the articulation alone: Procrustes alignment removes where the "
+              "body stands and its scale, which every task teaches alike):", "",
+              "| method | " + " | ".join(_stream_label(s) for s in preset.streams) + " |",
+              "|---" * (1 + len(preset.streams)) + "|"]
+    for method in preset.methods:
+        cells = [fmt(r["mean_pa_forgetting_mm"] for r in select(rows, variant=method, **_stream(s))
+                     if "mean_pa_forgetting_mm" in r) for s in preset.streams]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -232,11 +257,37 @@ def nis_table(rows, preset: Preset) -> str:
                 lines.append(f"| {_stream_label(stream)} | {label} | {named} | "
                              + " | ".join(fmt((r[f"{prefix}_{k}"] for r in part), 3)
                                           for k in ("clean_precision", "clean_recall", "noisy_recall")) + " |")
+        ratio = [r["nis_loss_ratio"] for r in sel if "nis_loss_ratio" in r]
+        if ratio:
+            lines.append(f"| {_stream_label(stream)} | mean loss of corrupted / clean samples after the probe: "
+                         f"{fmt(ratio, 2)} | | | | |")
         part = [r for r in select(rows, variant="dividemix", **_stream(stream)) if "division_noisy_recall" in r]
         if part:
             lines.append(f"| {_stream_label(stream)} | DivideMix's co-divide (last epoch) | - | "
                          + " | ".join(fmt((r[f"division_{k}"] for r in part), 3)
                                       for k in ("clean_precision", "clean_recall", "noisy_recall")) + " |")
+    return "\n".join(lines)
+
+
+def naming_confusion(rows, modalities=layout.MODALITIES) -> str:
+    """Corrupted modality (rows; "none": a task of a clean stream) against the modality NIS named (columns),
+    counted over every task of every run with NIS (seeds x tasks x streams)."""
+    pairs = [tuple(p) for r in rows for p in r.get("naming", [])]
+    if not pairs:
+        return ""
+    truths = [m for m in (*modalities, "none") if any(t == m for t, _ in pairs)]
+    lines = ["| corrupted \\ named | " + " | ".join(modalities) + " | tasks | named right |",
+             "|---" * (len(modalities) + 3) + "|"]
+    for truth in truths:
+        counts = [sum(1 for t, n in pairs if t == truth and n == m) for m in modalities]
+        total = sum(counts)
+        right = f"{counts[modalities.index(truth)] / total:.0%}" if truth in modalities and total else "-"
+        lines.append(f"| {truth} | " + " | ".join(str(c) for c in counts) + f" | {total} | {right} |")
+    noisy = [(t, n) for t, n in pairs if t != "none"]
+    if noisy:
+        chance = 1 / len(modalities)
+        lines += ["", f"Named right in {np.mean([t == n for t, n in noisy]):.0%} of {len(noisy)} noisy tasks "
+                      f"(chance: {chance:.0%})."]
     return "\n".join(lines)
 
 
@@ -341,19 +392,18 @@ def plot_fig3(rows, preset: Preset, out: Path) -> Path | None:
     if not sel:
         return None
     run = Path(sel[0]["run"])
-    pooled = {"gradient_stop": ([], []), "plain": ([], [])}
+    pooled = {"nis": ([], []), "nis.without_gradient_stop": ([], [])}
     for path in sorted(run.glob("losses-task*.npz")):
         with np.load(path) as saved:
-            corrupted = saved["corrupted"].astype(bool)
             for key, (clean, noisy) in pooled.items():
-                losses = saved[key]
+                losses, corrupted = saved[key], saved[f"{key}.corrupted"].astype(bool)
                 span = losses.max() - losses.min()
                 norm = (losses - losses.min()) / span if span > 0 else np.zeros_like(losses)
                 clean.append(norm[~corrupted])
                 noisy.append(norm[corrupted])
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
     bins = np.linspace(0, 1, 41)
-    for ax, (key, title) in zip(axes, (("plain", "without gradient-stop"), ("gradient_stop", "with gradient-stop"))):
+    for ax, (key, title) in zip(axes, (("nis.without_gradient_stop", "without gradient-stop"), ("nis", "with gradient-stop"))):
         clean, noisy = (np.concatenate(x) for x in pooled[key])
         ax.hist(clean, bins=bins, alpha=0.6, label=f"clean ({len(clean)})", density=True)
         ax.hist(noisy, bins=bins, alpha=0.6, label=f"corrupted ({len(noisy)})", density=True)
@@ -395,6 +445,11 @@ def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: fl
            "recorded scores, by the largest absolute and the largest relative drop. Clean precision: "
            "the share of kept samples that were not corrupted. Corrupted removed: noisy recall.", "",
            nis_table(rows, preset), "",
+           "### Which modality NIS names", "",
+           "Every task NIS ran on, over seeds and streams: the corrupted modality (row; `none`: a task of the "
+           "clean control stream, where any name is a false alarm) against the one NIS named (column). Scores "
+           "before and after the probe are both measured on the new task's assessment frames.", "",
+           naming_confusion([r for r in rows if r["variant"] == "ours"]), "",
            f"## Task x task MPJPE on {_stream_label(preset.streams[0])} (row: after task i; column: test frames of "
            f"task j)", "", matrix_tables(rows, preset), "",
            "## Findings", "", *[f"- {line}" for line in findings(rows, preset)], "",

@@ -3,6 +3,7 @@ unknown keys named (``poise.config.ConfigFile``)."""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 from poise.config import ON_ERROR, ConfigFile, check_run_name, modality_list, positive_ints
@@ -11,9 +12,22 @@ from poise.continual.nis import MODES
 from poise.continual.noise import KINDS
 from poise.data import layout
 from poise.errors import PoiseError
+from poise.optim import CHOICES, DEFAULTS
 
-METHODS = ("ours", "naive", "ewc", "coteaching", "dividemix")  # the last two with EWC (001 Table 2)
-# parts of ``ours`` that ``ablate`` can switch off (001 Table 4): ``adaptive_ewc`` falls back to the generic
+# Each method of 001 Table 2 is a recipe: the switches it turns on (``ContinualConfig`` keys). ``ablate`` turns
+# parts of a recipe off again (001 Table 4); any switch can also be set by hand.
+RECIPES = {
+    "ours": dict(nis=True, relearn=True, ewc="adaptive"),  # 001: NIS + re-learning + adaptive EWC
+    "naive": dict(),  # fine-tuning on every sample
+    "ewc": dict(ewc="online"),
+    "coteaching": dict(peers="coteaching", ewc="online"),  # 001 Table 2: with EWC
+    "dividemix": dict(peers="dividemix", ewc="online"),
+}
+METHODS = tuple(RECIPES)
+SWITCH_DEFAULTS = dict(nis=False, relearn=False, ewc="none", peers="none")
+EWC_MODES = ("none", "generic", "online", "adaptive")  # poise.continual.ewc
+PEERS = ("none", "coteaching", "dividemix")  # poise.continual.peers
+# parts of a recipe that ``ablate`` can switch off (001 Table 4): ``adaptive_ewc`` falls back to the generic
 # Fisher (Eq. 7) after every task, ``ewc`` drops the EWC penalty altogether (Table 4's rows without a-EWC)
 ABLATIONS = ("nis", "relearn", "adaptive_ewc", "ewc")
 FISHERS = ("per_sample", "batched")
@@ -24,8 +38,15 @@ class ContinualConfig(ConfigFile):
     data: str = "data/mmfi-continual"  # an MM-Fi root with every action of the protocol (`poise simulate --preset continual`)
     protocol: str = "P1"  # P1 (7 tasks) or P2 (6 tasks)
     split: str = "S2"  # 001 uses the cross-subject split for Setting 2
-    method: str = "ours"  # ours (NIS + re-learning + adaptive EWC), naive (fine-tuning), ewc, coteaching or dividemix (+ EWC)
-    ablate: list = field(default_factory=list)  # parts of ours switched off: nis, relearn, adaptive_ewc, ewc
+    method: str = "ours"  # a recipe of the switches below: ours, naive, ewc, coteaching or dividemix (RECIPES)
+    ablate: list = field(default_factory=list)  # parts of the recipe switched off: nis, relearn, adaptive_ewc, ewc
+    # the switches (None / "": as the method's recipe says)
+    nis: bool | None = None  # noise identification and separation before each later task (poise.continual.nis)
+    relearn: bool | None = None  # re-learning inside each task (001 Eq. 4; poise.methods.relearn)
+    ewc: str = ""  # none, generic (the last task's Fisher, Eq. 7), online (Fishers summed over tasks), adaptive (Eq. 8-9)
+    peers: str = ""  # none, coteaching or dividemix: a second network and its noisy-label rule
+    balance: str = "baseline"  # a Setting-1 method trained inside every task (poise.methods), e.g. awc
+    balance_params: dict = field(default_factory=dict)  # its hyper-parameters
     tasks: int = 0  # learn only the first N tasks of the stream (0: all)
     noise: str = "raw"  # raw, unaligned, or none (a clean stream)
     noisy_modality: str = ""  # corrupt this modality in every later task ("": one drawn per task from the seed)
@@ -34,15 +55,17 @@ class ContinualConfig(ConfigFile):
     gamma: int = 1  # NIS fitting epochs (gradient-stop) before the clean/noisy split
     naming: str = "absolute"  # NIS names the modality with the largest score drop: absolute or relative (nis.py)
     compare_gradient_stop: bool = False  # also fit without gradient-stop, for the 001 Fig. 3 histograms
-    relearn_epoch: int = 2  # re-learn after this epoch of each task (001 Algorithm 1 inside Algorithm 2; 001 gives r only for
-    # Setting 1, 20 of 50 epochs, and we keep that proportion)
+    relearn_epoch: int | None = None  # re-learn after epoch index r of each task (0-based, as `poise train`'s
+    # relearn); None: 40 % of the epochs (001 gives r only for Setting 1, 20 of 50 epochs, and we keep that proportion)
     alpha_s: float = 0.5  # re-learning weight of the superior group (001 Eq. 4)
     alpha_i: float = 0.7  # and of the inferior group
     lam: float = DEFAULT_LAMBDA  # EWC strength lambda (001 Eq. 12), for the loss in metres
     beta: float = DEFAULT_BETA  # adaptive Fisher's beta (001 Eq. 9)
+    ewc_decay: float = 1.0  # online EWC's gamma: F <- gamma F + F_task (Schwarz et al. 2018; 1 sums the tasks)
     fisher: str = "per_sample"  # per_sample (001 Eq. 7 exactly) or batched (squared batch-mean gradients)
     fisher_frames: int = 512  # task frames the Fisher is estimated on (a random subset, for cost)
     lambda_u: float = 1.0  # DivideMix: weight of the unlabelled samples' co-guessed targets
+    warmup: int = 1  # DivideMix: epochs of each later task trained on every sample before the first co-divide
     fusion: str = "concat"
     modalities: list = field(default_factory=lambda: list(layout.MODALITIES))
     encoder: str = "lite"
@@ -52,7 +75,8 @@ class ContinualConfig(ConfigFile):
     train_stride: int = 2  # every k-th training frame of a sequence (the test split always uses every frame)
     batch_size: int = 32
     on_error: str = "raise"  # a damaged data file: raise (name it and stop) or skip (leave its frame out, report it)
-    lr: float = 1e-3  # Adam, re-created at the start of each task
+    optimizer: str = "adam"  # adam, sgd, or auto (the balancing method's reference optimiser); new for each task
+    lr: float | None = None  # None: the optimiser's default (adam 1e-3, sgd poise.optim.SGD_LR)
     assess_frames: int = 512  # frames of a task scored for Shapley contributions (naming, re-learning groups)
     seed: int = 0
     device: str = "auto"
@@ -64,7 +88,7 @@ class ContinualConfig(ConfigFile):
         check_run_name(self.name)
         if self.tasks < 0:
             raise PoiseError(f"config key 'tasks' must be an integer >= 0 (0: the whole stream), got {self.tasks!r}")
-        positive_ints(self, "epochs", "gamma", "relearn_epoch", "fisher_frames", "dim", "lidar_points",
+        positive_ints(self, "epochs", "gamma", "fisher_frames", "dim", "lidar_points",
                       "mmwave_points", "train_stride", "batch_size", "assess_frames")
         self.modalities = modality_list(self.modalities)
         if isinstance(self.ablate, str):
@@ -74,25 +98,40 @@ class ContinualConfig(ConfigFile):
             raise PoiseError(f"config key 'ablate' must be a list of {', '.join(ABLATIONS)}, got {self.ablate!r}")
         self.ablate = sorted(set(self.ablate or []))
         choices = {"method": METHODS, "noise": (*KINDS, "none"), "fisher": FISHERS, "protocol": ("P1", "P2"),
-                   "device": ("auto", "cpu", "cuda"), "encoder": ("lite", "paper"),
-                   "naming": MODES, "on_error": ON_ERROR}
+                   "device": ("auto", "cpu", "cuda"), "encoder": ("lite", "paper"), "optimizer": CHOICES,
+                   "naming": MODES, "on_error": ON_ERROR, "ewc": ("", *EWC_MODES), "peers": ("", *PEERS)}
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
-                raise PoiseError(f"config key {key!r} is {getattr(self, key)!r}: choose one of {', '.join(valid)}")
+                raise PoiseError(f"config key {key!r} is {getattr(self, key)!r}: choose one of "
+                                 f"{', '.join(v for v in valid if v)}")
         unknown = [a for a in self.ablate if a not in ABLATIONS]
         if unknown:
             raise PoiseError(f"config key 'ablate' names {unknown}: choose from {', '.join(ABLATIONS)}")
-        if self.ablate and self.method != "ours":
-            raise PoiseError(f"config key 'ablate' switches off parts of method 'ours'; method {self.method!r} has "
-                             f"none of them")
+        self.resolve_switches()
+        for key in ("epochs", "gamma"):  # a task's phases draw the data of epochs 1000 t + 100 phase + e
+            if getattr(self, key) >= 100:
+                raise PoiseError(f"config key {key!r} must be below 100 (epochs per task), got {getattr(self, key)}")
+        if self.relearn_epoch is not None and self.relearn_epoch < 0:
+            raise PoiseError(f"config key 'relearn_epoch' must be an epoch index >= 0 (or unset: 40 % of the "
+                             f"epochs), got {self.relearn_epoch!r}")
+        if self.relearn:
+            from poise.methods.relearn import RELEARN_FRACTION
+
+            r = round(RELEARN_FRACTION * self.epochs) if self.relearn_epoch is None else self.relearn_epoch
+            if r > self.epochs - 2:
+                raise PoiseError(f"config key 'relearn_epoch': re-learning after epoch index {r} leaves no epoch of a "
+                                 f"task to re-learn in ({self.epochs} epochs); set it to at most epochs - 2 = "
+                                 f"{self.epochs - 2}, train more epochs, or ablate relearn")
+        if self.warmup < 0 or (self.peers == "dividemix" and self.warmup >= self.epochs):
+            raise PoiseError(f"config key 'warmup' ({self.warmup}) must lie in 0 .. epochs - 1 = {self.epochs - 1}: "
+                             f"DivideMix needs an epoch after its warm-up to co-divide in")
         if self.noise != "none" and not 0.0 < float(self.ratio) < 1.0:
             raise PoiseError(f"config key 'ratio' must lie in (0, 1), got {self.ratio!r} (001 uses 0.2 and 0.4)")
-        if self.uses("relearn") and self.relearn_epoch >= self.epochs:
-            raise PoiseError(f"config key 'relearn_epoch' ({self.relearn_epoch}) leaves no epoch of a task to "
-                             f"re-learn in ({self.epochs} epochs); set it below epochs or ablate relearn")
-        for key in ("alpha_s", "alpha_i", "beta"):
+        for key in ("alpha_s", "alpha_i", "beta", "ewc_decay"):
             if not 0.0 <= float(getattr(self, key)) <= 1.0:
                 raise PoiseError(f"config key {key!r} must lie in [0, 1], got {getattr(self, key)!r}")
+        if self.lr is None:
+            self.lr = DEFAULTS[self.optimizer_name]["lr"]
         if not float(self.lam) >= 0 or not float(self.lr) > 0 or not float(self.lambda_u) >= 0:
             raise PoiseError(f"config keys 'lam' >= 0, 'lr' > 0 and 'lambda_u' >= 0 required, got {self.lam!r}, "
                              f"{self.lr!r}, {self.lambda_u!r}")
@@ -102,16 +141,61 @@ class ContinualConfig(ConfigFile):
         if len(self.modalities) < 2 or set(self.modalities) - set(layout.MODALITIES):
             raise PoiseError(f"config key 'modalities' must name at least two of {', '.join(layout.MODALITIES)}; "
                              f"got {self.modalities}")
+        if not isinstance(self.balance_params, dict):
+            raise PoiseError(f"config key 'balance_params' must be a mapping of parameter to value, got "
+                             f"{self.balance_params!r}")
+        from poise import methods
 
-    def uses(self, part: str) -> bool:
-        """Whether ``part`` of ours (nis, relearn, adaptive_ewc) is on in this run; False for every other
-        method. Whether EWC is on at all (baselines included) is ``uses_ewc``."""
-        return self.method == "ours" and part not in self.ablate
+        if self.balance not in methods.available():
+            close = difflib.get_close_matches(str(self.balance), methods.available(), n=1)
+            raise PoiseError(f"config key 'balance' is {self.balance!r}" + (f" (did you mean {close[0]!r}?)" if close
+                             else "") + f": choose a Setting-1 method, one of {', '.join(methods.available())}")
+        try:
+            balance = methods.get(self.balance, **self.balance_params)  # names, types and ranges, before any data
+        except PoiseError as err:
+            raise PoiseError(f"config key 'balance_params': {err}") from None
+        if balance.needs_holdout:
+            raise PoiseError(f"config key 'balance' is {self.balance!r}, which needs held-out training sequences; a "
+                             f"continual task holds none out: choose another balancing method")
+        if self.balance == "relearn" and self.relearn:
+            raise PoiseError("config key 'balance' is 'relearn' and re-learning is already on (the 'relearn' switch "
+                             "of this method): set balance: baseline, or relearn: false")
+        self.balance_params = {k: getattr(balance, k) for k in self.balance_params}
 
     @property
-    def uses_ewc(self) -> bool:
-        """Whether an EWC penalty and Fisher are used (every method but naive and ours without ewc)."""
-        return self.method != "naive" and "ewc" not in self.ablate
+    def optimizer_name(self) -> str:
+        """The optimiser each task builds: ``optimizer``, or for ``auto`` the balancing method's reference one."""
+        if self.optimizer != "auto":
+            return self.optimizer
+        from poise import methods
+
+        return methods.get(self.balance, **self.balance_params).reference_optimizer
+
+    def resolve_switches(self) -> None:
+        """The switches as the method's recipe sets them, with the ablated parts switched off; a switch set by
+        hand keeps its value (and may not contradict ``ablate``)."""
+        recipe = {**SWITCH_DEFAULTS, **RECIPES[self.method]}
+        has = {"nis": recipe["nis"], "relearn": recipe["relearn"], "ewc": recipe["ewc"] != "none",
+               "adaptive_ewc": recipe["ewc"] == "adaptive"}
+        absent = [a for a in self.ablate if not has[a]]
+        if absent:
+            raise PoiseError(f"config key 'ablate' switches off {absent}, which method {self.method!r} does not "
+                             f"have; its parts: {', '.join(k for k, on in has.items() if on) or 'none'} (to change "
+                             f"a switch itself, set it: nis, relearn, ewc, peers)")
+        given = {k: getattr(self, k) for k in SWITCH_DEFAULTS if getattr(self, k) not in (None, "")}
+        target = ablated(recipe, self.ablate)
+        for part in self.ablate:
+            key = "ewc" if part == "adaptive_ewc" else part
+            if key in given and given[key] != target[key]:
+                raise PoiseError(f"config keys 'ablate' ({part}) and {key!r} ({given[key]!r}) say different things "
+                                 f"about {key}: set one of them")
+        for key in SWITCH_DEFAULTS:
+            setattr(self, key, given.get(key, target[key]))
+
+    def custom_switches(self) -> dict:
+        """The switches that differ from the method's recipe with its ablations (set by hand)."""
+        recipe = ablated({**SWITCH_DEFAULTS, **RECIPES[self.method]}, self.ablate)
+        return {k: getattr(self, k) for k in SWITCH_DEFAULTS if getattr(self, k) != recipe[k]}
 
     @property
     def run_name(self) -> str:
@@ -119,4 +203,21 @@ class ContinualConfig(ConfigFile):
             return self.name
         ablated = "".join(f"-no_{a}" for a in self.ablate)
         noise = "clean" if self.noise == "none" else f"{self.noise}{self.ratio:g}"
-        return f"continual-{self.method}{ablated}-{self.protocol}-{noise}-seed{self.seed}"
+        balance = "" if self.balance == "baseline" else f"-{self.balance}"
+        # switches set by hand against the recipe: such a run gets its own folder
+        balance = "".join(f"-{k}_{v}".lower() for k, v in self.custom_switches().items()) + balance
+        return f"continual-{self.method}{ablated}{balance}-{self.protocol}-{noise}-seed{self.seed}"
+
+
+def ablated(switches: dict, ablate) -> dict:
+    """``switches`` (nis, relearn, ewc, ...) with the parts in ``ablate`` switched off."""
+    out = {k: switches[k] for k in SWITCH_DEFAULTS}
+    if "nis" in ablate:
+        out["nis"] = False
+    if "relearn" in ablate:
+        out["relearn"] = False
+    if "ewc" in ablate:
+        out["ewc"] = "none"
+    elif "adaptive_ewc" in ablate and out["ewc"] == "adaptive":
+        out["ewc"] = "generic"
+    return out

@@ -24,10 +24,14 @@ Parameters are named as in ``model.named_parameters()``; the noisy branch of mod
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
+import numpy as np
 import torch
 
+from poise.contrib.shapley import batch_scores
 from poise.fisher import empirical_fisher
+from poise.methods.base import Method
 
 DEFAULT_LAMBDA = 10_000.0  # 001 Sec. 4.1, for a loss in metres (see the module docstring)
 DEFAULT_BETA = 0.3  # 001 Sec. 4.1
@@ -125,3 +129,97 @@ def ewc_penalty(model, fisher, anchor: dict) -> torch.Tensor:
     if total is None:
         return torch.zeros((), device=next(model.parameters()).device)
     return total / 2
+
+
+MODES = ("generic", "online", "adaptive")
+
+
+@dataclasses.dataclass
+class EWC(Method):
+    """(Adaptive) EWC as a continual strategy: after each task, a Fisher and an anchor for every network the run
+    trains (``run.model`` and the method's ``networks()``, e.g. Co-teaching's peer); during every later task,
+    ``lam`` * 001 Eq. 11 against them is added to the loss (Eq. 12).
+
+    ``mode`` says what the Fisher protects:
+    - ``generic``: the last task only (001 Eq. 7 on its samples, anchored at its end), as 001 writes EWC;
+    - ``online``: every task so far, F <- ``decay`` * F + F_task with one anchor at the latest task's end
+      (Schwarz et al. 2018, "Progress & Compress"; Avalanche's ``mode="online"``);
+    - ``adaptive``: 001 Eq. 8-9 for ``run.model`` (beta on the noisy branch, the generic Fisher elsewhere) after
+      each later task; the noisy branch is the one NIS named (``run.record["nis"]["named"]``), and without NIS
+      the modality whose contribution score dropped most over the task, both measured on the task's own
+      assessment frames (like with like); other networks get the generic Fisher.
+    The Fisher is estimated on ``fisher_frames`` of the samples the task trained on (NIS's clean set C_t).
+    """
+
+    name: ClassVar[str] = "ewc"
+    lam: float = DEFAULT_LAMBDA
+    mode: str = "generic"
+    beta: float = DEFAULT_BETA
+    decay: float = 1.0
+    per_sample: bool = True
+    fisher_frames: int = 512
+    naming: str = "absolute"
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"ewc mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        self.fisher: dict[str, Fisher] = {}  # per network name ("model", "peer")
+        self.anchor: dict[str, dict] = {}
+        self.start_scores: dict = {}
+
+    def networks_of(self, run) -> dict:
+        return {"model": run.model, **run.method.networks()}
+
+    def setup(self, run) -> None:
+        if self.mode == "adaptive":  # the task's assessment at its start, for naming without NIS
+            self.start_scores = batch_scores(run.model, run.assess)
+
+    def extra_loss(self, run, step):
+        if not self.fisher or not self.lam:
+            return None
+        nets = self.networks_of(run)
+        return self.lam * sum(ewc_penalty(nets[k], self.fisher[k], self.anchor[k]) for k in self.fisher)
+
+    def on_task_end(self, run) -> None:
+        rows = run.train_rows
+        pick = np.random.default_rng([run.config.seed, run.task, 9]).permutation(len(rows))[: self.fisher_frames]
+        frames = np.sort(rows[pick])
+        size = run.config.batch_size
+
+        def batches():
+            return (run.train.batch(frames[i:i + size]) for i in range(0, len(frames), size))
+
+        notes = {}
+        for key, net in self.networks_of(run).items():
+            previous = self.fisher.get(key)
+            if self.mode == "adaptive" and key == "model" and previous is not None:
+                named = run.record.get("nis", {}).get("named") or self.name_by_drop(run)
+                fisher = fisher_adaptive(net, batches(), previous, self.beta, branch_names(net, named),
+                                         self.per_sample)
+            else:
+                fisher = fisher_generic(net, batches(), self.per_sample)
+                if self.mode == "online" and previous is not None:
+                    fisher.values = {n: self.decay * previous.values[n].to(v) + v for n, v in fisher.values.items()}
+                    fisher.samples += previous.samples
+            self.fisher[key], self.anchor[key] = fisher, anchor_of(net)
+            notes[key] = {**fisher.describe(), "mode": self.mode}
+        run.record["fisher"] = notes["model"]
+        if len(notes) > 1:
+            run.record["fisher_networks"] = notes
+
+    def name_by_drop(self, run) -> str:
+        from poise.continual.nis import name_noisy_modality
+
+        named = name_noisy_modality(self.start_scores, run.contributions[-1], mode=self.naming)
+        run.record["named_without_nis"] = named
+        return named
+
+    def state_dict(self) -> dict:
+        return {"fisher": {k: {"values": f.values, **f.describe()} for k, f in self.fisher.items()},
+                "anchor": self.anchor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.fisher = {k: Fisher(s["values"], s["estimator"], s["samples"], s["beta"], tuple(s["branch"]))
+                       for k, s in state["fisher"].items()}
+        self.anchor = dict(state["anchor"])
+

@@ -6,8 +6,11 @@
   epoch T, with tau = the noise ratio (the original's default: the true rate) and T_k = half of a task's
   epochs (the original ramps over 10 of 200 epochs; our tasks have a handful). Adapted: the per-sample loss is
   the MPJPE (001 Eq. 10) instead of cross-entropy. The first task is clean in 001's setting, so it is learnt
-  without forgetting (R = 0). The model that is evaluated is the first network (the original reports either).
-- **DivideMix** (Li et al., ICLR 2020): two networks; before each epoch on a noisy task, each network's
+  without forgetting (R = 0); every later task is treated as noisy (R ramps to tau), also in a clean stream,
+  since telling the two apart would need the corruption record that no strategy sees. The model that is
+  evaluated is the first network (the original reports either).
+- **DivideMix** (Li et al., ICLR 2020): two networks; on every task after the first, after ``warmup`` epochs on
+  every sample, before each epoch each network's
   per-sample losses over the task (eval mode) are min-max normalised and split by a 2-component GMM
   (``nis.gmm_clean_mask``, the original's recipe), and each network trains on its *peer's* split
   (co-divide). Labelled (clean) samples learn the co-refined target w y + (1 - w) f(x) (w: the clean posterior;
@@ -15,19 +18,25 @@
   unlabelled samples learn the co-guessed target, the mean of both networks' predictions (detached), with
   weight ``lambda_u``. Adapted: MPJPE replaces cross-entropy and the MSE on probabilities; there is no
   MixMatch/MixUp (mixing point clouds or CSI frames is not a meaningful augmentation) and no uniform-prior
-  term (no classes); the warm-up is the clean first task. The evaluated model is the average of both
-  networks' predictions, as the original tests with both.
+  term (no classes). The evaluated model is the average of both networks' predictions, as the original tests
+  with both.
 
-Both add 001 Eq. 11-12's EWC (generic Fisher, Eq. 7) to each network's loss, with its own Fisher and anchor.
+In 001 Table 2 both come with EWC: the run's ``EWC`` strategy protects each network with its own Fisher and
+anchor (online EWC in the bench, ``poise.continual.config.RECIPES``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import numpy as np
 import torch
 
+from poise.continual.nis import gmm_clean_mask, per_sample_losses
+from poise.methods.base import Method
+from poise.metrics import sample_mpjpe
 
-PEER_METHODS = ("coteaching", "dividemix")
 
 
 class Ensemble(torch.nn.Module):
@@ -66,3 +75,100 @@ def dividemix_targets(gt: torch.Tensor, own: torch.Tensor, peer: torch.Tensor, c
     refined = w * gt + (1 - w) * own
     guessed = (own + peer) / 2
     return torch.where(labelled.view(-1, 1, 1), refined, guessed)
+
+
+@dataclasses.dataclass
+class Peers(Method):
+    """What both two-network strategies share: the second network ``peer`` (a pose model like ``run.model``
+    from another initialisation, set by whoever builds the strategy), trained by the same optimiser in every
+    step; the strategy's ``extra_loss`` carries both networks' losses (the fused pose loss is weighted 0)."""
+
+    def __post_init__(self):
+        self.peer: torch.nn.Module | None = None
+
+    def modules(self) -> dict:
+        if self.peer is None:
+            raise RuntimeError(f"{self.name}: set .peer (a second pose model) before training")
+        return {"peer": self.peer}
+
+    def networks(self) -> dict:
+        return self.modules()
+
+    def pose_loss_weight(self, run) -> float:
+        return 0.0
+
+
+@dataclasses.dataclass
+class CoTeaching(Peers):
+    """Co-teaching (module docstring) as a continual strategy: in every batch of a task after the first, each
+    network learns on the ``1 - R(T)`` fraction of samples its peer finds easiest; R ramps to ``forget_rate``
+    over the first half of the task's epochs. The first task (clean in 001) trains both on every sample."""
+
+    name: ClassVar[str] = "coteaching"
+    forget_rate: float = 0.2  # tau: the original's default is the true noise rate
+
+    def extra_loss(self, run, step):
+        gt = step.batch["gt"]
+        loss_a, loss_b = sample_mpjpe(step.pred, gt), sample_mpjpe(self.peer(step.batch), gt)
+        rate = float(forget_rates(self.forget_rate, run.config.epochs)[run.epoch]) if run.task else 0.0
+        a, b, _ = coteaching_losses(loss_a, loss_b, rate)
+        return a + b
+
+
+@dataclasses.dataclass
+class DivideMix(Peers):
+    """DivideMix (module docstring) as a continual strategy. On every task after the first, the first
+    ``warmup`` epochs train both networks on every sample (DivideMix's warm-up: a network that has never seen
+    a task's data cannot tell its noisy samples from its new ones; the original warms up for 10 of 300
+    epochs on CIFAR-10 and 1 on WebVision, we take 1 of a task's 5 by default); before each later epoch each
+    network's per-sample losses over the task are split by a GMM, and each network learns on its peer's split.
+    Tested: the mean of both networks (``test_model``). ``run.record["division"]``: the last co-divide's
+    clean mask (the first network's) over ``run.train_rows``."""
+
+    name: ClassVar[str] = "dividemix"
+    lambda_u: float = 1.0
+    warmup: int = 1
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.division = None
+
+    def on_epoch_start(self, run) -> None:
+        self.division = None
+        if not run.task or run.epoch < self.warmup:
+            return
+        rows, size = np.sort(run.train_rows), 256
+        self.rows = rows
+
+        def losses(net):
+            return per_sample_losses(net, (run.train.batch(rows[i:i + size]) for i in range(0, len(rows), size)))
+
+        clean_a, prob_a = gmm_clean_mask(losses(run.model), seed=run.config.seed)
+        clean_b, prob_b = gmm_clean_mask(losses(self.peer), seed=run.config.seed)
+        self.division = (clean_a, prob_a, clean_b, prob_b)
+        run.record["division"] = {"rows": np.asarray(rows), "clean": clean_a, "epoch": run.epoch}
+
+    def extra_loss(self, run, step):
+        gt, pa = step.batch["gt"], step.pred
+        pb = self.peer(step.batch)
+        if self.division is None:
+            return sample_mpjpe(pa, gt).mean() + sample_mpjpe(pb, gt).mean()
+        index = step.batch["index"]
+        index = index.cpu().numpy() if torch.is_tensor(index) else np.asarray(index)
+        pos = np.searchsorted(self.rows, index)  # the batch's frames among the divided ones (any epoch sampling)
+        clean_a, prob_a, clean_b, prob_b = (torch.as_tensor(x[pos], device=gt.device) for x in self.division)
+        loss_a = _divided_loss(pa, dividemix_targets(gt, pa.detach(), pb.detach(), prob_b, clean_b), clean_b,
+                               self.lambda_u)
+        loss_b = _divided_loss(pb, dividemix_targets(gt, pb.detach(), pa.detach(), prob_a, clean_a), clean_a,
+                               self.lambda_u)
+        return loss_a + loss_b
+
+    def test_model(self, run):
+        return Ensemble(run.model, self.peer)
+
+
+def _divided_loss(pred, target, labelled, lambda_u: float) -> torch.Tensor:
+    """Mean per-sample MPJPE to the DivideMix targets, unlabelled samples weighted by ``lambda_u``."""
+    weights = torch.where(labelled, torch.ones_like(labelled, dtype=pred.dtype),
+                          torch.full_like(labelled, lambda_u, dtype=pred.dtype))
+    return (weights * sample_mpjpe(pred, target)).mean()
