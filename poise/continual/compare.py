@@ -65,13 +65,13 @@ PRESETS = {
     "small": Preset(
         streams=(("P1", "raw", 0.2),), methods=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1),
         config=dict(_SMALL, tasks=4),
-        about="P1 with 20 % raw noise, its first 4 tasks, the five methods and the Table 4 ablation "
-              "(about 20 minutes on 2 cores with --jobs 2 and its 2 seeds)"),
+        about="P1 with 20 % raw noise, its first 4 tasks, the five methods, the Table 4 ablation and ours on the "
+              "clean stream (about 40 minutes on 2 cores with --jobs 2 and its 2 seeds; 64 min measured for 3)"),
     "paper": Preset(
         streams=tuple((p, n, r) for p in ("P1", "P2") for n in ("raw", "unaligned") for r in (0.2, 0.4)),
         methods=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1, 2), config=dict(_SMALL),
         about="001 Table 2's grid (P1 / P2 x raw / unaligned x 20 / 40 %), whole streams, every method, the "
-              "Table 4 ablation, 3 seeds (about 4 hours on 2 cores, estimated from small's per-task cost)"),
+              "Table 4 ablation, 3 seeds (about 7 hours on 2 cores with --jobs 2, estimated from small's per-task cost)"),
     "tiny": Preset(
         streams=(("P1", "raw", 0.4),), methods=("naive", "ours"), seeds=(0, 1), ablation=False, clean_control=False,
         config=dict(epochs=2, relearn_epoch=0, dim=16, lidar_points=32, mmwave_points=16, train_stride=2,
