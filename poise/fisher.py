@@ -16,6 +16,9 @@ which is 001 Eq. 7. Two estimators:
   batch 32 on the demo data); van de Ven (2025, arXiv 2502.11756) shows the choice changes EWC's results.
 
 Computed in eval mode (dropout off, batch norm on its running statistics; the model's mode is restored).
+
+``quadratic_penalty`` is the one penalty both build on: sum_i F_ii (theta_i - theta*_i)^2 / 2 (Kirkpatrick's
+EWC term; 000's AWC weighs it per modality, 001's EWC sums it over the model).
 """
 
 from __future__ import annotations
@@ -86,3 +89,13 @@ def per_sample_grads(model, params: dict, batch: dict) -> dict:
         warnings.filterwarnings("ignore", message="There is a performance drop")
         with torch.enable_grad():
             return vmap(grad(loss), in_dims=(None, 0))(theta, tensors)
+
+
+def quadratic_penalty(params, anchors, fishers) -> torch.Tensor:
+    """sum over parameters of F * (theta - theta*)^2 / 2: ``params``, ``anchors`` (theta*) and ``fishers`` (F) are
+    matching sequences of tensors (differentiable in ``params``; 0 for empty sequences)."""
+    total = None
+    for p, a, f in zip(params, anchors, fishers, strict=True):
+        term = (f.to(p) * (p - a.to(p)).square()).sum()
+        total = term if total is None else total + term
+    return torch.zeros(()) if total is None else total / 2

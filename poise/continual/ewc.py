@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from poise.contrib.shapley import batch_scores
-from poise.fisher import empirical_fisher
+from poise.fisher import empirical_fisher, quadratic_penalty
 from poise.methods.base import Method
 
 DEFAULT_LAMBDA = 10_000.0  # 001 Sec. 4.1, for a loss in metres (see the module docstring)
@@ -113,22 +113,19 @@ def fisher_adaptive(model, batches, previous: Fisher, beta: float = DEFAULT_BETA
 
 def ewc_penalty(model, fisher, anchor: dict) -> torch.Tensor:
     """001 Eq. 11: sum over the parameters in ``fisher`` (a ``Fisher`` or {name: tensor}) of
-    F * (theta - theta*)^2 / 2, with theta* from ``anchor`` (``anchor_of`` at the end of the previous task).
-    A differentiable scalar; the total loss (Eq. 12) is ``mpjpe + lam * penalty`` (``DEFAULT_LAMBDA``)."""
+    F * (theta - theta*)^2 / 2 (``poise.fisher.quadratic_penalty``, shared with AWC), with theta* from
+    ``anchor`` (``anchor_of`` at the end of the previous task). A differentiable scalar; the total loss (Eq. 12)
+    is ``mpjpe + lam * penalty`` (``DEFAULT_LAMBDA``)."""
     values = fisher.values if isinstance(fisher, Fisher) else fisher
     params = dict(model.named_parameters())
-    total = None
-    for n, f in values.items():
+    for n in values:
         if n not in params:
             raise ValueError(f"the Fisher has {n!r}, which is not a parameter of the model")
         if n not in anchor:
             raise ValueError(f"the anchor has no entry for {n!r}: take it with anchor_of(model)")
-        p = params[n]
-        term = (f.to(p) * (p - anchor[n].to(p)).square()).sum()
-        total = term if total is None else total + term
-    if total is None:
+    if not values:
         return torch.zeros((), device=next(model.parameters()).device)
-    return total / 2
+    return quadratic_penalty([params[n] for n in values], [anchor[n] for n in values], list(values.values()))
 
 
 MODES = ("generic", "online", "adaptive")

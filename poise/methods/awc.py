@@ -45,7 +45,7 @@ import torch
 
 from poise.contrib.profits import PROFITS
 from poise.contrib.shapley import modality_contributions
-from poise.fisher import empirical_fisher
+from poise.fisher import empirical_fisher, quadratic_penalty
 from poise.methods import register
 from poise.methods.base import Method, on_device_of, snapshot
 from poise.methods.groups import split_groups
@@ -108,8 +108,7 @@ class AWC(Method):
     def terms(self) -> dict:
         """Each modality's alpha_g(m) * sum_i F_ii (theta_i - theta*_i)^2 / 2 at the current parameters
         (differentiable; independent of the window)."""
-        return {m: self.weight(m) * sum(((p - a).square() * f).sum()
-                                        for p, a, f in zip(self.params_of[m], self.anchor[m], self.fisher[m])) / 2
+        return {m: self.weight(m) * quadratic_penalty(self.params_of[m], self.anchor[m], self.fisher[m])
                 for m in self.anchor}
 
     def penalty(self) -> torch.Tensor:
