@@ -109,6 +109,13 @@ def batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
 
 
+def frame_batches(data, rows, batch_size: int):
+    """``data.batch`` of every frame in ``rows``, ``batch_size`` at a time (the last batch may be smaller): a
+    generator, for passes over a set of frames (per-sample losses, a Fisher)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    return (data.batch(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size))
+
+
 def evaluate(model: torch.nn.Module, data, rows=None, batch_size: int = 256, prefix: str = "test") -> dict:
     """MPJPE and PA-MPJPE (mm) of ``model`` over the frames ``rows`` of ``data`` (default: every frame), as
     ``{prefix}_mpjpe_mm`` and ``{prefix}_pa_mpjpe_mm``. Under torchrun each rank takes its share of the frames

@@ -33,6 +33,7 @@ from poise.bench import diff_text, fmt, noise_clause, paired, run_all, save_figu
 from poise.continual import tasks as task_stream
 from poise.continual.config import ContinualConfig
 from poise.continual.nis import MODES, name_noisy_modality
+from poise.continual.results import forgetting
 from poise.data import layout
 from poise.errors import PoiseError
 
@@ -116,7 +117,7 @@ def _row(config: ContinualConfig, run_dir: Path) -> dict:
            "seconds": sum(r["seconds"] for r in records), "run": str(run_dir)}
     pa = results["pa_mpjpe_matrix_mm"]  # forgetting of the articulation alone (PA-MPJPE aligns position and scale)
     if len(pa) > 1:
-        row["mean_pa_forgetting_mm"] = float(np.mean([pa[-1][j] - pa[j][j] for j in range(len(pa) - 1)]))
+        row["mean_pa_forgetting_mm"] = float(np.mean(forgetting(pa)))
     ratios = []
     for path in sorted(run_dir.glob("losses-task*.npz")):  # how far the corruption moves the probe's losses
         with np.load(path) as saved:

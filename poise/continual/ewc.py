@@ -31,7 +31,9 @@ import torch
 
 from poise.contrib.shapley import batch_scores
 from poise.fisher import empirical_fisher, quadratic_penalty
+from poise.continual.nis import name_noisy_modality
 from poise.methods.base import Method
+from poise.runtime import frame_batches
 
 DEFAULT_LAMBDA = 10_000.0  # 001 Sec. 4.1, for a loss in metres (see the module docstring)
 DEFAULT_BETA = 0.3  # 001 Sec. 4.1
@@ -181,10 +183,9 @@ class EWC(Method):
         rows = run.train_rows
         pick = np.random.default_rng([run.config.seed, run.task, 9]).permutation(len(rows))[: self.fisher_frames]
         frames = np.sort(rows[pick])
-        size = run.config.batch_size
 
         def batches():
-            return (run.train.batch(frames[i:i + size]) for i in range(0, len(frames), size))
+            return frame_batches(run.train, frames, run.config.batch_size)
 
         notes = {}
         for key, net in self.networks_of(run).items():
@@ -205,8 +206,6 @@ class EWC(Method):
             run.record["fisher_networks"] = notes
 
     def name_by_drop(self, run) -> str:
-        from poise.continual.nis import name_noisy_modality
-
         named = name_noisy_modality(self.start_scores, run.contributions[-1], mode=self.naming)
         run.record["named_without_nis"] = named
         return named

@@ -25,7 +25,7 @@ import torch
 from poise.metrics import sample_mpjpe  # noqa: F401  (part of this module's interface)
 from poise.contrib.shapley import batch_scores
 from poise.methods.base import Method
-from poise.runtime import to_device
+from poise.runtime import frame_batches, to_device
 
 MODES = ("absolute", "relative")
 RELATIVE_FLOOR = 0.05  # denominators below 5 % of the largest |score| are raised to it
@@ -234,10 +234,9 @@ class NIS(Method):
         """Fit ``gamma`` epochs (``frozen`` encoders held), score, split; then put the model back."""
         from poise import train
         from poise.metrics import M_TO_MM
-        from poise.methods.base import Method as Plain
 
         saved = copy.deepcopy(run.model.state_dict())
-        plain = Plain()
+        plain = Method()  # the probe trains the pose loss alone
         plain.reference_optimizer = run.method.reference_optimizer  # the task's optimiser (``optimizer: auto``)
         offset = run.epoch_offset + 100 * PROBE_PHASES[bool(frozen)]
         label = f"{run.label}NIS fit{' (gradient-stop)' if frozen else ''} "
@@ -245,8 +244,7 @@ class NIS(Method):
             phase = train.phase_of(run, rows, self.gamma, plain, epoch_offset=offset, label=label)
             train.fit(phase, run.progress)
         after = phase.contributions[-1]  # the same assessment frames as ``before``
-        size = run.config.batch_size
-        losses = per_sample_losses(run.model, (run.train.batch(rows[i:i + size]) for i in range(0, len(rows), size)))
+        losses = per_sample_losses(run.model, frame_batches(run.train, rows, run.config.batch_size))
         clean, _ = gmm_clean_mask(losses, seed=run.config.seed)
         run.model.load_state_dict(saved)
         return {"named": name_noisy_modality(before, after, mode=self.naming), "scores_after": after,

@@ -36,6 +36,9 @@ import torch
 from poise.continual.nis import gmm_clean_mask, per_sample_losses
 from poise.methods.base import Method
 from poise.metrics import sample_mpjpe
+from poise.runtime import frame_batches
+
+LOSS_BATCH = 256  # frames per batch of the co-divide's loss pass
 
 
 
@@ -131,17 +134,17 @@ class DivideMix(Peers):
 
     def __post_init__(self):
         super().__post_init__()
-        self.division = None
+        self.division = None  # this epoch's co-divide, over the frames ``self.rows``
+        self.rows = np.zeros(0, np.int64)
 
     def on_epoch_start(self, run) -> None:
         self.division = None
         if not run.task or run.epoch < self.warmup:
             return
-        rows, size = np.sort(run.train_rows), 256
-        self.rows = rows
+        rows = self.rows = np.sort(run.train_rows)
 
         def losses(net):
-            return per_sample_losses(net, (run.train.batch(rows[i:i + size]) for i in range(0, len(rows), size)))
+            return per_sample_losses(net, frame_batches(run.train, rows, LOSS_BATCH))
 
         clean_a, prob_a = gmm_clean_mask(losses(run.model), seed=run.config.seed)
         clean_b, prob_b = gmm_clean_mask(losses(self.peer), seed=run.config.seed)

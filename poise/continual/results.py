@@ -33,6 +33,12 @@ def score_splits(view, record: dict, losses_path) -> None:
         np.savez_compressed(losses_path, **saved)
 
 
+def forgetting(matrix: list) -> list:
+    """Per earlier task j of a lower-triangular task x task matrix (row i: after task i): the value after the
+    last task minus the value right after learning j (positive = forgot)."""
+    return [matrix[-1][j] - matrix[j][j] for j in range(len(matrix) - 1)]
+
+
 def summary(matrix: list, records: list) -> dict:
     """avg-MPJPE per task (001 Eq. 13), the matrix, forgetting, and NIS quality."""
     n = len(matrix)
@@ -40,10 +46,10 @@ def summary(matrix: list, records: list) -> dict:
     pa = [[cell[1] for cell in row] for row in matrix]
     avg = [float(np.mean(mpjpe[i][: i + 1])) for i in range(n)]
     avg_pa = [float(np.mean(pa[i][: i + 1])) for i in range(n)]
-    forgetting = [mpjpe[n - 1][j] - mpjpe[j][j] for j in range(n - 1)]
+    forgot = forgetting(mpjpe) if n else []
     out = {"tasks_done": n, "avg_mpjpe_mm": avg, "avg_pa_mpjpe_mm": avg_pa, "mpjpe_matrix_mm": mpjpe,
-           "pa_mpjpe_matrix_mm": pa, "forgetting_mm": forgetting,
-           "mean_forgetting_mm": float(np.mean(forgetting)) if forgetting else float("nan")}
+           "pa_mpjpe_matrix_mm": pa, "forgetting_mm": forgot,
+           "mean_forgetting_mm": float(np.mean(forgot)) if forgot else float("nan")}
     named = [(r["nis"]["named"], r["noise"]["modality"]) for r in records if "nis" in r and r["noise"]]
     if named:
         out["nis_naming_accuracy"] = float(np.mean([a == b for a, b in named]))

@@ -49,6 +49,7 @@ from poise.fisher import empirical_fisher, quadratic_penalty
 from poise.methods import register
 from poise.methods.base import Method, on_device_of, snapshot
 from poise.methods.groups import split_groups
+from poise.runtime import frame_batches
 from poise.errors import PoiseError
 
 WINDOW_FRACTION = 0.4  # paper 000: K = 20 of 50 epochs
@@ -148,8 +149,7 @@ class AWC(Method):
         if self.fisher_frames and self.fisher_frames < len(rows):
             rows = np.sort(np.random.default_rng([run.config.seed, 13]).choice(rows, self.fisher_frames, replace=False))
         names = {n for m in run.model.modalities for n, _ in run.model.encoders[m].named_parameters(prefix=f"encoders.{m}")}
-        batches = (run.train.batch(rows[i:i + FISHER_BATCH]) for i in range(0, len(rows), FISHER_BATCH))
-        values, _ = empirical_fisher(run.model, batches, per_sample=True, names=names)
+        values, _ = empirical_fisher(run.model, frame_batches(run.train, rows, FISHER_BATCH), per_sample=True, names=names)
         self.anchor = {m: snapshot(self.params_of[m]) for m in self.params_of}
         self.fisher = {m: [values[f"encoders.{m}.{n}"] for n, _ in run.model.encoders[m].named_parameters()]
                        for m in self.params_of}
