@@ -12,7 +12,9 @@ The defaults of each optimiser are its reference recipe:
 - ``adam``: lr 1e-3, no weight decay (papers 000 and 001: Adam, lr 1e-3);
 - ``sgd``: momentum 0.9, weight decay 1e-4 (the OGM-GE and AGM references), lr ``SGD_LR``. The references'
   lr (1e-3 with cross-entropy) does not carry over to a pose loss in metres; ours was chosen for joint
-  training on held-out training sequences of the demo data (docs/bench.md), never on the test split.
+  training on held-out training sequences of the demo data (docs/bench.md), never on the test split. A
+  method whose loss is steeper under SGD (ARL, DGL, ARM: unimodal terms through the shared head with
+  features x M, or feature gains) declares its own ``reference_lr``, chosen the same way.
 
 Parameter groups: one per modality encoder, one ``"fusion"`` (fusion module and head), and one per module a
 method owns (``Method.modules()``, e.g. G-Blending's unimodal heads). ``lr_groups`` multiplies a group's
@@ -40,7 +42,9 @@ def resolve(config, method) -> dict:
     if name not in DEFAULTS:
         raise ValueError(f"method {method.name!r} declares reference optimiser {name!r}, which poise does not have "
                          f"({', '.join(DEFAULTS)})")
-    defaults = DEFAULTS[name]
+    defaults = dict(DEFAULTS[name])
+    if name == method.reference_optimizer and method.reference_lr is not None:
+        defaults["lr"] = method.reference_lr  # the method's own recipe, e.g. SGD with a smaller step
     pick = {k: (defaults[k] if getattr(config, k) is None else float(getattr(config, k)))
             for k in ("lr", "weight_decay")}
     momentum = float(config.momentum) if name == "sgd" else None

@@ -229,7 +229,8 @@ def test_ogm_ge_noise_has_the_unmodulated_gradient_std():
 
 
 def test_agm_responses_sum_to_the_fused_prediction_and_scale_gradients(fake_batch):
-    from poise.methods.agm import scale_grad, shapley_responses
+    from poise.methods.agm import scale_grad
+    from poise.methods.responses import shapley_responses
 
     torch.manual_seed(0)
     model = build_model(fusion="mlp", dim=8)
@@ -276,7 +277,9 @@ def test_gblending_loss_blends_the_branches_with_its_weights(fake_batch):
     pred = model.decode(features)
     step = SimpleNamespace(batch=batch, features=features, pred=pred, loss=mpjpe_loss(pred, batch["gt"]))
     method = methods.get("gblending")
-    method.heads = torch.nn.ModuleDict({m: torch.nn.Linear(model.dim, 51) for m in model.modalities})
+    from poise.methods.responses import UnimodalHeads
+
+    method.heads = UnimodalHeads(model, seed=0)
     method.weights = {"rgb": 0.1, "lidar": 0.2, "mmwave": 0.0, "wifi-csi": 0.3, "fused": 0.4}
     run = SimpleNamespace(model=model)
     total = method.pose_loss_weight(run) * step.loss + method.extra_loss(run, step)  # the loop's objective

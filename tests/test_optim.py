@@ -6,7 +6,8 @@ import torch
 
 from poise import methods, optim
 from poise.config import TrainConfig
-from poise.methods.agm import scale_grad, shapley_responses
+from poise.methods.agm import scale_grad
+from poise.methods.responses import shapley_responses
 from poise.metrics import mpjpe_loss
 from poise.models.pose import build_model
 

@@ -102,6 +102,15 @@ OTHERS = (
     Variant("relearn", "relearn", about="001's adaptive re-learning, r = 40 % of the epochs"),
 )
 
+RELATED = (  # papers 002-004; ARL, DGL and ARM scale gradients or features: their reference optimiser, SGD
+    Variant("arl", "arl", against="baseline_sgd", about="002's ARL: inverse-variance coefficients (1 + k) on the "
+            "encoders' gradients and the unimodal bias loss, SGD"),
+    Variant("dgl", "dgl", against="baseline_sgd", about="002's DGL: encoders from unimodal losses only, fusion "
+            "and head from the fused loss on detached features, SGD"),
+    Variant("arm", "arm", against="baseline_sgd", about="004's ARM: feature gains from Gaussian MI / CMI, SGD"),
+    Variant("lsi", "lsi", about="003's log-Sobolev regulariser equalising the modalities' information, Adam"),
+)
+
 
 def _awc(label, about="", **params) -> Variant:
     return Variant(label, "awc", params=params, about=about)
@@ -149,15 +158,16 @@ PRESETS = {
         about="the README's main job: joint training, AWC and re-learning, and the subsets that answer "
               "'does fusion lose to RGB + LiDAR', converged, 2 seeds"),
     "standard": Preset(
-        variants=(BASELINE, *GRADIENT_METHODS, *OTHERS), fusions=CONCAT, subsets=(*SINGLES, ("rgb", "lidar"), ALL),
+        variants=(BASELINE, *GRADIENT_METHODS, *OTHERS, *RELATED), fusions=CONCAT, subsets=(*SINGLES, ("rgb", "lidar"), ALL),
         seeds=(0, 1, 2), epochs=CONVERGED_EPOCHS, train=SHARED,
-        about="every method at concat (OGM-GE and AGM under their reference optimiser, SGD, against joint "
-              "training under SGD), the single modalities and R + L, converged, 3 seeds: the numbers in "
-              "docs/bench.md"),
+        about="every method at concat (OGM-GE, AGM, ARL, DGL and ARM under their reference optimiser, SGD, "
+              "against joint training under SGD), the single modalities and R + L, converged, 3 seeds: the "
+              "numbers in docs/bench.md"),
     "fusions": Preset(
-        variants=(BASELINE, OTHERS[2]), fusions=("mlp", "attention"), subsets=(), seeds=(0, 1, 2), epochs=EPOCHS,
-        train=SHARED,
-        about="joint training and AWC at the mlp and attention fusions, converged (72 epochs), 3 seeds"),
+        variants=(BASELINE, OTHERS[2], GRADIENT_METHODS[0], *RELATED), fusions=("mlp", "attention"), subsets=(),
+        seeds=(0, 1, 2), epochs=EPOCHS, train=SHARED,
+        about="joint training (Adam and SGD), AWC and papers 002-004's methods at the mlp and attention fusions, "
+              "converged (72 epochs), 3 seeds"),
     "ablation": Preset(
         variants=ABLATION_VARIANTS, fusions=("concat",), subsets=(), seeds=(0, 1, 2), epochs=CONVERGED_EPOCHS,
         train=SHARED, ablations=ABLATIONS,

@@ -7,7 +7,8 @@
   std against the ground truth's, Shapley scores).
 - Convergence: how much each run's validation MPJPE still moved over its last 20 % of epochs.
 - Mechanisms: who gets AWC's penalty (each encoder's Fisher, its share of the penalty, how often it was
-  superior), OGM-GE's and AGM's mean coefficients.
+  superior), and the per-modality number each modulating method acts on (OGM-GE's, AGM's and ARL's
+  coefficients, ARM's feature gains, LSI's information shares, DGL's unimodal errors).
 - Ablation tables next to the paper's numbers.
 The last epoch is reported, never the best one: picking the best epoch on the test split would be selecting
 on the test set.
@@ -132,16 +133,26 @@ def awc_table(rows, preset: Preset) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+# the per-modality number each method acts on, as ``runs.summary`` keeps it: (key, what it is)
+METHOD_STATISTICS = {"ogm_ge": ("ogm_ge_k", "mean gradient coefficient k"), "agm": ("agm_k", "mean gradient coefficient k"),
+                     "arl": ("arl_k", "mean coefficient k (gradients x (1 + k))"),
+                     "arm": ("arm_gain", "feature gain at the end"),
+                     "lsi": ("lsi_share", "information share at the end (1/4 = equal)"),
+                     "dgl": ("dgl_uni_mm", "unimodal training MPJPE (mm) in the last epoch")}
+
+
 def coefficients_table(rows, preset: Preset) -> str:
-    """OGM-GE's and AGM's mean gradient coefficient per modality over training."""
-    lines = ["| variant | fusion | " + " | ".join(f"{SHORT[m]} k" for m in ALL) + " |", "|---" * (2 + len(ALL)) + "|"]
+    """The per-modality number each modulating method acts on (OGM-GE's and AGM's mean coefficients, ARL's k,
+    ARM's gains, LSI's information shares, DGL's unimodal errors)."""
+    lines = ["| variant | fusion | statistic | " + " | ".join(SHORT[m] for m in ALL) + " |", "|---" * (3 + len(ALL)) + "|"]
     for v in preset.variants:
-        key = {"ogm_ge": "ogm_ge_k", "agm": "agm_k"}.get(v.method)
+        key, what = METHOD_STATISTICS.get(v.method, (None, ""))
         for fusion in preset.fusions_of(v) if key else ():
             sel = select(rows, variant=v.label, fusion=fusion, subset="all")
             if sel and f"{key}_rgb" in sel[0]:
-                lines.append(f"| {v.label} | {fusion} | " + " | ".join(fmt((r[f"{key}_{m}"] for r in sel), 2)
-                                                                      for m in ALL) + " |")
+                lines.append(f"| {v.label} | {fusion} | {what} | "
+                             + " | ".join(fmt((r[f"{key}_{m}"] for r in sel), 1 if key == "dgl_uni_mm" else 2)
+                                          for m in ALL) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -238,7 +249,7 @@ def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: fl
         md += [f"## Ablation: {ablation.title}", "", ablation_table(rows, ablation, preset.fusions[0]), "",
                *([ablation.note, ""] if ablation.note else [])]
     for title, table in (("Who gets AWC's penalty", awc_table(rows, preset)),
-                         ("OGM-GE's and AGM's mean coefficients", coefficients_table(rows, preset)),
+                         ("What each modulating method acts on, per modality", coefficients_table(rows, preset)),
                          ("Convergence", convergence_table(rows, preset))):
         if table:
             md += [f"## {title}", "", table, ""]

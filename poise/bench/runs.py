@@ -92,10 +92,13 @@ def summary(config, history: list, run_dir: Path, label: str) -> dict:
         for key in ("awc_share", "awc_superior"):
             if window and f"{key}_{m}" in window[0]:
                 row[f"{key}_{m}"] = sum(h[f"{key}_{m}"] for h in window) / len(window)
-        for key in ("awc_fisher", "ogm_ge_k", "agm_k", "modality_resample_added"):
+        for key in ("awc_fisher", "ogm_ge_k", "agm_k", "arl_k", "modality_resample_added"):  # mean over epochs
             if f"{key}_{m}" in last:
                 values = [h[f"{key}_{m}"] for h in history]
                 row[f"{key}_{m}"] = values[-1] if key == "awc_fisher" else sum(values) / len(values)
+        for key in ("arm_gain", "lsi_share", "dgl_uni_mm"):  # at the end
+            if f"{key}_{m}" in last:
+                row[f"{key}_{m}"] = last[f"{key}_{m}"]
     return row
 
 

@@ -238,6 +238,7 @@ class NIS(Method):
         saved = copy.deepcopy(run.model.state_dict())
         plain = Method()  # the probe trains the pose loss alone
         plain.reference_optimizer = run.method.reference_optimizer  # the task's optimiser (``optimizer: auto``)
+        plain.reference_lr = run.method.reference_lr
         offset = run.epoch_offset + 100 * PROBE_PHASES[bool(frozen)]
         label = f"{run.label}NIS fit{' (gradient-stop)' if frozen else ''} "
         with gradient_stop(run.model, frozen):

@@ -41,4 +41,5 @@ def get(name: str, **params) -> Method:
 
 def _load() -> None:
     """Import the modules that register methods (here, not at package import, to keep imports acyclic)."""
-    from poise.methods import agm, awc, baseline, gblending, modality_resample, ogm_ge, relearn  # noqa: F401
+    from poise.methods import (agm, arl, arm, awc, baseline, dgl, gblending, lsi, modality_resample,  # noqa: F401
+                               ogm_ge, relearn)

@@ -36,9 +36,9 @@ import math
 import torch
 
 from poise import distributed
-from poise.contrib.shapley import shapley_exact
 from poise.methods import register
 from poise.methods.base import Method
+from poise.methods.responses import shapley_responses
 from poise.metrics import joint_errors
 from poise.errors import PoiseError
 
@@ -57,18 +57,6 @@ class _ScaleGrad(torch.autograd.Function):
 def scale_grad(x: torch.Tensor, k: float) -> torch.Tensor:
     """x in the forward pass; its gradient times k in the backward pass."""
     return _ScaleGrad.apply(x, k)
-
-
-def shapley_responses(model, features: dict) -> tuple[torch.Tensor, dict]:
-    """decode({}) and each modality's Shapley response phi_m, all (B, 17, 3), differentiable."""
-    outputs = {}
-
-    def value(subset: frozenset) -> torch.Tensor:
-        outputs[subset] = model.decode(features, present=tuple(subset))
-        return outputs[subset]
-
-    phi = shapley_exact(value, model.modalities)  # exact Shapley works on tensors as on floats
-    return outputs[frozenset()], phi
 
 
 def strengths(scores: dict) -> dict:

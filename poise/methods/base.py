@@ -1,6 +1,9 @@
 """The method plugin interface: a few hooks, called by the training loop at fixed moments.
 
     reference_optimizer             "adam" or "sgd": what the method's reference trains with (``optimizer: auto``)
+    reference_lr                    the learning rate of that optimiser for this method when the config sets none
+                                    (None: the optimiser's default, ``poise.optim.DEFAULTS``); chosen on held-out
+                                    training sequences, never on the test split
     setup(run)                      once, after the model and the data exist and before the optimiser is built;
                                     on resume, before the checkpoint is restored (set up, then restore)
     modules() -> {name: Module}     trainable modules the method owns (e.g. G-Blending's heads): the loop puts
@@ -53,6 +56,7 @@ from poise.errors import PoiseError
 class Method:
     name: ClassVar[str] = "method"
     reference_optimizer: ClassVar[str] = "adam"
+    reference_lr: ClassVar[float | None] = None
     needs_holdout: ClassVar[bool] = False  # setup needs ``run.val_rows`` (held-out training sequences)
 
     @classmethod

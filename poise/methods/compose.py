@@ -24,6 +24,7 @@ class Composite(Method):
         self.parts = list(parts)
         self.name = "+".join(names)
         self.reference_optimizer = (reference or parts[0]).reference_optimizer
+        self.reference_lr = (reference or parts[0]).reference_lr
 
     def params(self) -> dict:
         return {p.name: p.params() for p in self.parts}

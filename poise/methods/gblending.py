@@ -42,6 +42,7 @@ import torch
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.methods import register
 from poise.methods.base import Method
+from poise.methods.responses import UnimodalHeads
 from poise.runtime import to_device
 from poise.errors import PoiseError
 
@@ -75,7 +76,7 @@ class GBlending(Method):
             raise PoiseError(f"gblending: eval_frames must be >= 2 (MPJPE on a slice of frames), got {self.eval_frames}")
         if not self.eps_mm > 0:
             raise PoiseError(f"gblending: eps_mm must be > 0, got {self.eps_mm}")
-        self.heads: torch.nn.ModuleDict | None = None  # modality -> linear head on its features
+        self.heads: UnimodalHeads | None = None  # modality -> linear head on its features
         self.weights: dict = {}
         self.last: dict = {}  # the last measurement {branch: (train_mm, val_mm)}
         self.history: list = []  # (epoch, weights) after each estimate
@@ -90,10 +91,7 @@ class GBlending(Method):
         rng = np.random.default_rng([run.config.seed, 7])
         self.train_slice = np.sort(rng.permutation(run.train_rows)[: self.eval_frames])
         self.val_slice = np.sort(rng.permutation(run.val_rows)[: self.eval_frames])
-        with torch.random.fork_rng(devices=[]):  # initialised from the seed without touching the global RNG
-            torch.manual_seed(run.config.seed + 1)
-            heads = {m: torch.nn.Linear(run.model.dim, 17 * 3) for m in run.model.modalities}
-        self.heads = torch.nn.ModuleDict(heads).to(run.device)
+        self.heads = UnimodalHeads(run.model, run.config.seed)
         branches = [*run.model.modalities, FUSED]
         self.weights = {k: 1.0 / len(branches) for k in branches}
         self.last = self.measure(run)  # a resumed run restores its own weights and measurement after this
@@ -103,7 +101,7 @@ class GBlending(Method):
 
     def unimodal(self, model, features: dict) -> dict:
         """Each modality's own-head prediction (B, 17, 3)."""
-        return {m: model.mean_pose + self.heads[m](features[m]).view(-1, 17, 3) for m in model.modalities}
+        return self.heads.outputs(model, features)
 
     @torch.no_grad()
     def _branch_mm(self, model, rows, data) -> dict:

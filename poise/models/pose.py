@@ -35,6 +35,9 @@ class PoseModel(nn.Module):
         self.fusion = make_fusion(fusion, len(self.modalities), dim)
         self.head = nn.Linear(self.fusion.out_dim, 17 * 3)
         self.register_buffer("mean_pose", torch.zeros(17, 3))
+        # a fixed per-modality factor on the features before fusion (1 unless a method such as ARM sets it):
+        # part of the model, so training, evaluation and sub-model decodes all see the same features
+        self.register_buffer("modality_gain", torch.ones(len(self.modalities)))
 
     def set_mean_pose(self, mean_pose: torch.Tensor) -> None:
         """Centre the head's output on ``mean_pose`` (17, 3), metres: the training set's mean, typically."""
@@ -50,10 +53,15 @@ class PoseModel(nn.Module):
         if unknown:
             raise ValueError(f"present={list(present)} names {unknown}, which this model has no encoder for "
                              f"(its modalities: {list(self.modalities)})")
-        reference = features[self.modalities[0]]
-        tokens = torch.stack([features[m] if m in present else torch.zeros_like(reference)
-                              for m in self.modalities], dim=1)
+        reference = features[present[0]] if present else next(iter(features.values()))
+        tokens = torch.stack([features[m] * self.modality_gain[i] if m in present else torch.zeros_like(reference)
+                              for i, m in enumerate(self.modalities)], dim=1)
         return self.mean_pose + self.head(self.fusion(tokens)).view(-1, 17, 3)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before ``modality_gain`` existed hold no gains: theirs were all 1
+        state_dict.setdefault(prefix + "modality_gain", torch.ones_like(self.modality_gain))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, batch: dict, present=None) -> torch.Tensor:
         return self.decode(self.encode(batch), present)

@@ -1,0 +1,298 @@
+"""Paper 002-004's balancing methods (ARL, DGL, ARM, LSI) on their defining properties, and the two pieces they
+share: rescaled unimodal predictions and Gaussian information."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from poise import methods
+from poise.contrib.information import gaussian_cmi, gaussian_mi
+from poise.methods import arl, arm, lsi
+from poise.methods.responses import unimodal_predictions
+from poise.metrics import mpjpe_loss
+from poise.models.pose import build_model
+from poise.train import Step
+
+ALL = ("rgb", "lidar", "mmwave", "wifi-csi")
+
+
+def model_and_batch(fake_batch, fusion="concat", b=16, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(fusion=fusion, dim=8)
+    batch = fake_batch(b)
+    batch["gt"] = torch.randn(b, 17, 3, generator=torch.Generator().manual_seed(2)) * 0.2
+    return model, batch
+
+
+def fake_run(model, epoch=5, epochs=10):
+    return SimpleNamespace(model=model, epoch=epoch, config=SimpleNamespace(epochs=epochs, seed=0))
+
+
+def step_of(model, batch, method=None, run=None):
+    features = model.encode(batch)
+    pred = (method.predict(run, batch, features) if method is not None else None)
+    pred = model.decode(features) if pred is None else pred
+    return Step(batch, features, pred, mpjpe_loss(pred, batch["gt"]))
+
+
+def grads(model, group):
+    return [None if p.grad is None else p.grad.clone() for p in model.modality_parameters()[group]]
+
+
+# --- the shared pieces -----------------------------------------------------------------------------------
+
+def test_rescaled_unimodal_predictions_average_to_the_fused_one_under_concat(fake_batch):
+    model, batch = model_and_batch(fake_batch)
+    features = model.encode(batch)
+    uni = unimodal_predictions(model, features)
+    assert torch.allclose(sum(uni.values()) / len(uni), model.decode(features), atol=1e-6)
+    plain = {m: model.decode(features, (m,)) for m in model.modalities}  # zero-padding alone does not
+    assert not torch.allclose(sum(plain.values()) / len(plain), model.decode(features), atol=1e-4)
+
+
+def test_gaussian_information_on_known_cases():
+    g = torch.Generator().manual_seed(0)
+    n, rho = 20000, 0.8
+    x = torch.randn(n, 4, generator=g)
+    y = rho * x + math.sqrt(1 - rho ** 2) * torch.randn(n, 4, generator=g)
+    assert gaussian_mi(x, y) == pytest.approx(4 * -0.5 * math.log(1 - rho ** 2), rel=0.05)
+    assert gaussian_mi(x, torch.randn(n, 4, generator=g)) < 0.01  # independent
+    z = torch.randn(n, 4, generator=g)
+    a, b = z + 0.5 * torch.randn(n, 4, generator=g), z + 0.5 * torch.randn(n, 4, generator=g)
+    assert gaussian_mi(a, b) > 1.0 and gaussian_cmi(a, b, [z]) < 0.01  # dependent only through z
+    c = 0.5 * z + torch.randn(n, 4, generator=g)  # y = x + noise with an unrelated given: CMI = MI
+    assert gaussian_cmi(x, y, [c]) == pytest.approx(gaussian_mi(x, y), rel=0.05)
+    assert gaussian_mi(torch.ones(n, 4), y) == 0.0  # a collapsed (constant) prediction carries nothing
+
+
+# --- ARL -------------------------------------------------------------------------------------------------
+
+def test_arl_coefficients_follow_inverse_variance_against_dependence():
+    equal = {m: 1.0 for m in ALL}
+    k = arl.coefficients(equal, equal, 1.0)
+    assert all(v == pytest.approx(0.25) for v in k.values())
+    k = arl.coefficients({**equal, "rgb": 0.5}, equal, 1.0)  # rgb more precise, equally used
+    assert k["rgb"] == max(k.values()) and k["rgb"] > k["lidar"]
+    k = arl.coefficients(equal, {**equal, "wifi-csi": 0.5}, 1.0)  # wifi-csi under-used for its precision
+    assert k["wifi-csi"] == max(k.values())
+    assert arl.coefficients(equal, {**equal, "lidar": 0.5}, 1.0) != arl.coefficients(equal, {**equal, "rgb": 0.5}, 1.0)
+
+
+@pytest.mark.parametrize("heads", ["own", "shared"])
+def test_arl_scales_each_encoder_by_one_plus_k_and_leaves_the_fusion(fake_batch, heads):
+    model, batch = model_and_batch(fake_batch)
+    method = methods.get("arl", heads=heads)
+    run = fake_run(model)
+    method.setup(run)
+    if heads == "shared":
+        assert method.modules() == {}  # no extra parameters
+    else:
+        assert set(method.modules()["arl_heads"]) == set(ALL)
+    step = step_of(model, batch)
+    (step.loss + method.extra_loss(run, step)).backward()
+    plain = {g: grads(model, g) for g in (*ALL, "fusion")}
+    own = [p.grad.clone() for p in method.modules()["arl_heads"].parameters()] if heads == "own" else []
+    method.after_backward(run, step)
+    assert all(torch.equal(a, p.grad) for a, p in zip(own, method.modules().get("arl_heads", []).parameters()
+                                                       if heads == "own" else []))
+    k = method.last
+    assert len(set(round(v, 9) for v in k.values())) > 1  # asymmetric, not a constant factor
+    for m in ALL:
+        for got, want in zip(grads(model, m), plain[m]):
+            assert torch.allclose(got, (1 + k[m]) * want)
+    for got, want in zip(grads(model, "fusion"), plain["fusion"]):
+        assert torch.equal(got, want)
+
+
+def test_arl_multipliers_follow_the_statistics_and_wait_for_the_warmup(fake_batch):
+    model, batch = model_and_batch(fake_batch)
+    method = methods.get("arl", momentum=0.0)
+    run = fake_run(model, epoch=0)
+    method.setup(run)
+    step = step_of(model, batch)
+    (step.loss + method.extra_loss(run, step)).backward()
+    before = grads(model, "rgb")
+    method.after_backward(run, step)  # epoch 0 < warmup: no scaling
+    assert all(torch.equal(a, b) for a, b in zip(grads(model, "rgb"), before))
+    first = dict(method.last)
+    with torch.no_grad():  # make RGB's unimodal output useless: its coefficient must change
+        for p in model.modality_parameters()["rgb"]:
+            p.mul_(0)
+    method.extra_loss(fake_run(model), step_of(model, batch))
+    assert method.last["rgb"] != pytest.approx(first["rgb"], abs=1e-3)
+
+
+# --- DGL -------------------------------------------------------------------------------------------------
+
+def dgl_step(fake_batch, alpha, fusion="concat", pose_weight=1.0, heads="shared"):
+    model, batch = model_and_batch(fake_batch, fusion=fusion)
+    method = methods.get("dgl", alpha=alpha, heads=heads)
+    run = fake_run(model)
+    method.setup(run)
+    step = step_of(model, batch, method, run)
+    extra = method.extra_loss(run, step)
+    objective = pose_weight * step.loss if extra is None else pose_weight * step.loss + extra
+    objective.backward()
+    method.after_backward(run, step)
+    return model, batch, method
+
+
+@pytest.mark.parametrize("heads", ["own", "shared"])
+def test_dgl_routes_each_loss_to_its_part(fake_batch, heads):
+    small, _, _ = dgl_step(fake_batch, 0.5, heads=heads)
+    large, batch, method = dgl_step(fake_batch, 5.0, heads=heads)
+    for a, b in zip(grads(small, "fusion"), grads(large, "fusion")):  # the unimodal loss never reaches the head
+        assert torch.equal(a, b)
+    tenfold, _, _ = dgl_step(fake_batch, 5.0, pose_weight=10.0, heads=heads)  # nor the fused loss the encoders
+    for m in ALL:
+        assert all(torch.equal(a, b) for a, b in zip(grads(large, m), grads(tenfold, m)))
+    # the encoders' gradients are alpha * 2/M x those of the unimodal losses with the head frozen
+    model, _ = model_and_batch(fake_batch)
+    for p in model.modality_parameters()["fusion"]:
+        p.requires_grad_(False)
+    features = model.encode(batch)
+    own = method.modules().get("dgl_heads")
+    outputs = unimodal_predictions(model, features) if own is None else own.outputs(model, features)
+    loss = sum(mpjpe_loss(y, batch["gt"]) for y in outputs.values())
+    (5.0 * 2 / 4 * loss).backward()
+    for m in ALL:
+        for got, want in zip(grads(large, m), grads(model, m)):
+            assert torch.allclose(got, want, atol=1e-7)
+
+
+def test_dgl_trains_every_fusion_parameter_and_evaluates_the_plain_model(fake_batch):
+    model, batch, _ = dgl_step(fake_batch, 4.0, fusion="attention")
+    assert all(g is not None and g.abs().sum() > 0 for g in grads(model, "fusion"))
+    method = methods.get("dgl")
+    assert method.test_model(fake_run(model)) is None  # evaluation is the ordinary decode(z)
+
+
+# --- ARM -------------------------------------------------------------------------------------------------
+
+def test_arm_weights_reinforce_the_weaker_modality_with_product_one():
+    w = arm.fusion_weights({"rgb": 4.0, "wifi-csi": 1.0}, max_gain=100)
+    assert w == pytest.approx({"rgb": 0.25, "wifi-csi": 4.0})  # the reference's c_other / c_self
+    w = arm.fusion_weights({"rgb": 4.0, "lidar": 3.0, "mmwave": 1.0, "wifi-csi": 0.5}, max_gain=100)
+    assert math.prod(w.values()) == pytest.approx(1.0)
+    assert w["wifi-csi"] > w["mmwave"] > 1 > w["lidar"] > w["rgb"]
+    assert max(arm.fusion_weights({"a": 1e3, "b": 1e-3}, max_gain=10).values()) == 10
+
+
+def test_arm_contribution_uses_the_fused_and_the_others_accuracy():
+    c = arm.contributions({"a": 2.0, "b": 1.0}, {"a": 0.5, "b": 0.8}, {"a": 0.9, "b": 0.3}, p_fused=0.95)
+    assert c == pytest.approx({"a": 0.95 * 2.0 + 0.3 * 1.5, "b": 0.95 * 1.0 + 0.9 * 0.2})
+
+
+def test_arm_gains_move_towards_the_weak_modality_and_evaluation_reads_no_labels(fake_batch):
+    model, batch = model_and_batch(fake_batch, b=32)
+    with torch.no_grad():  # make the pose follow RGB's features: RGB strong, the rest weak
+        rgb = model.encode(batch)["rgb"]
+        batch["gt"] = model.decode({"rgb": rgb * 4}, ("rgb",)).detach() + 0.01 * torch.randn(32, 17, 3)
+    method = methods.get("arm", momentum=0.0)
+    run = fake_run(model)
+    step = step_of(model, batch)
+    step.loss.backward()
+    method.after_backward(run, step)
+    gain = dict(zip(model.modalities, model.modality_gain.tolist()))
+    assert gain["rgb"] < 1 < min(gain["lidar"], gain["mmwave"], gain["wifi-csi"])
+    assert not model.modality_gain.requires_grad and "modality_gain" in model.state_dict()
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+        shuffled = {**batch, "gt": batch["gt"][torch.randperm(32)]}
+        assert torch.equal(model(shuffled), out)  # labels play no part at evaluation
+        half = {k: v[:16] for k, v in batch.items()}
+        assert torch.allclose(model(half), out[:16], atol=1e-6)  # nor does the rest of the batch
+
+
+def test_a_checkpoint_without_gains_loads_with_gains_of_one():
+    model = build_model(dim=8)
+    state = {k: v for k, v in model.state_dict().items() if k != "modality_gain"}
+    model.modality_gain.fill_(3.0)
+    model.load_state_dict(state)
+    assert torch.equal(model.modality_gain, torch.ones(4))
+
+
+# --- LSI -------------------------------------------------------------------------------------------------
+
+def test_lsi_regulariser_is_zero_at_equal_information_and_grows_with_imbalance():
+    assert float(lsi.regulariser(torch.full((4,), 0.7))) == pytest.approx(0.0, abs=1e-6)
+    assert float(lsi.regulariser(torch.tensor([1.0, 1.0, 1.0, 0.1]))) > float(lsi.regulariser(torch.tensor([1.0, 1.0, 1.0, 0.5]))) > 0
+    scores = torch.tensor([2.0, 1.0, 0.5, 0.25])
+    assert float(lsi.regulariser(scores, "max_ent")) == pytest.approx(float((1 / scores).norm()))
+
+
+def test_lsi_gradient_gives_an_ignored_modality_influence(fake_batch):
+    model, batch = model_and_batch(fake_batch)
+    d = model.dim
+    with torch.no_grad():
+        model.head.weight[:, 3 * d:] = 0  # the head ignores wifi-csi
+    features = model.encode(batch)
+    clean = model.decode(features)
+    torch.manual_seed(1)
+    scores = lsi.information_scores(model, features, clean, n_samples=4)
+    values = scores.detach()
+    assert float(values[3]) == pytest.approx(0.0, abs=1e-9) and float(values[:3].min()) > 0
+    reg = lsi.regulariser(scores)
+    reg.backward()
+    assert model.head.weight.grad[:, 3 * d:].abs().sum() > 0
+    with torch.no_grad():
+        model.head.weight -= 1e-3 * model.head.weight.grad / model.head.weight.grad.norm()
+    torch.manual_seed(1)
+    after = lsi.information_scores(model, model.encode(batch), clean, n_samples=4)
+    after = after.detach()
+    assert float(after[3] / after.sum()) > float(values[3] / values.sum())
+    assert float(lsi.regulariser(after)) < float(reg.detach())
+
+
+def test_lsi_scores_do_not_change_with_a_modalitys_feature_scale(fake_batch):
+    model, batch = model_and_batch(fake_batch)
+    d = model.dim
+    features = model.encode(batch)
+    torch.manual_seed(3)
+    before = lsi.information_scores(model, features, model.decode(features), 2)
+    with torch.no_grad():
+        model.head.weight[:, :d] /= 10  # rgb's head block 10x smaller, its features 10x larger
+    features = {**features, "rgb": features["rgb"] * 10}
+    torch.manual_seed(3)
+    after = lsi.information_scores(model, features, model.decode(features), 2)
+    assert torch.allclose(before, after, rtol=1e-4)
+
+
+# --- each method in a short training run -----------------------------------------------------------------
+
+def short_run(tiny, tmp_path, method, params=None, epochs=3):
+    from poise.config import TrainConfig
+    from poise.train import train
+
+    config = TrainConfig(data=str(tiny), split="S3", epochs=epochs, batch_size=64, dim=16, lidar_points=64,
+                         mmwave_points=16, assess_frames=128, out=str(tmp_path / "runs"), name=method, lr_step=10,
+                         method=method, method_params=params or {})
+    return train(config, progress=False)
+
+
+def test_arl_and_dgl_fused_models_do_not_overshoot(tiny, tmp_path):
+    """The 439-mm failure of plain zero-padding: here the fused error stays below the unimodal ones' mean."""
+    for name, params in (("arl", dict(warmup=1, heads="shared")), ("dgl", dict(heads="shared"))):
+        run = short_run(tiny, tmp_path, name, params)
+        run.model.eval()
+        with torch.no_grad():
+            features = run.model.encode(run.assess)
+            fused = float(mpjpe_loss(run.model.decode(features), run.assess["gt"]))
+            uni = [float(mpjpe_loss(y, run.assess["gt"])) for y in unimodal_predictions(run.model, features).values()]
+        assert fused <= np.mean(uni) + 1e-6, (name, fused, uni)
+        assert run.history[-1]["train_mpjpe_mm"] < run.history[0]["train_mpjpe_mm"], name
+
+
+def test_each_method_moves_the_statistic_it_targets(tiny, tmp_path):
+    history = {name: short_run(tiny, tmp_path, name, params).history
+               for name, params in (("arl", dict(warmup=1)), ("arm", {}), ("lsi", dict(delta=0.1)))}
+    k = [history["arl"][-1][f"arl_k_{m}"] for m in ALL]
+    assert max(k) - min(k) > 0.01 and sum(k) == pytest.approx(1.0)
+    gains = [history["arm"][-1][f"arm_gain_{m}"] for m in ALL]
+    assert max(gains) > 1.05 and min(gains) < 0.95
+    shares = [[row[f"lsi_share_{m}"] for m in ALL] for row in history["lsi"]]
+    assert max(shares[-1]) - min(shares[-1]) < max(shares[0]) - min(shares[0])  # the shares move together
