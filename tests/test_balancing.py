@@ -289,10 +289,12 @@ def test_arl_and_dgl_fused_models_do_not_overshoot(tiny, tmp_path):
 
 def test_each_method_moves_the_statistic_it_targets(tiny, tmp_path):
     history = {name: short_run(tiny, tmp_path, name, params).history
-               for name, params in (("arl", dict(warmup=1)), ("arm", {}), ("lsi", dict(delta=0.1)))}
+               for name, params in (("arl", dict(warmup=1)), ("arm", {}), ("lsi", dict(delta=0.1)), ("dgl", {}))}
     k = [history["arl"][-1][f"arl_k_{m}"] for m in ALL]
     assert max(k) - min(k) > 0.01 and sum(k) == pytest.approx(1.0)
     gains = [history["arm"][-1][f"arm_gain_{m}"] for m in ALL]
     assert max(gains) > 1.05 and min(gains) < 0.95
     shares = [[row[f"lsi_share_{m}"] for m in ALL] for row in history["lsi"]]
     assert max(shares[-1]) - min(shares[-1]) < max(shares[0]) - min(shares[0])  # the shares move together
+    first, last = history["dgl"][0], history["dgl"][-1]  # every encoder learns from its own unimodal loss
+    assert all(last[f"dgl_uni_mm_{m}"] < first[f"dgl_uni_mm_{m}"] for m in ALL)

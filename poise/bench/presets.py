@@ -103,11 +103,13 @@ OTHERS = (
 )
 
 RELATED = (  # papers 002-004; ARL, DGL and ARM scale gradients or features: their reference optimiser, SGD
-    Variant("arl", "arl", against="baseline_sgd", about="002's ARL: inverse-variance coefficients (1 + k) on the "
+    Variant("baseline_sgd01", "baseline", train=dict(optimizer="sgd", lr=0.1), against=None,
+            about="joint training under SGD at ARL's, DGL's and ARM's lr 0.1 (their paired baseline)"),
+    Variant("arl", "arl", against="baseline_sgd01", about="002's ARL: inverse-variance coefficients (1 + k) on the "
             "encoders' gradients and the unimodal bias loss, SGD"),
-    Variant("dgl", "dgl", against="baseline_sgd", about="002's DGL: encoders from unimodal losses only, fusion "
+    Variant("dgl", "dgl", against="baseline_sgd01", about="002's DGL: encoders from unimodal losses only, fusion "
             "and head from the fused loss on detached features, SGD"),
-    Variant("arm", "arm", against="baseline_sgd", about="004's ARM: feature gains from Gaussian MI / CMI, SGD"),
+    Variant("arm", "arm", against="baseline_sgd01", about="004's ARM: feature gains from Gaussian MI / CMI, SGD"),
     Variant("lsi", "lsi", about="003's log-Sobolev regulariser equalising the modalities' information, Adam"),
 )
 
@@ -164,7 +166,7 @@ PRESETS = {
               "against joint training under SGD), the single modalities and R + L, converged, 3 seeds: the "
               "numbers in docs/bench.md"),
     "fusions": Preset(
-        variants=(BASELINE, OTHERS[2], GRADIENT_METHODS[0], *RELATED), fusions=("mlp", "attention"), subsets=(),
+        variants=(BASELINE, OTHERS[2], *RELATED), fusions=("mlp", "attention"), subsets=(),
         seeds=(0, 1, 2), epochs=EPOCHS, train=SHARED,
         about="joint training (Adam and SGD), AWC and papers 002-004's methods at the mlp and attention fusions, "
               "converged (72 epochs), 3 seeds"),

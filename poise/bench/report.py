@@ -48,10 +48,12 @@ def methods_table(rows, preset: Preset) -> str:
 
 
 def optimiser_of(variant) -> str:
-    from poise import methods
+    """The optimiser and its learning rate, e.g. ``sgd 0.1``."""
+    from poise import methods, optim
+    from poise.config import TrainConfig
 
-    name = variant.train.get("optimizer", "auto")
-    return methods.get(variant.method, **variant.params).reference_optimizer if name == "auto" else name
+    spec = optim.resolve(TrainConfig(**variant.train), methods.get(variant.method, **variant.params))
+    return f"{spec['optimizer']} {spec['lr']:g}"
 
 
 def differences(rows, label: str, against: str, fusion: str) -> list:

@@ -33,7 +33,7 @@ def correlations(*columns: torch.Tensor) -> torch.Tensor:
     std = v.square().mean(0).sqrt()
     v = v / torch.where(std > 1e-12, std, torch.full_like(std, float("inf")))
     corr = torch.einsum("bdi,bdj->dij", v, v) / len(v)
-    eye = torch.eye(len(columns), dtype=corr.dtype)
+    eye = torch.eye(len(columns), dtype=corr.dtype, device=corr.device)
     return corr * (1 - eye) + eye
 
 
@@ -48,6 +48,6 @@ def gaussian_cmi(x: torch.Tensor, y: torch.Tensor, given: list) -> float:
     if not given:
         return gaussian_mi(x, y)
     corr = correlations(x, y, *given)
-    precision = torch.linalg.inv(corr + RIDGE * torch.eye(corr.shape[-1], dtype=corr.dtype))
+    precision = torch.linalg.inv(corr + RIDGE * torch.eye(corr.shape[-1], dtype=corr.dtype, device=corr.device))
     r = (-precision[:, 0, 1] / (precision[:, 0, 0] * precision[:, 1, 1]).sqrt()).clamp(-MAX_R, MAX_R)
     return float((-0.5 * torch.log1p(-r.square())).sum())

@@ -87,7 +87,8 @@ class DGL(Method):
         if self.unimodal_heads is not None:
             return weight * sum(losses.values())  # reaches the encoders and their own heads only
         params = [p for m in run.model.modalities for p in groups[m] if p.requires_grad]
-        grads = torch.autograd.grad(weight * sum(losses.values()), params, allow_unused=True)
+        grads = torch.autograd.grad(weight * sum(losses.values()), params, allow_unused=True,
+                                    retain_graph=True)  # another part's loss may still go through the features
         self._grads = dict(zip(params, grads))
         return None
 

@@ -9,7 +9,7 @@ regularises so that the modalities contribute equally to the fused output. Each 
 
     z~_m  = z_m + sigma_m * eps_m,  eps_m ~ N(0, I),  sigma_m = the batch std of z_m per feature,
             ``n_samples`` draws per frame, every modality perturbed at once
-    f     = ||decode(z~) - sg(decode(z))||^2 per frame       (label-free consistency, Gat et al.'s "inf_loss")
+    f     = ||decode(z~) - decode(z)||^2 per frame            (label-free consistency, Gat et al.'s "inf_loss")
     I_m   = mean over frames and draws of ||d f / d eps_m||^2 / f       (modality m's Fisher-information bound)
     reg   = KL(uniform || I / sum I) = (1/M) sum_m log((1/M) / s_m)      (``form: balance``, the default)
        or = || (1 / I_1, ..., 1 / I_M) ||_2                              (``form: max_ent``, Gat et al.'s)
@@ -20,7 +20,8 @@ share goes to 0: 003's stated aim ("equally weight feature contributions"), free
 plain weight against the MPJPE in metres. ``max_ent`` is Gat et al.'s form; it also grows when every I is
 small, and its scale depends on the features' units.
 Adapted to regression (ours): the softmax consistency loss becomes the squared distance to the clean
-prediction, detached; the perturbation is on the encoders' features (the fusion inputs, as 003), so it costs
+prediction (not detached: f is a function of the perturbation alone, so the regulariser does not push on the
+head's bias); the perturbation is on the encoders' features (the fusion inputs, as 003), so it costs
 decodes, no encoder passes; the gradient is taken with respect to the standardised noise eps_m (that is,
 sigma_m times the gradient with respect to z~_m), so that rescaling a modality's features and inversely its
 head weights does not change its score; f is per frame (the LSI integrand), not the batch mean that Gat et
@@ -36,6 +37,7 @@ import dataclasses
 import math
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from poise.methods import register
 from poise.methods.base import Method
@@ -45,14 +47,15 @@ FORMS = ("balance", "max_ent")
 TINY = 1e-12  # m^2: keeps the ratio finite when a draw leaves the prediction unchanged
 
 
-def information_scores(model, features: dict, clean: torch.Tensor, n_samples: int) -> torch.Tensor:
+def information_scores(model, features: dict, n_samples: int) -> torch.Tensor:
     """(M,) I_m, differentiable with respect to the model's parameters and the features."""
     noise = {m: torch.randn(n_samples, *z.shape, dtype=z.dtype, device=z.device, requires_grad=True)
              for m, z in features.items()}
     perturbed = {m: (z + z.std(0, unbiased=False) * noise[m]).reshape(-1, z.shape[-1]) for m, z in features.items()}
-    pred = model.decode(perturbed)
-    target = clean.detach().repeat(n_samples, 1, 1)
-    f = (pred - target).square().sum((1, 2))
+    with sdpa_kernel([SDPBackend.MATH]):  # the fused attention kernels have no double backward
+        pred = model.decode(perturbed)
+        clean = model.decode(features).repeat(n_samples, 1, 1)
+    f = (pred - clean).square().sum((1, 2))
     grads = torch.autograd.grad(f.sum(), [noise[m] for m in model.modalities], create_graph=True)
     return torch.stack([(g.reshape(len(f), -1).square().sum(1) / (f + TINY)).mean() for g in grads])
 
@@ -85,7 +88,7 @@ class LSI(Method):
         self._steps = 0
 
     def extra_loss(self, run, step):
-        scores = information_scores(run.model, step.features, step.pred, self.n_samples)
+        scores = information_scores(run.model, step.features, self.n_samples)
         reg = regulariser(scores, self.form)
         with torch.no_grad():
             shares = scores / scores.sum().clamp_min(TINY)
