@@ -97,6 +97,15 @@ class ARM(Method):
         self._sums: dict = {}
         self._steps = 0
 
+    def setup(self, run) -> None:
+        per_rank = run.config.batch_size // distributed.world()
+        need = len(run.model.modalities) + 2  # a correlation matrix of M + 1 variables per coordinate
+        if per_rank < need:
+            raise PoiseError(f"arm estimates Gaussian information on each batch and needs at least {need} frames "
+                             f"per batch and process; batch_size {run.config.batch_size} over "
+                             f"{distributed.world()} process(es) gives {per_rank}: raise the config key "
+                             f"'batch_size'")
+
     @torch.no_grad()
     def information(self, model, features: dict, fused: torch.Tensor, gt: torch.Tensor) -> tuple[dict, dict, dict, float]:
         """MI_m, CMI_m, p_m and p_fused on one batch."""
