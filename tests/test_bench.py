@@ -61,7 +61,7 @@ def test_tiny_bench_writes_tables_plots_and_resumes(tiny, tmp_path, capsys):
     assert len(rows) == 6  # (baseline, relearn) x 2 seeds + the rgb subset x 2 seeds
     report = (out / "report.md").read_text()
     base = [float(r["test_mpjpe_mm"]) for r in rows if r["method"] == "baseline" and r["subset"] == "all"]
-    assert f"| baseline | adam | {bench.fmt(base)} |" in report
+    assert f"| baseline | adam 0.001 | {bench.fmt(base)} |" in report
     rgb = [float(r["test_mpjpe_mm"]) for r in rows if r["subset"] == "R"]
     assert f"| R | {bench.fmt(rgb)} |" in report
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")}
