@@ -77,7 +77,6 @@ class DGL(Method):
 
     def extra_loss(self, run, step):
         """The unimodal losses (own heads), or (shared head) their gradients for the encoders alone, stored."""
-        groups = run.model.modality_parameters()
         unimodal = unimodal_outputs(run.model, step.features, self.unimodal_heads)
         losses = {m: mpjpe_loss(y, step.batch["gt"]) for m, y in unimodal.items()}
         weight = self.alpha * 2 / len(losses)
@@ -86,6 +85,7 @@ class DGL(Method):
         self._steps += 1
         if self.unimodal_heads is not None:
             return weight * sum(losses.values())  # reaches the encoders and their own heads only
+        groups = run.model.modality_parameters()
         params = [p for m in run.model.modalities for p in groups[m] if p.requires_grad]
         grads = torch.autograd.grad(weight * sum(losses.values()), params, allow_unused=True,
                                     retain_graph=True)  # another part's loss may still go through the features
