@@ -169,6 +169,18 @@ def cmd_contrib(args) -> int:
     return 0
 
 
+def cmd_robust(args) -> int:
+    from poise.robust import format_robustness, robustness, save_robustness
+    from poise.train import load_run
+
+    run = load_run(args.run_dir)
+    report = robustness(run, drops=args.drop, seeds=args.seeds)
+    print(format_robustness(report))
+    paths = save_robustness(report, run.dir)
+    print("saved " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from poise.bench import bench
 
@@ -296,6 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "Writes contrib.json and contrib.png into the run directory.")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_contrib)
+
+    p = sub.add_parser("robust", help="a trained run's test error with every modality subset, and with sensors "
+                       "missing at random", description="Evaluates a trained run on its test split with each of the "
+                       "15 non-empty modality subsets present (absent modalities as its training defined them), and "
+                       "with each modality lost per sample with probability --drop. Prints the table; writes "
+                       "robust.json, robust.md and robust.png into the run directory. See docs/robust.md.")
+    p.add_argument("run_dir")
+    p.add_argument("--drop", type=float, nargs="*", default=[0.3], metavar="P",
+                   help="per-sample probabilities of losing each modality (default 0.3; none: --drop with no value)")
+    p.add_argument("--seeds", type=_at_least(1), default=5, help="seeds each --drop is averaged over (default 5)")
+    p.set_defaults(func=cmd_robust)
 
     from poise.continual.config import ABLATIONS, EWC_MODES, FISHERS, METHODS as CONTINUAL_METHODS
 

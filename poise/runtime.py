@@ -116,6 +116,21 @@ def frame_batches(data, rows, batch_size: int):
     return (data.batch(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size))
 
 
+@torch.no_grad()
+def encode_split(model, data, device, rows=None, batch_size: int = 256) -> tuple[dict, torch.Tensor]:
+    """Every modality's features over ``rows`` of ``data`` (default: all frames) and the ground truth, one
+    encoder pass."""
+    model.eval()
+    rows = np.arange(len(data)) if rows is None else np.asarray(rows)
+    features, gts = {m: [] for m in model.modalities}, []
+    for batch in frame_batches(data, rows, batch_size):
+        batch = to_device(batch, device)
+        for m, f in model.encode(batch).items():
+            features[m].append(f)
+        gts.append(batch["gt"])
+    return {m: torch.cat(f) for m, f in features.items()}, torch.cat(gts)
+
+
 def evaluate(model: torch.nn.Module, data, rows=None, batch_size: int = 256, prefix: str = "test") -> dict:
     """MPJPE and PA-MPJPE (mm) of ``model`` over the frames ``rows`` of ``data`` (default: every frame), as
     ``{prefix}_mpjpe_mm`` and ``{prefix}_pa_mpjpe_mm``. Under torchrun each rank takes its share of the frames

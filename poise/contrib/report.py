@@ -16,17 +16,10 @@ from poise.metrics import M_TO_MM, mpjpe_mm
 @torch.no_grad()
 def contribution_report(run, batch_size: int = 256) -> dict:
     """{profit: {modality: score}}, unimodal MPJPE and output std (mm), on the whole test split at once."""
-    from poise.runtime import to_device
+    from poise.runtime import encode_split
 
     model = run.model.eval()
-    feats, gts = {m: [] for m in model.modalities}, []
-    for batch in run.test.loader(batch_size=batch_size):
-        batch = to_device(batch, run.device)
-        for m, f in model.encode(batch).items():
-            feats[m].append(f)
-        gts.append(batch["gt"])
-    features = {m: torch.cat(f) for m, f in feats.items()}
-    gt = torch.cat(gts)
+    features, gt = encode_split(model, run.test, run.device, batch_size=batch_size)
     report = {"frames": len(gt), "gt_std_mm": float(gt.std(0).mean() * M_TO_MM), "scores": {}, "unimodal": {}}
     for name in PROFITS:
         report["scores"][name] = modality_contributions(model, features, gt, profit=name).scores

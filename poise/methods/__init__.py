@@ -41,5 +41,5 @@ def get(name: str, **params) -> Method:
 
 def _load() -> None:
     """Import the modules that register methods (here, not at package import, to keep imports acyclic)."""
-    from poise.methods import (agm, arl, arm, awc, baseline, dgl, gblending, lsi, modality_resample,  # noqa: F401
-                               ogm_ge, relearn)
+    from poise.methods import (agm, arl, arm, awc, baseline, dgl, dmrnet, gblending, lsi, mmanet,  # noqa: F401
+                               modality_distill, modality_dropout, modality_resample, ogm_ge, relearn)

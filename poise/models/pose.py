@@ -2,7 +2,17 @@
 
 - ``encode(batch) -> {modality: (B, d) features}`` runs each modality's encoder once;
 - ``decode(features, present) -> (B, 17, 3) poses`` fuses and regresses, with every modality not in
-  ``present`` replaced by zeros at the feature level (the papers' definition of an absent modality).
+  ``present`` absent. ``present`` is a set of modality names for the whole batch or a (B, M) 0/1 mask, one row
+  per sample (missing-modality training draws a combination per sample).
+
+What "absent" means is part of the model, so that training, evaluation and ``poise robust`` agree:
+- ``absent = "zero"`` (default): the modality's features are zeros (the papers' definition);
+- ``absent = "rescale"``: zeros, and the present features multiplied by M / |present| (the regression-consistent
+  form for a concat fusion: a linear head's output on any subset is then on the scale of the full one);
+- a ``restorer`` (``modality_distill``) replaces the absent modalities' features by ones it restores from the
+  present modalities (``poise.methods.modality_distill``).
+An optional ``embedding`` between the fusion and the head (DMRNet's probabilistic embedding) is part of the
+model for the same reason: evaluation reads through it.
 
 Shapley values, unimodal outputs and missing-modality evaluation call ``decode`` on cached features, so the
 encoders run once per step, never 2^M times. ``modality_parameters`` maps each modality to its encoder's
@@ -22,6 +32,7 @@ from poise.models.lite import encode, lite_encoder
 from poise.errors import PoiseError
 
 SHARED = "fusion"  # the parameter group of everything that is not a modality encoder
+ABSENT = ("zero", "rescale")  # what an absent modality's features become (module docstring)
 
 
 class PoseModel(nn.Module):
@@ -38,6 +49,24 @@ class PoseModel(nn.Module):
         # a fixed per-modality factor on the features before fusion (1 unless a method such as ARM sets it):
         # part of the model, so training, evaluation and sub-model decodes all see the same features
         self.register_buffer("modality_gain", torch.ones(len(self.modalities)))
+        self.absent = "zero"
+        self.register_module("embedding", None)  # fusion output -> head input (None: identity)
+        self.register_module("restorer", None)  # (tokens, mask) -> tokens with the absent ones restored
+
+    def set_absent(self, absent: str) -> None:
+        """How an absent modality is represented: one of ``ABSENT`` (module docstring)."""
+        if absent not in ABSENT:
+            raise PoiseError(f"absent={absent!r}: choose one of {', '.join(ABSENT)}")
+        self.absent = absent
+
+    def install(self, name: str, module: nn.Module) -> None:
+        """Put a method's model part in place (``"embedding"`` or ``"restorer"``), on the model's device; its
+        parameters join the ``"fusion"`` group and the checkpoint."""
+        if name not in ("embedding", "restorer"):
+            raise ValueError(f"install: {name!r} is not a model part; choose embedding or restorer")
+        if getattr(self, name) is not None:
+            raise PoiseError(f"the model already has a {name}; one method per model part")
+        setattr(self, name, module.to(self.mean_pose.device))
 
     def set_mean_pose(self, mean_pose: torch.Tensor) -> None:
         """Centre the head's output on ``mean_pose`` (17, 3), metres: the training set's mean, typically."""
@@ -46,17 +75,55 @@ class PoseModel(nn.Module):
     def encode(self, batch: dict) -> dict[str, torch.Tensor]:
         return {m: encode(self.encoders[m], m, batch) for m in self.modalities}
 
-    def decode(self, features: dict[str, torch.Tensor], present=None) -> torch.Tensor:
-        """Poses (B, 17, 3) from ``features``, with modalities outside ``present`` (default: all) zeroed."""
-        present = self.modalities if present is None else tuple(present)
+    def mask(self, present, batch_size: int, device) -> torch.Tensor:
+        """``present`` as a (B, M) or (1, M) float 0/1 mask in the model's modality order."""
+        if present is None:
+            return torch.ones(1, len(self.modalities), device=device)
+        if torch.is_tensor(present):
+            if present.shape != (batch_size, len(self.modalities)):
+                raise ValueError(f"a per-sample present mask has shape {tuple(present.shape)}; expected "
+                                 f"({batch_size}, {len(self.modalities)}): (batch, modalities {list(self.modalities)})")
+            return present.to(device=device, dtype=torch.float32)
+        present = tuple(present)
         unknown = [m for m in present if m not in self.modalities]
         if unknown:
             raise ValueError(f"present={list(present)} names {unknown}, which this model has no encoder for "
                              f"(its modalities: {list(self.modalities)})")
-        reference = features[present[0]] if present else next(iter(features.values()))
-        tokens = torch.stack([features[m] * self.modality_gain[i] if m in present else torch.zeros_like(reference)
+        return torch.tensor([[float(m in present) for m in self.modalities]], device=device)
+
+    def tokens(self, features: dict[str, torch.Tensor], present=None) -> torch.Tensor:
+        """The fusion's input (B, M, d): each present modality's features (times its gain), absent ones as the
+        model defines them (module docstring). ``features`` may omit absent modalities."""
+        reference = next(iter(features.values()))
+        mask = self.mask(present, len(reference), reference.device)
+        tokens = torch.stack([features[m] * self.modality_gain[i] if m in features else torch.zeros_like(reference)
                               for i, m in enumerate(self.modalities)], dim=1)
-        return self.mean_pose + self.head(self.fusion(tokens)).view(-1, 17, 3)
+        missing = [m for i, m in enumerate(self.modalities) if m not in features and bool(mask[:, i].any())]
+        if missing:
+            raise ValueError(f"present modalities {missing} have no features")
+        tokens = tokens * mask[..., None]
+        if self.absent == "rescale":
+            tokens = tokens * (len(self.modalities) / mask.sum(1).clamp_min(1))[:, None, None]
+        if self.restorer is not None and not bool(mask.all()):
+            tokens = torch.where(mask[..., None] > 0, tokens, self.restorer(tokens, mask))
+        return tokens
+
+    def fuse(self, features: dict[str, torch.Tensor], present=None) -> torch.Tensor:
+        """The fusion module's output (B, out_dim) for ``present``: the fused representation."""
+        return self.fusion(self.tokens(features, present))
+
+    def readout(self, fused: torch.Tensor) -> torch.Tensor:
+        """Poses (B, 17, 3) from a fused representation, through the embedding (if any) and the head."""
+        return self.pose(fused if self.embedding is None else self.embedding(fused))
+
+    def pose(self, representation: torch.Tensor) -> torch.Tensor:
+        """The head alone: poses (B, 17, 3) from the representation it reads (DMRNet samples one)."""
+        return self.mean_pose + self.head(representation).view(-1, 17, 3)
+
+    def decode(self, features: dict[str, torch.Tensor], present=None) -> torch.Tensor:
+        """Poses (B, 17, 3) from ``features`` with the modalities in ``present`` (default: all; names for the
+        batch, or a (B, M) 0/1 mask per sample); the others absent as the model defines them."""
+        return self.readout(self.fuse(features, present))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints written before ``modality_gain`` existed hold no gains: theirs were all 1
@@ -67,9 +134,11 @@ class PoseModel(nn.Module):
         return self.decode(self.encode(batch), present)
 
     def modality_parameters(self) -> dict[str, list[nn.Parameter]]:
-        """{modality: its encoder's parameters, "fusion": the fusion module's and the head's}."""
+        """{modality: its encoder's parameters, "fusion": those of the fusion, the head and any embedding or
+        restorer}."""
         groups = {m: list(self.encoders[m].parameters()) for m in self.modalities}
-        groups[SHARED] = list(self.fusion.parameters()) + list(self.head.parameters())
+        groups[SHARED] = [p for part in (self.fusion, self.head, self.embedding, self.restorer) if part is not None
+                          for p in part.parameters()]
         return groups
 
 

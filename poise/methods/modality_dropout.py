@@ -1,0 +1,66 @@
+"""``modality_dropout``: the plain missing-modality baseline (paper 002's robustness papers train with it: DMRNet's
+and MMANet's modality dropout), and the per-sample combinations it and they draw.
+
+Each training sample loses each modality independently with probability ``p``, at the feature level, and a
+sample that would lose all of them draws again, so at least one modality is always kept. At ``p = 0.5`` this
+is exactly the uniform draw over the 2^M - 1 non-empty combinations that DMRNet and MMANet use (every
+non-empty combination is equally likely once the empty one is excluded). The absent modalities are what the
+model says (``PoseModel.absent``): zeros by default, as in the references (features multiplied by 0); with
+``absent=rescale`` the present features are also multiplied by M / |present|, the form consistent with a
+concat fusion's linear head in regression (``docs/robust.md``). Evaluation uses every modality unless
+``poise robust`` says otherwise. The optimiser is poise's default (Adam): the method scales no gradient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from poise.methods import register
+from poise.methods.base import Method
+from poise.errors import PoiseError
+
+
+def draw_masks(batch_size: int, n_modalities: int, p: float) -> torch.Tensor:
+    """(B, M) float 0/1: each modality absent with probability ``p``, independently, redrawn until each row keeps
+    one. From the global CPU generator, so a resumed run draws the same masks."""
+    keep = torch.rand(batch_size, n_modalities) >= p
+    while True:
+        empty = ~keep.any(1)
+        if not empty.any():
+            return keep.float()
+        keep[empty] = torch.rand(int(empty.sum()), n_modalities) >= p
+
+
+def combination_index(mask: torch.Tensor) -> torch.Tensor:
+    """(B,) long: each row's combination as the integer sum of 2^i over its present modalities i (1..2^M - 1)."""
+    weights = 2 ** torch.arange(mask.shape[1], device=mask.device)
+    return (mask.round().long() * weights).sum(1)
+
+
+def combination_name(index: int, modalities) -> str:
+    return "+".join(m for i, m in enumerate(modalities) if index >> i & 1)
+
+
+def check_drop(name: str, p: float) -> None:
+    if not 0 <= p < 1:
+        raise PoiseError(f"{name}: p (the probability that a modality is absent) must be in [0, 1), got {p}")
+
+
+@register("modality_dropout")
+@dataclasses.dataclass
+class ModalityDropout(Method):
+    p: float = 0.5  # each modality's probability of being absent in a training sample (0.5: uniform combinations)
+    absent: str = "zero"  # what an absent modality is (PoseModel.absent): zero, or rescale the present ones
+
+    def __post_init__(self):
+        check_drop(self.name, self.p)
+        self.mask: torch.Tensor | None = None
+
+    def setup(self, run) -> None:
+        run.model.set_absent(self.absent)
+
+    def predict(self, run, batch: dict, features: dict):
+        self.mask = draw_masks(len(batch["gt"]), len(run.model.modalities), self.p).to(batch["gt"].device)
+        return run.model.decode(features, self.mask)
