@@ -11,7 +11,8 @@ Multimodal Learning via Representation Decoupling", ECCV 2024), adapted to pose 
 
 The hard combinations are chosen once, at the end of the warm-up (``warmup`` epochs; the reference: epochs 0-5):
 the ``hard`` non-full combinations with the largest mean s^2 over the warm-up (mean over the embedding's
-dimensions, then over every sample of that combination). The reference compares the two single-modality
+dimensions, then over every sample of that combination); ``by=loss`` ranks them by their mean training MPJPE
+instead, which the reference's 3-modality code logs beside s^2 and which measures hardness directly. The reference compares the two single-modality
 combinations (2 modalities) or hard-codes three of seven (3 modalities); ranking all 14 non-full ones and
 taking M - 1 = 3 generalises both. Sums and counts are accumulated separately: the reference's per-batch mean
 is 0/0 = NaN for a combination absent from a batch, which then poisons its accumulated variance (with 15
@@ -40,7 +41,7 @@ from poise import distributed
 from poise.metrics import sample_mpjpe
 from poise.methods import register
 from poise.methods.base import Method
-from poise.methods.modality_dropout import check_drop, combination_index, combination_name, draw_masks
+from poise.methods.modality_dropout import check_drop, combination_index, combination_name, sample_masks
 from poise.errors import PoiseError
 
 
@@ -65,12 +66,15 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return (0.5 * (logvar.exp() + mu.square() - logvar - 1)).sum(1).mean()
 
 
-def hard_combinations(variance_sum: np.ndarray, count: np.ndarray, k: int) -> list[int]:
-    """The ``k`` combinations (indices 1..2^M - 2, the full one excluded) with the largest mean variance among
-    those seen at least once."""
+def hard_combinations(total: np.ndarray, count: np.ndarray, k: int) -> list[int]:
+    """The ``k`` combinations (indices 1..2^M - 2, the full one excluded) with the largest mean ``total / count``
+    (variance or loss) among those seen at least once, in index order."""
     full = len(count) - 1
     seen = [c for c in range(1, full) if count[c] > 0]
-    return sorted(seen, key=lambda c: -variance_sum[c] / count[c])[:k]
+    return sorted(sorted(seen, key=lambda c: -total[c] / count[c])[:k])
+
+
+HARDNESS = ("variance", "loss")
 
 
 @register("dmrnet")
@@ -81,6 +85,7 @@ class DMRNet(Method):
     warmup: int = 6  # epochs of variance accumulation before the hard combinations are chosen
     hard: int = 0  # how many hard combinations (0: M - 1)
     p: float = 0.5  # modality dropout (0.5: the uniform draw over non-empty combinations, the reference's)
+    by: str = "variance"  # what makes a combination hard: its mean s^2 (the reference) or its mean MPJPE
 
     def __post_init__(self):
         check_drop(self.name, self.p)
@@ -88,8 +93,10 @@ class DMRNet(Method):
             raise PoiseError(f"dmrnet: warmup must be >= 1 epoch (the hard combinations are chosen from it), got {self.warmup}")
         if self.alpha < 0 or self.beta < 0 or self.hard < 0:
             raise PoiseError("dmrnet: alpha, beta and hard must be >= 0")
+        if self.by not in HARDNESS:
+            raise PoiseError(f"dmrnet: by={self.by!r}: choose one of {', '.join(HARDNESS)}")
         self.hard_set: list[int] = []
-        self.variance_sum = self.count = None
+        self.variance_sum = self.loss_sum = self.count = None
         self._step = None
 
     def setup(self, run) -> None:
@@ -97,12 +104,12 @@ class DMRNet(Method):
             raise PoiseError(f"dmrnet: warmup={self.warmup} leaves no epoch for the hard-combination regulariser in "
                              f"a run of {run.config.epochs} epochs; set --param warmup=N with N < epochs (or beta=0)")
         n = 2 ** len(run.model.modalities)
-        self.variance_sum, self.count = np.zeros(n), np.zeros(n)
+        self.variance_sum, self.loss_sum, self.count = np.zeros(n), np.zeros(n), np.zeros(n)
         run.model.install("embedding", ProbabilisticEmbedding(run.model.fusion.out_dim))
 
     def predict(self, run, batch: dict, features: dict):
         model = run.model
-        mask = draw_masks(len(batch["gt"]), len(model.modalities), self.p).to(batch["gt"].device)
+        mask = sample_masks(model, features, self.p)
         mu, logvar = model.embedding.moments(model.fuse(features, mask))
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         self._step = (combination_index(mask), mu, logvar)
@@ -115,6 +122,7 @@ class DMRNet(Method):
             variance = logvar.detach().exp().mean(1).double().cpu().numpy()
             index = combination.cpu().numpy()
             np.add.at(self.variance_sum, index, variance)
+            np.add.at(self.loss_sum, index, sample_mpjpe(step.pred, step.batch["gt"]).detach().double().cpu().numpy())
             np.add.at(self.count, index, 1)
         elif self.hard_set and self.beta:
             hard = torch.isin(combination, torch.tensor(self.hard_set, device=combination.device))
@@ -123,7 +131,8 @@ class DMRNet(Method):
 
     def on_epoch_end(self, run) -> None:
         if run.epoch == self.warmup - 1:
-            total = distributed.all_sum([*self.variance_sum, *self.count])
+            hardness = self.variance_sum if self.by == "variance" else self.loss_sum
+            total = distributed.all_sum([*hardness, *self.count])
             n = len(self.count)
             k = self.hard or len(run.model.modalities) - 1
             self.hard_set = hard_combinations(np.array(total[:n]), np.array(total[n:]), k)
@@ -136,8 +145,10 @@ class DMRNet(Method):
         return row
 
     def state_dict(self) -> dict:
-        return {"hard_set": list(self.hard_set), "variance_sum": self.variance_sum.tolist(), "count": self.count.tolist()}
+        return {"hard_set": list(self.hard_set), "variance_sum": self.variance_sum.tolist(),
+                "loss_sum": self.loss_sum.tolist(), "count": self.count.tolist()}
 
     def load_state_dict(self, state: dict) -> None:
         self.hard_set = list(state["hard_set"])
         self.variance_sum, self.count = np.array(state["variance_sum"]), np.array(state["count"])
+        self.loss_sum = np.array(state["loss_sum"])

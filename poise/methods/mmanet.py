@@ -49,7 +49,7 @@ from torch.nn import functional as F
 from poise.metrics import sample_mpjpe
 from poise.methods import register
 from poise.methods.base import Method
-from poise.methods.modality_dropout import check_drop, combination_index, combination_name, draw_masks
+from poise.methods.modality_dropout import check_drop, combination_index, combination_name, sample_masks
 from poise.runtime import frame_batches, to_device
 from poise.errors import PoiseError
 
@@ -123,8 +123,9 @@ def load_teacher(path: str, run):
     if state["epoch"] < config.epochs:
         raise PoiseError(f"mmanet: the teacher {path} has trained {state['epoch']} of {config.epochs} epochs; "
                          f"finish it first (`poise train --resume {path}`)")
-    teacher = build_model(config.modalities, fusion=config.fusion, dim=config.dim, rgb_window=config.rgb_window,
-                          encoder=config.encoder)
+    with torch.random.fork_rng(devices=[]):  # its weights are overwritten: leave the run's RNG as it was
+        teacher = build_model(config.modalities, fusion=config.fusion, dim=config.dim,
+                              rgb_window=config.rgb_window, encoder=config.encoder)
     try:
         teacher.load_state_dict(state["model"])
     except RuntimeError as err:
@@ -181,7 +182,7 @@ class MMANet(Method):
 
     def predict(self, run, batch: dict, features: dict):
         model = run.model
-        mask = draw_masks(len(batch["gt"]), len(model.modalities), self.p).to(batch["gt"].device)
+        mask = sample_masks(model, features, self.p)
         fused = model.fuse(features, mask)
         self._step = (mask, fused)
         return model.readout(fused)

@@ -36,7 +36,7 @@ from torch import nn
 from poise.metrics import mpjpe_loss
 from poise.methods import register
 from poise.methods.base import Method
-from poise.methods.modality_dropout import check_drop, draw_masks
+from poise.methods.modality_dropout import check_drop, sample_masks
 from poise.errors import PoiseError
 
 
@@ -122,11 +122,11 @@ class ModalityDistill(Method):
 
     def extra_loss(self, run, step):
         model = run.model
-        mask = draw_masks(len(step.batch["gt"]), len(model.modalities), self.p).to(step.pred.device)
+        mask = sample_masks(model, step.features, self.p)
         tokens = model.tokens(step.features)  # every modality: the true tokens
         model.restorer.track(tokens)
         regression, mmd = restoration_losses(model.restorer, tokens, mask)
-        self.last = (float(regression), float(mmd))
+        self.last = (float(regression.detach()), float(mmd.detach()))
         restored_pose = mpjpe_loss(model.decode(step.features, mask), step.batch["gt"])
         return self.lambda_restored * restored_pose + self.lambda_feat * regression + self.lambda_mmd * mmd
 

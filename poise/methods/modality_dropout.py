@@ -33,6 +33,12 @@ def draw_masks(batch_size: int, n_modalities: int, p: float) -> torch.Tensor:
         keep[empty] = torch.rand(int(empty.sum()), n_modalities) >= p
 
 
+def sample_masks(model, features: dict, p: float) -> torch.Tensor:
+    """``draw_masks`` for a batch of ``features``, on their device."""
+    reference = next(iter(features.values()))
+    return draw_masks(len(reference), len(model.modalities), p).to(reference.device)
+
+
 def combination_index(mask: torch.Tensor) -> torch.Tensor:
     """(B,) long: each row's combination as the integer sum of 2^i over its present modalities i (1..2^M - 1)."""
     weights = 2 ** torch.arange(mask.shape[1], device=mask.device)
@@ -62,5 +68,5 @@ class ModalityDropout(Method):
         run.model.set_absent(self.absent)
 
     def predict(self, run, batch: dict, features: dict):
-        self.mask = draw_masks(len(batch["gt"]), len(run.model.modalities), self.p).to(batch["gt"].device)
+        self.mask = sample_masks(run.model, features, self.p)
         return run.model.decode(features, self.mask)
