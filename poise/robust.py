@@ -76,7 +76,7 @@ def robustness(run, drops=(), seeds: int = 5) -> dict:
         rows.append({"subset": subset_label(subset, modalities), "modalities": list(subset),
                      "mpjpe_mm": mpjpe_mm(pred, gt), "pa_mpjpe_mm": pa_mpjpe_mm(pred, gt)})
     worst = max(rows, key=lambda r: r["mpjpe_mm"])
-    report = {"run": str(run.dir), "method": run.config.method, "frames": len(gt), "subsets": rows,
+    report = {"run": str(run.dir), "method": run.config.method, "epochs": run.epoch, "frames": len(gt), "subsets": rows,
               "mean_mpjpe_mm": float(np.mean([r["mpjpe_mm"] for r in rows])),
               "mean_pa_mpjpe_mm": float(np.mean([r["pa_mpjpe_mm"] for r in rows])),
               "worst": {"subset": worst["subset"], "mpjpe_mm": worst["mpjpe_mm"]}, "drops": []}

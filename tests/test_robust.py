@@ -332,3 +332,27 @@ def test_poise_robust_runs_on_a_trained_run(tiny, tmp_path, capsys):
     assert "mean over the 15 subsets" in out and "0.3 (2 seeds)" in out
     for name in ("robust.json", "robust.md", "robust.png"):
         assert (run.dir / name).is_file(), name
+
+
+def test_a_robust_bench_trains_the_teacher_first_and_tables_every_subset(tiny, tmp_path):
+    from poise import bench
+    from poise.bench.presets import AGAINST_RUN, BASELINE, TINY_TRAIN, Variant
+
+    preset = bench.Preset(variants=(BASELINE, Variant("mmanet", "mmanet", params=dict(teacher=AGAINST_RUN, begin=1,
+                                                                                      mine_from=0)),
+                                    Variant("modality_dropout", "modality_dropout")),
+                          fusions=("concat",), subsets=(), seeds=(0, 1), epochs=2, robust=True,
+                          train=dict(TINY_TRAIN, holdout=0.5, lr_step=1))
+    out = tmp_path / "bench"
+    configs = bench.plan(preset, str(tiny), out, protocol="P3", split="S1")
+    mmanet = next(c for c in configs if c.method == "mmanet" and c.seed == 1)
+    assert mmanet.method_params["teacher"] == str(out / "runs" / "baseline-concat-all-seed1")
+    assert configs.index(mmanet) < len(configs) - 1  # listed among the others: the waves put it after its teacher
+    out.mkdir()
+    rows = bench.execute(configs, jobs=2, progress=False, robust=True)
+    assert [r["run"] for r in rows] == [str(out / "runs" / c.run_name) for c in configs]
+    assert all(len([k for k in r if k.startswith("robust_") and k.endswith("_mm")]) == 15 + 3 for r in rows)
+    text = bench.report(rows, preset, "robust-test", out, "test", 1.0, "tiny")
+    assert "## Missing sensors" in text and "| R+L+M |" in text and (out / "robust.png").is_file()
+    base = [r["robust_mean_mm"] for r in rows if r["variant"] == "baseline"]
+    assert f"| baseline | {bench.fmt(r['test_mpjpe_mm'] for r in rows if r['variant'] == 'baseline')} | {bench.fmt(base)} |" in text

@@ -45,6 +45,6 @@ def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, see
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or max(1, (os.cpu_count() or 1) // max(jobs, 1))
     start = time.perf_counter()
-    rows = execute(configs, jobs=jobs, threads=threads, force=force, progress=progress)
+    rows = execute(configs, jobs=jobs, threads=threads, force=force, progress=progress, robust=preset.robust)
     return report(rows, preset, preset_name, out, command or f"poise bench --preset {preset_name}",
                   time.perf_counter() - start, f"`{data}`, protocol {protocol}, split {split}")

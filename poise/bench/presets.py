@@ -68,6 +68,7 @@ class Preset:
     epochs: int | dict  # every run's length, or {fusion: length}
     train: dict = field(default_factory=dict)  # TrainConfig overrides shared by every run (on top of the schedule)
     ablations: tuple = ()
+    robust: bool = False  # also evaluate every run over the modality subsets (``poise robust``)
     about: str = ""
 
     def variant(self, label: str) -> Variant:
@@ -111,6 +112,21 @@ RELATED = (  # papers 002-004; ARL, DGL and ARM scale gradients or features: the
             "and head from the fused loss on detached features, SGD"),
     Variant("arm", "arm", against="baseline_sgd01", about="004's ARM: feature gains from Gaussian MI / CMI, SGD"),
     Variant("lsi", "lsi", about="003's log-Sobolev regulariser equalising the modalities' information, Adam"),
+)
+
+
+AGAINST_RUN = "@against"  # a method parameter naming the run of the variant's pair (same fusion, subset, seed)
+ROBUST = (  # missing sensors (paper 002's robustness methods); every run is also evaluated over the 15 subsets
+    Variant("modality_dropout", "modality_dropout", about="modality dropout per sample (p = 0.5: uniform over "
+            "the 15 combinations), absent = zeros as in the references"),
+    Variant("modality_dropout_rescale", "modality_dropout", params=dict(absent="rescale"),
+            about="modality dropout with the present features x M / |present| (the concat-consistent form)"),
+    Variant("dmrnet", "dmrnet", about="DMRNet: probabilistic embedding, hard combinations from 6 warm-up epochs"),
+    Variant("mmanet", "mmanet", params=dict(teacher=AGAINST_RUN), about="MMANet: distils the baseline run of the "
+            "same seed, weak combinations mined on the held-out sequences"),
+    Variant("modality_distill", "modality_distill", about="one-stage modality distillation (our design): absent "
+            "features restored from the present ones"),
+    OTHERS[2],
 )
 
 
@@ -175,6 +191,12 @@ PRESETS = {
         train=SHARED, ablations=ABLATIONS,
         about="000's AWC ablations (alpha grid, window K, the profit that forms the groups), re-learning's r, "
               "and OGM-GE / AGM under Adam against under SGD, concat, converged, 3 seeds"),
+    "robust": Preset(
+        variants=(BASELINE, *ROBUST), fusions=CONCAT, subsets=(), seeds=(0, 1, 2), epochs=CONVERGED_EPOCHS,
+        train=SHARED, robust=True,
+        about="missing sensors: joint training, modality dropout, DMRNet, MMANet, one-stage modality "
+              "distillation and AWC, concat, converged, 3 seeds, each run evaluated with every one of the 15 "
+              "modality subsets present (docs/robust.md)"),
     "tiny": Preset(
         variants=(BASELINE, Variant("relearn", "relearn", params=dict(relearn_epoch=0))), fusions=("concat",),
         subsets=(("rgb",), ALL), seeds=(0, 1), epochs=2, train=dict(TINY_TRAIN, lr_step=1, lr_gamma=0.5),

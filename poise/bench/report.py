@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from poise.bench.presets import ALL, SHORT, SINGLES, Preset
+from poise.bench.robustness import plot_robust, robust_sections
 from poise.bench.runs import subset_name
 from poise.bench.stats import diff_text, fmt, half_width, mean_sd, noise_clause, paired, select, verdict
 
@@ -247,6 +248,7 @@ def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: fl
                subsets_table(rows, preset), "",
                "## Weak-modality collapse: unimodal-output std and Shapley-Pearson scores, joint training", "",
                collapse_table(rows, preset), ""]
+    md += robust_sections(rows, preset)
     for ablation in preset.ablations:
         md += [f"## Ablation: {ablation.title}", "", ablation_table(rows, ablation, preset.fusions[0]), "",
                *([ablation.note, ""] if ablation.note else [])]
@@ -351,6 +353,7 @@ def plot_bench(rows, preset: Preset, out: Path) -> list[Path]:
         axes[0][0].set_ylabel("share of L_AWC")
         axes[0][-1].legend(fontsize=7)
         save_figure(fig, out / "awc_shares.png", paths)
+    plot_robust(rows, preset, out, save_figure, paths)
     return paths
 
 

@@ -5,6 +5,7 @@ beat 1 x 2 threads on 2 cores for these small models)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -12,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-from poise.bench.presets import ALL, BASELINE, LR_DECAY_AT, LR_GAMMA, SHORT, Preset
+from poise.bench.presets import AGAINST_RUN, ALL, BASELINE, LR_DECAY_AT, LR_GAMMA, SHORT, Preset
 from poise.errors import PoiseError
 
 
@@ -46,7 +47,9 @@ def plan(preset: Preset, data: str, out: Path, protocol: str = "P1", split: str 
         if name in seen:
             continue
         seen.add(name)
-        configs.append(TrainConfig(data=data, method=variant.method, method_params=dict(variant.params),
+        params = {k: (str(out / "runs" / name.replace(variant.label, variant.against, 1)) if v == AGAINST_RUN else v)
+                  for k, v in variant.params.items()}
+        configs.append(TrainConfig(data=data, method=variant.method, method_params=params,
                                    fusion=fusion, modalities=list(modalities), protocol=protocol, split=split,
                                    seed=seed, epochs=epochs, out=str(out / "runs"), name=name, on_error=on_error,
                                    **{**schedule, **preset.train, **variant.train}))
@@ -102,9 +105,31 @@ def summary(config, history: list, run_dir: Path, label: str) -> dict:
     return row
 
 
-def run_one(config, threads: int = 0, force: bool = False) -> dict:
+def depends_on(config) -> list[str]:
+    """The run directories a configuration's method reads (MMANet's teacher): they must finish first."""
+    return [v for k, v in config.method_params.items() if k == "teacher" and v]
+
+
+def robust_row(run_dir: Path, epochs: int) -> dict:
+    """``poise robust``'s numbers for a finished run (read back from its robust.json when that scored this
+    epoch's model), as bench columns: ``robust_<subset>_mm``, the mean and worst subset, the 0.3 drop."""
+    from poise.robust import robustness, save_robustness
+    from poise.train import load_run
+
+    path = run_dir / "robust.json"
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    if report.get("epochs") != epochs or not report.get("drops"):
+        report = robustness(load_run(run_dir), drops=(0.3,))
+        save_robustness(report, run_dir)
+    row = {f"robust_{r['subset']}_mm": r["mpjpe_mm"] for r in report["subsets"]}
+    row.update(robust_mean_mm=report["mean_mpjpe_mm"], robust_worst_mm=report["worst"]["mpjpe_mm"],
+               robust_worst=report["worst"]["subset"], robust_drop_mm=report["drops"][0]["mpjpe_mm"])
+    return row
+
+
+def run_one(config, threads: int = 0, force: bool = False, robust: bool = False) -> dict:
     """Train (or resume, or read back) one configuration; its summary row (the variant label is the first part
-    of the run's name)."""
+    of the run's name), with ``robust``: and its missing-modality numbers."""
     import torch
 
     from poise.config import TrainConfig
@@ -125,7 +150,8 @@ def run_one(config, threads: int = 0, force: bool = False) -> dict:
             history = resume(run_dir, progress=False).history
     else:
         history = train(config, progress=False, overwrite=True).history
-    return summary(config, history, run_dir, config.run_name.split("-")[0])
+    row = summary(config, history, run_dir, config.run_name.split("-")[0])
+    return {**row, **robust_row(run_dir, len(history))} if robust else row
 
 
 def settings_diff(existing, asked) -> str:
@@ -154,8 +180,10 @@ def check_method_params(run_dir: Path, config) -> None:
                              f"it, use another --out, or --force to retrain")
 
 
-def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False, progress: bool = True) -> list:
-    """Run every config (``jobs`` at a time, each with ``threads`` torch threads); their summary rows in order."""
+def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False, progress: bool = True,
+            robust: bool = False) -> list:
+    """Run every config (``jobs`` at a time, each with ``threads`` torch threads); their summary rows in order.
+    Runs that read other runs (``depends_on``) go in a second wave, after everything else has finished."""
     from poise.train import load_datasets
 
     for modalities in sorted({tuple(c.modalities) for c in configs}):  # build each cache here, not in N workers
@@ -165,7 +193,18 @@ def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False,
         return (f"{config.run_name}: MPJPE {row['test_mpjpe_mm']:.1f} / PA {row['test_pa_mpjpe_mm']:.1f} mm "
                 f"({row['seconds']:.0f} s)")
 
-    return run_all(configs, run_one, line, "bench", jobs, threads, force, progress)
+    first = [c for c in configs if not depends_on(c)]
+    second = [c for c in configs if depends_on(c)]
+    names = {str(Path(c.out) / c.run_name) for c in configs}
+    for config in second:
+        for needed in depends_on(config):
+            if needed not in names and not (Path(needed) / "checkpoint.pt").is_file():
+                raise PoiseError(f"bench run {config.run_name} reads {needed}, which this bench does not train")
+    work = functools.partial(run_one, robust=robust)
+    rows = run_all(first, work, line, "bench", jobs, threads, force, progress)
+    rows += run_all(second, work, line, "bench (second wave)", jobs, threads, force, progress) if second else []
+    by_name = {r["run"]: r for r in rows}
+    return [by_name[str(Path(c.out) / c.run_name)] for c in configs]
 
 
 def run_all(configs: list, run_one, line, what: str, jobs: int = 1, threads: int = 0, force: bool = False,
