@@ -76,7 +76,7 @@ def one_modality_model(dim=8):
 
 def test_robust_scores_every_subset_as_the_zero_padded_model_does(tiny_dataset):
     model = one_modality_model()
-    run = SimpleNamespace(model=model, test=tiny_dataset, device=torch.device("cpu"), dir="r",
+    run = SimpleNamespace(model=model, test=tiny_dataset, device=torch.device("cpu"), dir="r", epoch=0,
                           config=SimpleNamespace(method="baseline"), method=methods.get("baseline"))
     report = robustness(run, drops=(0.5,), seeds=2)
     rows = {r["subset"]: r for r in report["subsets"]}
@@ -165,16 +165,20 @@ def test_dmrnet_accumulates_each_combinations_loss_and_ranks_by_it_when_asked(fa
     from poise.metrics import sample_mpjpe
     combination = method._step[0].numpy()
     losses = sample_mpjpe(pred, batch["gt"]).detach().double().numpy()
+    method.on_epoch_end(run)  # this epoch's sums join the totals
     for c in range(1, 16):
         assert method.loss_sum[c] == pytest.approx(losses[combination == c].sum()), c
         assert method.count[c] == (combination == c).sum()
     method.loss_sum[:] = 0
     method.loss_sum[[3, 9]], method.count[:] = 100.0, 1.0
     method.variance_sum[[5, 6]] = 100.0
-    method.on_epoch_end(run)  # epoch 0 = the warm-up's last
+    method.on_epoch_end(run)  # epoch 0 = the warm-up's last (nothing new this epoch)
     assert method.hard_set == [3, 9]
-    with pytest.raises(PoiseError, match="embedding"):
-        method.setup(run)  # one embedding per model
+    embedding = model.embedding
+    method.setup(run)  # set up again on the same model (the next task of a stream): the trained part stays
+    assert model.embedding is embedding
+    with pytest.raises(PoiseError, match="already has a embedding"):
+        model.install("embedding", torch.nn.Identity())  # another kind of part: one method per model part
 
 
 # --- MMANet -----------------------------------------------------------------------------------------------
@@ -194,6 +198,38 @@ def test_mad_is_zero_for_equal_features_and_weights_the_uncertain_samples(fake_b
     assert float(w[0]) < float(w[1:].min())
 
 
+def test_the_teacher_and_the_regulariser_stay_out_of_evaluation(tiny, tmp_path):
+    from poise.methods.mmanet import load_teacher
+    from poise.train import build_run, train
+
+    teacher = train(tiny_config(tiny, tmp_path, name="teacher", epochs=1), progress=False)
+    config = tiny_config(tiny, tmp_path, name="m", method="mmanet", epochs=2,
+                         method_params={"begin": 1, "mine_from": 0, "teacher": str(teacher.dir)})
+    run = build_run(config, tmp_path / "runs" / "m", progress=False)
+    frozen = load_teacher(str(teacher.dir), run)
+    assert not any(p.requires_grad for p in frozen.parameters())
+    batch = run.train.batch(run.train_rows[:16])
+    run.model.eval()
+    before = run.model(batch)
+    with torch.no_grad():
+        for p in run.method.regulariser.parameters():
+            p.add_(1.0)
+    assert torch.equal(before, run.model(batch))  # the regularisation network is never used at evaluation
+
+
+def test_what_absent_means_is_saved_with_the_model_and_absent_nan_stays_out(fake_batch):
+    model, features = model_and_features(fake_batch)
+    model.set_absent("rescale")
+    fresh = build_model(dim=8)
+    fresh.load_state_dict(model.state_dict())
+    assert fresh.absent == "rescale"
+    old = {k: v for k, v in model.state_dict().items() if k != "absent_index"}  # a checkpoint from before
+    fresh.load_state_dict(old)
+    assert fresh.absent == "zero"
+    broken = {**features, "wifi-csi": torch.full_like(features["wifi-csi"], float("nan"))}
+    assert bool(torch.isfinite(model.decode(broken, ("rgb", "lidar", "mmwave"))).all())
+
+
 def test_mar_mines_the_combination_that_lacks_the_informative_modality(tiny_dataset):
     """On held-out frames, a model that reads RGB only differs most from its full self without RGB: that
     combination and its sub-combinations are the weak ones."""
@@ -210,6 +246,7 @@ def test_mar_mines_the_combination_that_lacks_the_informative_modality(tiny_data
 # --- modality distillation --------------------------------------------------------------------------------
 
 def train_restorer(related: bool, steps=400, n=512, d=6, seed=0):
+    torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     rgb = torch.randn(n, d, generator=g)
     lidar = rgb @ torch.randn(d, d, generator=g) if related else torch.randn(n, d, generator=g)
@@ -277,6 +314,8 @@ class Untouchable:
 
 ROBUST_METHODS = (("modality_dropout", {}), ("dmrnet", {"warmup": 1}), ("modality_distill", {}),
                   ("mmanet", {"begin": 1, "mine_from": 0}))
+RESUMED = (("modality_dropout", {"absent": "rescale"}), ("dmrnet", {"warmup": 3}), ("modality_distill", {}),
+           ("mmanet", {"begin": 3, "mine_from": 1}))  # cut at epoch 2: inside the warm-up and the mining
 
 
 def test_the_robustness_methods_train_without_reading_the_test_split(tiny, tmp_path):
@@ -287,23 +326,36 @@ def test_the_robustness_methods_train_without_reading_the_test_split(tiny, tmp_p
         params = {**params, "teacher": str(teacher.dir)} if name == "mmanet" else params
         config = tiny_config(tiny, tmp_path, name=name, method=name, method_params=params)
         run = build_run(config, tmp_path / "runs" / name, progress=False)
-        run.test, run.test_rows = Untouchable(), np.zeros(0, np.int64)
+        run.test, run.test_rows, run.dir = Untouchable(), np.zeros(0, np.int64), None  # no test metrics, no files
         fit(run, progress=False)
         assert run.history[-1]["train_mpjpe_mm"] < run.history[0]["train_mpjpe_mm"], name
     assert run.method.weak and run.history[-1]["mmanet_weak"]  # mined before distillation began
 
 
-@pytest.mark.parametrize("name, params", ROBUST_METHODS)
-def test_the_robustness_methods_resume_exactly(tiny, tmp_path, name, params):
+@pytest.mark.parametrize("name, params", RESUMED)
+def test_the_robustness_methods_resume_exactly(tiny, tmp_path, name, params, monkeypatch):
+    """4 epochs straight == a 4-epoch run interrupted after its 2nd epoch's checkpoint, then resumed."""
+    from poise import train as loop
     from poise.train import resume, train
 
     if name == "mmanet":
         params = {**params, "teacher": str(train(tiny_config(tiny, tmp_path, name="teacher", epochs=1),
                                                  progress=False).dir)}
     kw = dict(method=name, method_params=params, fusion="mlp" if name == "dmrnet" else "concat")
-    straight = train(tiny_config(tiny, tmp_path, name="straight", epochs=3, **kw), progress=False)
-    train(tiny_config(tiny, tmp_path, name="cut", **kw), progress=False)
-    resumed = resume(tmp_path / "runs" / "cut", progress=False, epochs=3)
+    straight = train(tiny_config(tiny, tmp_path, name="straight", epochs=4, **kw), progress=False)
+    write_reports, calls = loop.write_reports, []
+
+    def interrupt_after_two(run):
+        write_reports(run)
+        calls.append(run.epoch)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "write_reports", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny, tmp_path, name="cut", epochs=4, **kw), progress=False)
+    monkeypatch.setattr(loop, "write_reports", write_reports)
+    resumed = resume(tmp_path / "runs" / "cut", progress=False)
     for a, b in zip(straight.history, resumed.history):
         assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
     for (key, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):

@@ -41,7 +41,8 @@ from poise import distributed
 from poise.metrics import sample_mpjpe
 from poise.methods import register
 from poise.methods.base import Method
-from poise.methods.modality_dropout import check_drop, combination_index, combination_name, sample_masks
+from poise.methods.modality_dropout import (check_drop, check_non_negative, combination_index,
+                                              combination_name, sample_masks)
 from poise.errors import PoiseError
 
 
@@ -86,17 +87,18 @@ class DMRNet(Method):
     hard: int = 0  # how many hard combinations (0: M - 1)
     p: float = 0.5  # modality dropout (0.5: the uniform draw over non-empty combinations, the reference's)
     by: str = "variance"  # what makes a combination hard: its mean s^2 (the reference) or its mean MPJPE
+    absent: str = "zero"  # what an absent modality is (PoseModel.absent): zeros as the reference, or rescale
 
     def __post_init__(self):
         check_drop(self.name, self.p)
         if self.warmup < 1:
             raise PoiseError(f"dmrnet: warmup must be >= 1 epoch (the hard combinations are chosen from it), got {self.warmup}")
-        if self.alpha < 0 or self.beta < 0 or self.hard < 0:
-            raise PoiseError("dmrnet: alpha, beta and hard must be >= 0")
+        check_non_negative(self, "alpha", "beta", "hard")
         if self.by not in HARDNESS:
             raise PoiseError(f"dmrnet: by={self.by!r}: choose one of {', '.join(HARDNESS)}")
         self.hard_set: list[int] = []
-        self.variance_sum = self.loss_sum = self.count = None
+        self.variance_sum = self.loss_sum = self.count = None  # over the warm-up so far, all ranks
+        self._epoch = None  # this epoch's (variance, loss, count) sums on this rank
         self._step = None
 
     def setup(self, run) -> None:
@@ -105,6 +107,8 @@ class DMRNet(Method):
                              f"a run of {run.config.epochs} epochs; set --param warmup=N with N < epochs (or beta=0)")
         n = 2 ** len(run.model.modalities)
         self.variance_sum, self.loss_sum, self.count = np.zeros(n), np.zeros(n), np.zeros(n)
+        self._epoch = np.zeros((3, n))
+        run.model.set_absent(self.absent)
         run.model.install("embedding", ProbabilisticEmbedding(run.model.fusion.out_dim))
 
     def predict(self, run, batch: dict, features: dict):
@@ -121,21 +125,23 @@ class DMRNet(Method):
         if run.epoch < self.warmup:
             variance = logvar.detach().exp().mean(1).double().cpu().numpy()
             index = combination.cpu().numpy()
-            np.add.at(self.variance_sum, index, variance)
-            np.add.at(self.loss_sum, index, sample_mpjpe(step.pred, step.batch["gt"]).detach().double().cpu().numpy())
-            np.add.at(self.count, index, 1)
+            np.add.at(self._epoch[0], index, variance)
+            np.add.at(self._epoch[1], index, sample_mpjpe(step.pred, step.batch["gt"]).detach().double().cpu().numpy())
+            np.add.at(self._epoch[2], index, 1)
         elif self.hard_set and self.beta:
             hard = torch.isin(combination, torch.tensor(self.hard_set, device=combination.device))
             loss = loss + self.beta * (sample_mpjpe(step.pred, step.batch["gt"]) * hard).sum() / len(hard)
         return loss
 
     def on_epoch_end(self, run) -> None:
+        if run.epoch < self.warmup:  # this epoch's sums of every rank join the totals (the same on every rank)
+            variance, loss, count = np.array(distributed.all_sum(self._epoch.ravel().tolist())).reshape(3, -1)
+            self.variance_sum, self.loss_sum, self.count = self.variance_sum + variance, self.loss_sum + loss, self.count + count
+            self._epoch[:] = 0
         if run.epoch == self.warmup - 1:
             hardness = self.variance_sum if self.by == "variance" else self.loss_sum
-            total = distributed.all_sum([*hardness, *self.count])
-            n = len(self.count)
             k = self.hard or len(run.model.modalities) - 1
-            self.hard_set = hard_combinations(np.array(total[:n]), np.array(total[n:]), k)
+            self.hard_set = hard_combinations(hardness, self.count, k)
 
     def epoch_metrics(self, run) -> dict:
         combination, mu, logvar = self._step

@@ -49,7 +49,8 @@ from torch.nn import functional as F
 from poise.metrics import sample_mpjpe
 from poise.methods import register
 from poise.methods.base import Method
-from poise.methods.modality_dropout import check_drop, combination_index, combination_name, sample_masks
+from poise.methods.modality_dropout import (check_drop, check_non_negative, combination_index,
+                                              combination_name, sample_masks)
 from poise.runtime import frame_batches, to_device
 from poise.errors import PoiseError
 
@@ -148,9 +149,11 @@ class MMANet(Method):
     begin: int = 5  # the epoch from which MAD and MAR apply (the weak combinations are fixed at its start)
     eval_frames: int = 512  # held-out frames the discrepancy is measured on
     p: float = 0.5
+    absent: str = "zero"  # what an absent modality is (PoseModel.absent): zeros as the reference, or rescale
 
     def __post_init__(self):
         check_drop(self.name, self.p)
+        check_non_negative(self, "lambda_mad", "lambda_mar")
         if not 0 <= self.mine_from < self.begin:
             raise PoiseError(f"mmanet: need 0 <= mine_from < begin (mining ends before the losses start), got "
                              f"mine_from={self.mine_from}, begin={self.begin}")
@@ -169,6 +172,7 @@ class MMANet(Method):
                              "none out: set the config key holdout (e.g. --holdout 0.1)")
         rng = np.random.default_rng([run.config.seed, 11])
         self.val_slice = np.sort(rng.permutation(run.val_rows)[: self.eval_frames])
+        run.model.set_absent(self.absent)
         self.regulariser = Regulariser(run.model)  # starts as a copy of the deployment network's fusion and head
         n = len(run.model.modalities)
         self.discrepancy = {2 ** n - 1 - 2 ** i: 0.0 for i in range(n)}  # the M leave-one-out combinations
@@ -198,10 +202,9 @@ class MMANet(Method):
             teacher_fused = teacher.fuse(teacher_features)
         loss = self.lambda_mad * mad_loss(fused, teacher_fused, weights)
         weak = torch.isin(combination_index(mask), torch.tensor(self.weak, device=mask.device))
-        if self.lambda_mar and bool(weak.any()):
-            pred = self.regulariser(model, model.tokens(step.features, mask))
-            loss = loss + self.lambda_mar * (sample_mpjpe(pred, step.batch["gt"]) * weak).sum() / len(weak)
-        return loss
+        # computed even when no sample of this rank is weak: under torchrun every rank must hold the same gradients
+        pred = self.regulariser(model, model.tokens(step.features, mask))
+        return loss + self.lambda_mar * (sample_mpjpe(pred, step.batch["gt"]) * weak).sum() / len(weak)
 
     @torch.no_grad()
     def measure_discrepancy(self, run) -> dict:

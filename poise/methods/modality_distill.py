@@ -22,8 +22,9 @@ shared parameters fuses restored and available features (modality fusion), in on
 
 with S a combination per sample, drawn as modality dropout does (``p``; 0.5: uniform over the non-empty
 ones). The conditional part of the "joint distribution adaptation" is carried by the pose loss on the
-restored input (a restored token that gives the right pose is aligned given the pose); a class-conditional
-MMD would need labels the regression task does not have. The optimiser is poise's default (Adam).
+restored input (a restored token that gives the right pose is aligned given the pose). A class-conditional MMD
+over MM-Fi's 27 action labels (which the data carry) would be the closer analogue; it is not implemented: with
+batch 32 over 27 actions most classes hold one sample or none in a batch, too few for a kernel estimate. The optimiser is poise's default (Adam).
 """
 
 from __future__ import annotations
@@ -36,8 +37,7 @@ from torch import nn
 from poise.metrics import mpjpe_loss
 from poise.methods import register
 from poise.methods.base import Method
-from poise.methods.modality_dropout import check_drop, sample_masks
-from poise.errors import PoiseError
+from poise.methods.modality_dropout import check_drop, check_non_negative, sample_masks
 
 
 class FeatureRestorer(nn.Module):
@@ -112,8 +112,7 @@ class ModalityDistill(Method):
 
     def __post_init__(self):
         check_drop(self.name, self.p)
-        if min(self.lambda_feat, self.lambda_mmd, self.lambda_restored) < 0 or self.hidden < 0:
-            raise PoiseError("modality_distill: the lambdas and hidden must be >= 0")
+        check_non_negative(self, "lambda_feat", "lambda_mmd", "lambda_restored", "hidden")
         self.last = (float("nan"), float("nan"))  # the last step's (R, MMD)
 
     def setup(self, run) -> None:

@@ -17,6 +17,7 @@ import dataclasses
 
 import torch
 
+from poise import distributed
 from poise.methods import register
 from poise.methods.base import Method
 from poise.errors import PoiseError
@@ -34,9 +35,12 @@ def draw_masks(batch_size: int, n_modalities: int, p: float) -> torch.Tensor:
 
 
 def sample_masks(model, features: dict, p: float) -> torch.Tensor:
-    """``draw_masks`` for a batch of ``features``, on their device."""
+    """``draw_masks`` for a batch of ``features``, on their device. Under torchrun the masks of the global batch
+    are drawn on every rank (the generators stay in step) and each rank takes its share, as it does of the
+    frames, so the ranks' samples do not all get the same combinations."""
     reference = next(iter(features.values()))
-    return draw_masks(len(reference), len(model.modalities), p).to(reference.device)
+    masks = draw_masks(len(reference) * distributed.world(), len(model.modalities), p)
+    return distributed.shard(masks).to(reference.device)
 
 
 def combination_index(mask: torch.Tensor) -> torch.Tensor:
@@ -47,6 +51,13 @@ def combination_index(mask: torch.Tensor) -> torch.Tensor:
 
 def combination_name(index: int, modalities) -> str:
     return "+".join(m for i, m in enumerate(modalities) if index >> i & 1)
+
+
+def check_non_negative(method, *names) -> None:
+    """Each named hyper-parameter of ``method`` is >= 0, or an error names it."""
+    for name in names:
+        if getattr(method, name) < 0:
+            raise PoiseError(f"{method.name}: {name} must be >= 0, got {getattr(method, name)}")
 
 
 def check_drop(name: str, p: float) -> None:

@@ -50,6 +50,8 @@ class PoseModel(nn.Module):
         # part of the model, so training, evaluation and sub-model decodes all see the same features
         self.register_buffer("modality_gain", torch.ones(len(self.modalities)))
         self.absent = "zero"
+        # ``absent`` as an index into ABSENT, saved with the weights: whoever loads the model reads it as trained
+        self.register_buffer("absent_index", torch.zeros((), dtype=torch.long))
         self.register_module("embedding", None)  # fusion output -> head input (None: identity)
         self.register_module("restorer", None)  # (tokens, mask) -> tokens with the absent ones restored
 
@@ -58,14 +60,18 @@ class PoseModel(nn.Module):
         if absent not in ABSENT:
             raise PoiseError(f"absent={absent!r}: choose one of {', '.join(ABSENT)}")
         self.absent = absent
+        self.absent_index.fill_(ABSENT.index(absent))
 
     def install(self, name: str, module: nn.Module) -> None:
         """Put a method's model part in place (``"embedding"`` or ``"restorer"``), on the model's device; its
         parameters join the ``"fusion"`` group and the checkpoint."""
         if name not in ("embedding", "restorer"):
             raise ValueError(f"install: {name!r} is not a model part; choose embedding or restorer")
-        if getattr(self, name) is not None:
-            raise PoiseError(f"the model already has a {name}; one method per model part")
+        existing = getattr(self, name)
+        if existing is not None:
+            if type(existing) is type(module):
+                return  # set up again on the same model (each task of a stream): the trained part stays
+            raise PoiseError(f"the model already has a {name} ({type(existing).__name__}); one method per model part")
         setattr(self, name, module.to(self.mean_pose.device))
 
     def set_mean_pose(self, mean_pose: torch.Tensor) -> None:
@@ -101,7 +107,7 @@ class PoseModel(nn.Module):
         missing = [m for i, m in enumerate(self.modalities) if m not in features and bool(mask[:, i].any())]
         if missing:
             raise ValueError(f"present modalities {missing} have no features")
-        tokens = tokens * mask[..., None]
+        tokens = torch.where(mask[..., None] > 0, tokens, torch.zeros_like(tokens))  # an absent NaN stays out
         if self.absent == "rescale":
             tokens = tokens * (len(self.modalities) / mask.sum(1).clamp_min(1))[:, None, None]
         if self.restorer is not None and not bool(mask.all()):
@@ -126,9 +132,12 @@ class PoseModel(nn.Module):
         return self.readout(self.fuse(features, present))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # checkpoints written before ``modality_gain`` existed hold no gains: theirs were all 1
+        # checkpoints written before ``modality_gain`` existed hold no gains: theirs were all 1; before
+        # ``absent`` existed, every model's absent modalities were zeros
         state_dict.setdefault(prefix + "modality_gain", torch.ones_like(self.modality_gain))
+        state_dict.setdefault(prefix + "absent_index", torch.zeros_like(self.absent_index))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.absent = ABSENT[int(self.absent_index)]
 
     def forward(self, batch: dict, present=None) -> torch.Tensor:
         return self.decode(self.encode(batch), present)
