@@ -73,6 +73,24 @@ def cmd_train(args) -> int:
         last = run.history[-1]
         print(f"{run.dir}: {run.epoch} epochs; test MPJPE {last['test_mpjpe_mm']:.1f} mm, PA-MPJPE "
               f"{last['test_pa_mpjpe_mm']:.1f} mm")
+        _report(run.dir, args)
+    return 0
+
+
+def _report(path, args) -> None:
+    """The HTML report a command writes at its end (``--no-report``: none), and where it is."""
+    if getattr(args, "no_report", False):
+        return
+    from poise.report import write_report
+
+    print(f"report: {write_report(path)}")
+
+
+def cmd_report(args) -> int:
+    from poise.report import write_report
+
+    path = write_report(args.path, poses=not args.no_poses, frames=args.frames, worst=args.worst)
+    print(f"saved {path}")
     return 0
 
 
@@ -137,6 +155,7 @@ def cmd_continual(args) -> int:
         text += (f"; NIS named the noisy modality in {s['nis_naming_accuracy']:.0%} of tasks, clean precision "
                  f"{s['nis_clean_precision']:.3f}, noisy recall {s['nis_noisy_recall']:.2f}")
     print(text)
+    _report(run.dir, args)
     return 0
 
 
@@ -154,6 +173,7 @@ def cmd_continual_bench(args) -> int:
                            force=args.force, progress=not args.quiet, command=command, on_error=args.on_error)
     print(text)
     print(f"saved {out}/report.md, {out}/results.csv and the plots")
+    _report(out, args)
     return 0
 
 
@@ -199,6 +219,7 @@ def cmd_bench(args) -> int:
     print(text)
     if not args.plan:
         print(f"saved {out}/report.md, {out}/results.csv and the plots")
+        _report(out, args)
     return 0
 
 
@@ -300,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_on_error(p, default=None)
     p.add_argument("--rebuild-cache", dest="rebuild_cache", action="store_true",
                    help="build the packed data cache again even if one matches (e.g. after editing files in place)")
+    add_no_report(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("contrib", help="Shapley contributions of a trained run's modalities, per profit",
@@ -319,6 +341,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-sample probabilities of losing each modality (default 0.3; none: --drop with no value)")
     p.add_argument("--seeds", type=_at_least(1), default=5, help="seeds each --drop is averaged over (default 5)")
     p.set_defaults(func=cmd_robust)
+
+    p = sub.add_parser("report", help="one self-contained HTML page of a run or bench (report.html)",
+                       description="Write PATH/report.html: images inlined, no network, opens from a file. For a "
+                       "`poise train` run: its settings, learning curves, per-epoch Shapley scores and unimodal-"
+                       "output spreads, the final metrics, and 3D skeletons of chosen and worst test frames with "
+                       "each modality's unimodal prediction (also saved as skeletons.png and unimodal.png; needs "
+                       "the run's data). For a `poise continual` run: avg-MPJPE per task, the task matrix, NIS and "
+                       "the stream's curves. For a bench directory: its report.md with every plot, and its runs.")
+    p.add_argument("path", help="a run directory (poise train / continual) or a bench directory")
+    p.add_argument("--frames", type=_at_least(0), nargs="+", metavar="I",
+                   help="test-split frame indices to draw (default: two evenly spaced, the same for every run)")
+    p.add_argument("--worst", type=_at_least(0), default=2, help="also draw this many worst test frames (default 2)")
+    p.add_argument("--no-poses", dest="no_poses", action="store_true",
+                   help="do not rebuild the model (no skeletons; for a run whose data is not at hand)")
+    p.set_defaults(func=cmd_report)
 
     from poise.continual.config import ABLATIONS, EWC_MODES, FISHERS, METHODS as CONTINUAL_METHODS
 
@@ -361,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_on_error(p, default=None)
     p.add_argument("--rebuild-cache", dest="rebuild_cache", action="store_true",
                    help="build the packed data cache again even if one matches (e.g. after editing files in place)")
+    add_no_report(p)
     p.set_defaults(func=cmd_continual)
 
     from poise.bench import PRESETS as BENCH_PRESETS
@@ -377,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="S1")
     p.add_argument("--plan", action="store_true", help="print the runs the preset would train, and train nothing")
     _add_run_all_options(p)
+    add_no_report(p)
     p.set_defaults(func=cmd_bench)
 
     from poise.continual.compare import PRESETS as CONTINUAL_PRESETS
@@ -393,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"`poise simulate --preset continual`)")
     p.add_argument("--out", help="output folder (default runs/continual-bench-PRESET)")
     _add_run_all_options(p)
+    add_no_report(p)
     p.set_defaults(func=cmd_continual_bench)
 
     p = sub.add_parser("info", help="summarise and check an MM-Fi root (real or synthetic)",
@@ -404,6 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_info)
     return parser
+
+
+def add_no_report(p) -> None:
+    p.add_argument("--no-report", dest="no_report", action="store_true",
+                   help="do not write report.html at the end (`poise report` writes it later)")
 
 
 def add_on_error(p, default=None) -> None:

@@ -32,3 +32,12 @@ def plot_curves(history: list[dict], path, title: str = "") -> None:
 def plot_contributions(contributions: list[dict], path, title: str = "") -> None:
     series = {m: [c[m] for c in contributions] for m in contributions[0]}
     _lines(range(1, len(contributions) + 1), series, "Shapley score (sum of Pearson r)", path, title)
+
+
+def plot_spreads(history: list[dict], path, title: str = "") -> None:
+    """Each modality's unimodal-output spread per epoch against the ground truth's: the weak modalities'
+    collapse made visible (a collapsed branch predicts nearly one pose, so its spread sinks toward 0)."""
+    modalities = [k[len("unimodal_std_mm_"):] for k in history[0] if k.startswith("unimodal_std_mm_")]
+    series = {m: [h[f"unimodal_std_mm_{m}"] for h in history] for m in modalities}
+    series["ground truth"] = [h["gt_std_mm"] for h in history]
+    _lines([h["epoch"] for h in history], series, "std of the output over frames (mm)", path, title)

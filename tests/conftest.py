@@ -88,6 +88,16 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def stream_root(tmp_path_factory):
+    """The simulator's tiny-continual preset: S01 (train) and S05 (S2 test) x tasks 0 and 1 of P1 and P2."""
+    from poise.data.synth import writer
+
+    root = tmp_path_factory.mktemp("stream")
+    writer.simulate(root, preset="tiny-continual", seed=4, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
 def tiny_dataset(tiny, tmp_path_factory):
     from poise.data.dataset import MMFiDataset
 

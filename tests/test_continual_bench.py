@@ -32,15 +32,6 @@ def test_ablating_ewc_drops_the_penalty_and_the_fisher():
         ContinualConfig(method="ewc", ablate=["nis"])
 
 
-@pytest.fixture(scope="module")
-def stream_root(tmp_path_factory):
-    from poise.data.synth import writer
-
-    root = tmp_path_factory.mktemp("stream")
-    writer.simulate(root, preset="tiny-continual", seed=4, progress=False)
-    return root
-
-
 def test_tiny_preset_writes_tables_plots_and_reads_back(stream_root, tmp_path, capsys):
     out = tmp_path / "bench"
     args = ["continual-bench", "--preset", "tiny", "--data", str(stream_root), "--out", str(out), "--quiet"]

@@ -25,15 +25,6 @@ SMALL = dict(split="S2", tasks=2, epochs=3, gamma=1, dim=16, lidar_points=32, mm
              batch_size=32, assess_frames=128, fisher_frames=64)
 
 
-@pytest.fixture(scope="module")
-def stream_root(tmp_path_factory):
-    from poise.data.synth import writer
-
-    root = tmp_path_factory.mktemp("stream")
-    writer.simulate(root, preset="tiny-continual", seed=4, progress=False)
-    return root
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # the composite
 

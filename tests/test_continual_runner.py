@@ -13,16 +13,6 @@ SMALL = dict(split="S2", tasks=2, epochs=2, relearn_epoch=0, gamma=1, dim=16, li
              train_stride=3, batch_size=32, assess_frames=128, fisher_frames=64)
 
 
-@pytest.fixture(scope="module")
-def stream_root(tmp_path_factory):
-    """The simulator's tiny-continual preset: S01 (train) and S05 (S2 test) x tasks 0 and 1 of P1 and P2."""
-    from poise.data.synth import writer
-
-    root = tmp_path_factory.mktemp("stream")
-    writer.simulate(root, preset="tiny-continual", seed=4, progress=False)
-    return root
-
-
 def config(root, tmp_path, **kw):
     return ContinualConfig(data=str(root), out=str(tmp_path), **{**SMALL, **kw})
 

@@ -1,0 +1,113 @@
+"""One self-contained HTML page: headings, text, tables, Markdown and images inlined as data URIs.
+
+The page opens from a file with no network and no script: every image is a base64 ``data:`` URI and the style
+sheet is inline. Text is escaped; Markdown (a bench's ``report.md``) goes through Python-Markdown with raw HTML
+turned off (a ``<`` in a finding is shown, never parsed as a tag), and the
+images it links to are read from the report's folder and inlined too (a link to a missing image is an error
+that names it, never a broken picture).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from pathlib import Path
+
+from poise.errors import PoiseError
+
+STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; border-bottom: 2px solid #ccc; padding-bottom: .2em; }
+h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #e3e3e3; }
+h3 { font-size: 1.05em; }
+table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: 13px; }
+th, td { border: 1px solid #d6d6d6; padding: 3px 8px; text-align: right; }
+th { background: #f3f3f3; }
+td:first-child, th:first-child { text-align: left; }
+code { background: #f4f4f4; padding: 0 3px; border-radius: 3px; }
+img { max-width: 100%; display: block; margin: .5em 0 1em; }
+.note { color: #666; font-size: 13px; }
+"""
+
+
+def image_uri(data: bytes, kind: str = "png") -> str:
+    return f"data:image/{kind};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def figure_png(fig, dpi: int = 110) -> bytes:
+    """A matplotlib figure as PNG bytes (the figure is closed)."""
+    from poise.plots import plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3e}"
+    return str(value)
+
+
+class Page:
+    """An HTML document built in order: ``heading``, ``text``, ``table``, ``image``, ``markdown``; ``save``."""
+
+    def __init__(self, title: str):
+        self.title = title
+        self.parts: list[str] = []
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def text(self, text: str, note: bool = False) -> None:
+        cls = ' class="note"' if note else ""
+        self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
+
+    def table(self, header, rows) -> None:
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
+        self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    def image(self, png: bytes | Path, alt: str) -> None:
+        """An image from PNG bytes or a PNG file."""
+        data = Path(png).read_bytes() if isinstance(png, (str, Path)) else png
+        self.parts.append(f'<img src="{image_uri(data)}" alt="{html.escape(alt)}">')
+
+    def markdown(self, text: str, folder: Path) -> None:
+        """Markdown (tables included) with every linked image of ``folder`` inlined."""
+        import markdown
+
+        md = markdown.Markdown(extensions=["tables"], output_format="html")
+        md.preprocessors.deregister("html_block")  # raw HTML in the text is text, escaped, never markup
+        md.inlinePatterns.deregister("html")
+        body = md.convert(text)
+
+        def inline(match: re.Match) -> str:
+            src = html.unescape(match.group(2))
+            if src.startswith("data:"):
+                return match.group(0)
+            path = Path(folder) / src
+            if not path.is_file():
+                raise PoiseError(f"{folder}/report.md shows {src}, which is not in {folder}; run the bench again "
+                                 f"to write its plots")
+            kind = path.suffix.lstrip(".").lower().replace("jpg", "jpeg").replace("svg", "svg+xml")
+            return f'<img{match.group(1)} src="{image_uri(path.read_bytes(), kind)}"'
+
+        self.parts.append(re.sub(r'<img([^>]*?) src="([^"]*)"', inline, body))
+
+    def html(self) -> str:
+        return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>{html.escape(self.title)}</title><style>{STYLE}</style></head>\n<body>\n"
+                f"<h1>{html.escape(self.title)}</h1>\n" + "\n".join(self.parts) + "\n</body></html>\n")
+
+    def save(self, path: Path) -> Path:
+        """Write the page to a temporary file and rename it (a reader never sees half a report)."""
+        path = Path(path)
+        partial = path.with_suffix(".html.partial")
+        partial.write_text(self.html(), encoding="utf-8")
+        partial.replace(path)
+        return path

@@ -1,0 +1,192 @@
+"""``poise report``: one self-contained HTML page per run / continual run / bench, skeleton pictures, and the
+page rendered in a real browser (headless Chromium) with every image loaded and no console error."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from poise.cli import main
+from poise.errors import PoiseError
+from poise.report import write_report
+from poise.report.page import Page
+from poise.report.run import chosen_rows, shown_rows
+from poise.report.skeleton import _upright
+
+IMG = re.compile(r'<img[^>]*? src="([^"]*)"')
+
+
+def images_of(html: str) -> list:
+    """Decoded images of a page; fails unless every one is an inlined PNG."""
+    import matplotlib.image
+
+    out = []
+    for src in IMG.findall(html):
+        assert src.startswith("data:image/png;base64,"), src[:60]
+        out.append(matplotlib.image.imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])), format="png"))
+    return out
+
+
+def assert_not_blank(image: np.ndarray) -> None:
+    """A plot has drawn something: many pixels differ from the background colour."""
+    background = image[0, 0]
+    assert (np.abs(image - background).sum(-1) > 0.1).mean() > 0.01
+
+
+def assert_self_contained(html: str) -> None:
+    assert not re.search(r'(src|href)="(https?:)?//', html), "the page must not reach the network"
+    assert "<script" not in html
+
+
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory):
+    from poise.config import TrainConfig
+    from poise.train import train
+
+    out = tmp_path_factory.mktemp("report_runs")
+    config = TrainConfig(data=str(tiny), protocol="P3", split="S1", holdout=0.5, epochs=2, batch_size=64, dim=16,
+                         lidar_points=64, mmwave_points=16, assess_frames=128, out=str(out), name="r", lr_step=10)
+    return train(config, progress=False)
+
+
+def test_a_run_report_shows_settings_curves_metrics_and_skeletons(trained):
+    path = write_report(trained.dir)
+    html = path.read_text()
+    assert_self_contained(html)
+    last = trained.history[-1]
+    assert f"{last['test_mpjpe_mm']:.4g}" in html and f"{last['shapley_wifi-csi']:.4g}" in html
+    assert "method baseline" in html and "lr_step" in html  # the config and the method's settings
+    images = images_of(html)
+    assert len(images) == 5  # curves, Shapley scores, spreads, skeletons, unimodal predictions
+    for image in images:
+        assert_not_blank(image)
+    for name in ("skeletons", "unimodal", "spreads"):
+        assert (trained.dir / f"{name}.png").stat().st_size > 10_000
+    # without the model: no skeletons, and the page says so
+    html = write_report(trained.dir, poses=False).read_text()
+    assert len(images_of(html)) == 3 and "Not drawn" in html
+
+
+def test_report_command_and_its_errors(trained, tmp_path, capsys):
+    assert main(["report", str(trained.dir), "--frames", "3", "--worst", "1"]) == 0
+    assert str(trained.dir / "report.html") in capsys.readouterr().out
+    assert main(["report", str(trained.dir), "--frames", "99999"]) == 2
+    assert "--frames [99999]" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a poise run or bench directory" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    shutil.copytree(trained.dir, broken, ignore=shutil.ignore_patterns("checkpoint.pt", ".lock"))
+    (broken / "metrics.json").write_text("[{")
+    assert main(["report", str(broken)]) == 2
+    assert "metrics.json is not valid JSON" in capsys.readouterr().err
+
+
+def test_frames_shown_are_the_chosen_then_the_worst():
+    errors = np.array([5.0, 50.0, 1.0, 70.0, 20.0])
+    assert shown_rows(errors, [0, 2], 2) == [(0, "chosen"), (2, "chosen"), (3, "worst"), (1, "worst")]
+    assert shown_rows(errors, [], 0) == []
+    with pytest.raises(PoiseError, match="frames 0..4"):
+        shown_rows(errors, [5], 1)
+    assert chosen_rows(300) == [100, 200] and chosen_rows(1) == [0]
+
+
+def test_skeletons_are_drawn_upright():
+    pose = np.zeros((17, 3))
+    pose[10] = [0.0, -0.7, 3.0]  # the head: above the pelvis, so smaller y in the camera frame (y down)
+    up = _upright(pose)
+    assert up[10, 2] == pytest.approx(0.7) and up[10, 1] == pytest.approx(3.0)  # plot z is up, plot y is depth
+
+
+def test_a_bench_report_inlines_its_markdown_tables_and_plots(tmp_path):
+    from poise.plots import plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    fig.savefig(tmp_path / "methods.png")
+    plt.close(fig)
+    (tmp_path / "report.md").write_text("# poise bench: preset `x`\n\nCommand: `poise bench`\n\n| method | MPJPE |\n"
+                                        "|---|---|\n| baseline | 61.2 ± 0.3 |\n\n- a <finding> & more\n\n"
+                                        "![methods](methods.png)\n")
+    (tmp_path / "results.csv").write_text("variant,seed,test_mpjpe_mm,run\nbaseline,0,61.2,runs/b\n")
+    html = write_report(tmp_path).read_text()
+    assert_self_contained(html)
+    assert "<title>poise bench: preset `x`</title>" in html
+    assert "<td>baseline</td>" in html and "61.2 ± 0.3" in html and "&lt;finding&gt; &amp; more" in html
+    assert len(images_of(html)) == 1
+    (tmp_path / "methods.png").unlink()
+    with pytest.raises(PoiseError, match="methods.png"):
+        write_report(tmp_path)
+
+
+def test_a_continual_run_report(stream_root, tmp_path):
+    from poise.continual.config import ContinualConfig
+    from poise.continual.runner import run_continual, summary
+
+    run = run_continual(ContinualConfig(data=str(stream_root), out=str(tmp_path), split="S2", tasks=2, epochs=2,
+                                        relearn_epoch=0, gamma=1, dim=16, lidar_points=32, mmwave_points=16,
+                                        train_stride=3, batch_size=32, assess_frames=128, fisher_frames=64,
+                                        noisy_modality="rgb", ratio=0.4), progress=False)
+    html = write_report(run.dir).read_text()
+    assert_self_contained(html)
+    s = summary(run)
+    assert f"{s['avg_mpjpe_mm'][-1]:.1f}" in html and "NIS named" in html
+    images = images_of(html)
+    assert len(images) == 3
+    for image in images:
+        assert_not_blank(image)
+
+
+def test_page_escapes_text():
+    page = Page("a <b>")
+    page.text("x < y & z")
+    page.table(["k"], [["<script>"]])
+    html = page.html()
+    assert "<script>" not in html and "x &lt; y &amp; z" in html and "&lt;script&gt;" in html
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# in a real browser
+
+
+def chromium():
+    """(chromium, chromedriver) paths; CI installs both (Debian's chromium and chromium-driver)."""
+    paths = shutil.which("chromium"), shutil.which("chromedriver")
+    if not all(paths):
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium and chromium-driver for the browser test (.ci/run)")
+        pytest.skip("headless Chromium not installed (apt-get install chromium chromium-driver)")
+    pytest.importorskip("selenium", reason="pip install selenium (part of the dev extra)")
+    return paths
+
+
+def test_the_run_report_renders_in_chromium_with_every_image_loaded(trained):
+    binary, driver_path = chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    path = write_report(trained.dir)
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    options.binary_location = binary
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(path.resolve().as_uri())
+        images = driver.execute_script("return Array.from(document.images).map(i => [i.alt, i.complete, "
+                                       "i.naturalWidth, i.naturalHeight])")
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+        tables = driver.execute_script("return document.querySelectorAll('table').length")
+    finally:
+        driver.quit()
+    assert len(images) == 5 and tables >= 3
+    assert all(complete and w > 100 and h > 100 for _, complete, w, h in images), images
+    assert errors == []
