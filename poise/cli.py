@@ -86,6 +86,16 @@ def _report(path, args) -> None:
     print(f"report: {write_report(path)}")
 
 
+def cmd_show(args) -> int:
+    from poise.show import show
+
+    path = show(args.root, args.subject, args.action, args.frame, out=args.out,
+                to=(args.to if args.to is not None else args.frame + 30) if args.gif else None, step=args.step,
+                overwrite=args.overwrite)
+    print(f"saved {path}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from poise.report import write_report
 
@@ -356,6 +366,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-poses", dest="no_poses", action="store_true",
                    help="do not rebuild the model (no skeletons; for a run whose data is not at hand)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("show", help="draw what every sensor recorded for one frame (PNG) or a range (--gif)",
+                       description="Draw one frame of an MM-Fi sequence, real or synthetic: RGB keypoints on the "
+                       "640x480 image plane, the ground-truth skeleton, LiDAR and mmWave points (Doppler coloured) "
+                       "in their sensor frames, and CSI amplitude and phase as subcarrier x packet heatmaps per "
+                       "antenna (raw file values). With --gif, frames --frame..--to every --step as an animation.")
+    p.add_argument("root", nargs="?", default=DEFAULT_DEMO, help=f"MM-Fi root (default {DEFAULT_DEMO})")
+    p.add_argument("--subject", default="S01", help="S01..S40 (default S01)")
+    p.add_argument("--action", default="A17", help="A01..A27 (default A17)")
+    p.add_argument("--frame", type=_at_least(1), default=1, help="1-based frame, as the file names (default 1)")
+    p.add_argument("--gif", action="store_true", help="an animated GIF of frames --frame..--to")
+    p.add_argument("--to", type=_at_least(1), default=None, help="last frame of --gif (default --frame + 30)")
+    p.add_argument("--step", type=_at_least(1), default=1, help="every STEP-th frame in --gif (default 1)")
+    p.add_argument("--out", default=None, help="file to write (default show-SUBJECT-ACTION-FRAME.png or .gif)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_show)
 
     from poise.continual.config import ABLATIONS, EWC_MODES, FISHERS, METHODS as CONTINUAL_METHODS
 

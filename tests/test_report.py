@@ -190,3 +190,44 @@ def test_the_run_report_renders_in_chromium_with_every_image_loaded(trained):
     assert len(images) == 5 and tables >= 3
     assert all(complete and w > 100 and h > 100 for _, complete, w, h in images), images
     assert errors == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# poise show
+
+
+def test_show_draws_every_sensor_of_a_frame_and_names_what_is_missing(tiny, tmp_path, capsys):
+    import matplotlib.image
+
+    out = tmp_path / "f.png"
+    assert main(["show", str(tiny), "--subject", "S01", "--action", "A02", "--frame", "120", "--out", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    image = matplotlib.image.imread(out)
+    assert_not_blank(image)
+    h, w = image.shape[:2]
+    for rows, cols in ((slice(0, h // 2), slice(0, w // 4)), (slice(h // 2, h), slice(w // 2, w))):
+        assert_not_blank(image[rows, cols])  # the RGB panel, the CSI phase panels
+    assert main(["show", str(tiny), "--subject", "S01", "--action", "A02", "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err  # never overwrites without --overwrite
+    assert main(["show", str(tiny), "--subject", "S01", "--action", "A27", "--out", str(tmp_path / "x.png")]) == 2
+    assert "S01 has A02, A03" in capsys.readouterr().err
+    assert main(["show", str(tiny), "--subject", "S01", "--action", "A02", "--frame", "298",
+                 "--out", str(tmp_path / "y.png")]) == 2
+    assert "frames 1..297" in capsys.readouterr().err
+
+
+def test_show_gif_has_one_image_per_frame(tiny, tmp_path):
+    from PIL import Image
+
+    from poise.show import show
+
+    path = show(tiny, "S01", "A02", frame=10, to=14, step=2, out=tmp_path / "a.gif")
+    with Image.open(path) as gif:
+        assert gif.n_frames == 3
+
+
+def test_show_reads_raw_csi_leaving_nan_and_inf_blank(small_root):
+    from poise.show import read_shown, sequence_dir
+
+    seen = [read_shown(sequence_dir(small_root, "S01", "A02"), f)["wifi-csi"]["CSIamp"] for f in range(1, 6)]
+    assert all(np.isinf(a).sum() == 0 for a in seen) and any(np.isnan(a).any() for a in seen)
