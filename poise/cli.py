@@ -117,14 +117,16 @@ def _train_or_resume(args):
         if ignored:
             raise PoiseError(f"--resume continues {args.resume} with its own config.yaml; {', '.join(ignored)} "
                              f"would change that run: drop them (only --epochs extends it), or start a new run")
-        return resume(args.resume, progress=not args.quiet, epochs=args.epochs, rebuild_cache=args.rebuild_cache)
+        return resume(args.resume, progress=not args.quiet, epochs=args.epochs, rebuild_cache=args.rebuild_cache,
+                      tensorboard=args.tensorboard)
     if args.param:
         overrides["method_params"] = dict(_parse_param(p) for p in args.param)
     if args.config:
         config = TrainConfig.load(args.config, **overrides)
     else:
         config = TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None}, source="command line")
-    return train(config, progress=not args.quiet, overwrite=args.overwrite, rebuild_cache=args.rebuild_cache)
+    return train(config, progress=not args.quiet, overwrite=args.overwrite, rebuild_cache=args.rebuild_cache,
+                 tensorboard=args.tensorboard)
 
 
 def cmd_continual(args) -> int:
@@ -331,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_on_error(p, default=None)
     p.add_argument("--rebuild-cache", dest="rebuild_cache", action="store_true",
                    help="build the packed data cache again even if one matches (e.g. after editing files in place)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log every per-epoch number to RUN_DIR/tensorboard (pip install 'poise[tensorboard]'; "
+                        "watch with `tensorboard --logdir RUN_DIR/tensorboard`)")
     add_no_report(p)
     p.set_defaults(func=cmd_train)
 

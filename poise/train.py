@@ -90,6 +90,7 @@ class Run:
     progress: bool = True  # progress bars for phases a method starts itself (NIS's probe)
     label: str = ""  # what progress bars call this phase ("task 2 ")
     record: dict = field(default_factory=dict)  # notes of the phase that method hooks add to
+    loggers: list = field(default_factory=list)  # called on the main rank with each finished epoch's row
 
     @property
     def last_epoch(self) -> bool:
@@ -348,6 +349,8 @@ def fit(run: Run, progress: bool = True) -> Run:
         if distributed.is_main() and run.dir is not None:
             save_checkpoint(run)
             write_reports(run)
+        for log in run.loggers if distributed.is_main() else ():
+            log(row)
         if progress and distributed.is_main():
             val = f", val {row['val_mpjpe_mm']:.1f}" if "val_mpjpe_mm" in row else ""
             test = (f", test MPJPE {row['test_mpjpe_mm']:.1f} / PA {row['test_pa_mpjpe_mm']:.1f} mm"
@@ -358,9 +361,10 @@ def fit(run: Run, progress: bool = True) -> Run:
     return run
 
 
-def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, rebuild_cache: bool = False) -> Run:
+def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, rebuild_cache: bool = False,
+          tensorboard: bool = False) -> Run:
     """A new run of ``config`` in ``config.out / config.run_name`` (``rebuild_cache``: build the data's packed
-    cache again even if one matches)."""
+    cache again even if one matches; ``tensorboard``: also log each epoch to ``RUN_DIR/tensorboard``)."""
     run_dir = Path(config.out) / config.run_name
     if (run_dir / CHECKPOINT).exists() and not overwrite:
         raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose "
@@ -372,10 +376,11 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, r
             config.save(run_dir / "config.yaml")
             (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params(),
                                                              "optimizer": optim.resolve(config, run.method)}, indent=1))
-        return fit(run, progress)
+        return fit_logged(run, progress, tensorboard)
 
 
-def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_cache: bool = False) -> Run:
+def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_cache: bool = False,
+           tensorboard: bool = False) -> Run:
     """Continue the run in ``run_dir`` from its last checkpoint (optionally to more ``epochs``)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / CHECKPOINT).is_file():
@@ -390,7 +395,21 @@ def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_ca
                              f"it. Pass more epochs to continue it, or start a new run")
         if epochs is not None and distributed.is_main():
             config.save(run_dir / "config.yaml")
+        return fit_logged(run, progress, tensorboard)
+
+
+def fit_logged(run: Run, progress: bool, tensorboard: bool) -> Run:
+    """``fit``, with each epoch also logged to ``run.dir/tensorboard`` when asked (main rank only)."""
+    if not tensorboard or not distributed.is_main():
         return fit(run, progress)
+    from poise.tensorboard import TensorBoardLog
+
+    log = TensorBoardLog(run.dir / "tensorboard")
+    run.loggers.append(log)
+    try:
+        return fit(run, progress)
+    finally:
+        log.close()
 
 
 def load_run(run_dir, progress: bool = False) -> Run:

@@ -231,3 +231,48 @@ def test_show_reads_raw_csi_leaving_nan_and_inf_blank(small_root):
 
     seen = [read_shown(sequence_dir(small_root, "S01", "A02"), f)["wifi-csi"]["CSIamp"] for f in range(1, 6)]
     assert all(np.isinf(a).sum() == 0 for a in seen) and any(np.isnan(a).any() for a in seen)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# live curves
+
+
+def test_tensorboard_logs_every_per_epoch_number(tiny, tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from poise.config import TrainConfig
+
+    config = TrainConfig(data=str(tiny), protocol="P3", split="S1", holdout=0.5, epochs=2, batch_size=64, dim=16,
+                         lidar_points=64, mmwave_points=16, assess_frames=128, out=str(tmp_path), name="tb",
+                         method="awc", lr_step=10)
+    config.save(tmp_path / "c.yaml")
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--tensorboard", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"report: {tmp_path / 'tb' / 'report.html'}" in out  # the command ends by naming its report
+    history = __import__("json").loads((tmp_path / "tb" / "metrics.json").read_text())
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    numbers = {k for k, v in history[0].items() if k != "epoch" and isinstance(v, (int, float))}
+    assert len(tags) == len(numbers) and {"test/mpjpe_mm", "shapley/rgb", "awc/share_wifi-csi"} <= tags
+    logged = events.Scalars("test/mpjpe_mm")
+    assert [e.step for e in logged] == [1, 2]
+    assert [e.value for e in logged] == pytest.approx([h["test_mpjpe_mm"] for h in history])
+
+
+def test_tensorboard_missing_is_a_clear_error(monkeypatch, tmp_path):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    from poise.tensorboard import TensorBoardLog
+
+    with pytest.raises(PoiseError, match=r"pip install 'poise\[tensorboard\]'"):
+        TensorBoardLog(tmp_path)
