@@ -25,7 +25,8 @@ def _lines(epochs, series: dict, ylabel: str, path, title: str) -> None:
 
 def plot_curves(history: list[dict], path, title: str = "") -> None:
     series = {label: [h[key] for h in history] for key, label in (
-        ("train_mpjpe_mm", "train MPJPE"), ("test_mpjpe_mm", "test MPJPE"), ("test_pa_mpjpe_mm", "test PA-MPJPE"))}
+        ("train_mpjpe_mm", "train MPJPE"), ("val_mpjpe_mm", "validation MPJPE (held-out sequences)"),
+        ("test_mpjpe_mm", "test MPJPE"), ("test_pa_mpjpe_mm", "test PA-MPJPE")) if key in history[0]}
     _lines([h["epoch"] for h in history], series, "error (mm)", path, title)
 
 

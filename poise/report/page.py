@@ -29,6 +29,7 @@ td:first-child, th:first-child { text-align: left; }
 code { background: #f4f4f4; padding: 0 3px; border-radius: 3px; }
 img { max-width: 100%; display: block; margin: .5em 0 1em; }
 .note { color: #666; font-size: 13px; }
+summary { cursor: pointer; color: #345; margin: .4em 0; }
 """
 
 
@@ -67,10 +68,14 @@ class Page:
         cls = ' class="note"' if note else ""
         self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
 
-    def table(self, header, rows) -> None:
+    def table(self, header, rows, folded: str | None = None) -> None:
+        """A table; with ``folded``, shut under that summary line (an HTML ``<details>``, no script)."""
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
-        self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        if folded:
+            table = f"<details><summary>{html.escape(folded)}</summary>{table}</details>"
+        self.parts.append(table)
 
     def image(self, png: bytes | Path, alt: str) -> None:
         """An image from PNG bytes or a PNG file."""

@@ -102,6 +102,23 @@ def pose_figures(run, worst: int = 2, frames=None) -> dict:
     return out
 
 
+def final_tables(page: Page, last: dict, modalities: list) -> None:
+    """The last epoch's row as three tables: errors, per-modality numbers, and the rest (the method's own)."""
+    errors = [k for k in last if k.endswith("_mpjpe_mm") or k.endswith("_pa_mpjpe_mm")]
+    page.table(["error (mm)", *errors], [["", *[last[k] for k in errors]]])
+    per_modality = {"Shapley-Pearson score": "shapley_", "unimodal-output std (mm)": "unimodal_std_mm_"}
+    shown = set(errors)
+    rows = []
+    for label, prefix in per_modality.items():
+        if any(f"{prefix}{m}" in last for m in modalities):
+            rows.append([label, *[last.get(f"{prefix}{m}", "") for m in modalities]])
+            shown |= {f"{prefix}{m}" for m in modalities}
+    if rows:
+        page.table(["per modality", *modalities], rows)
+    rest = [(k, v) for k, v in last.items() if k not in shown]
+    page.table(["other numbers of the epoch", "value"], rest)
+
+
 def _settings_table(page: Page, values: dict) -> None:
     page.table(["key", "value"], [(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in values.items()])
 
@@ -129,13 +146,14 @@ def run_report(run_dir, poses: bool = True, worst: int = 2, frames=None) -> Path
               f"PA-MPJPE {last.get('test_pa_mpjpe_mm', float('nan')):.1f} mm (the reported number; every test frame "
               f"at the last epoch).")
     page.heading("Final metrics (last epoch)")
-    page.table(["metric", "value"], list(last.items()))
+    final_tables(page, last, config.get("modalities") or [])
 
     page.heading("Learning curves")
     plot_curves(history, run_dir / "curves.png", title=run_dir.name)
     page.image(run_dir / "curves.png", "learning curves")
     columns = [c for c in MAIN_COLUMNS if c in last]
-    page.table(columns, [[h.get(c, "") for c in columns] for h in history])
+    page.table(columns, [[h.get(c, "") for c in columns] for h in history],
+               folded=f"the {len(history)} epochs' numbers (metrics.csv has every column)")
 
     page.heading("Modality contributions and the weak modalities' collapse")
     page.text("Shapley-Pearson score of each modality per epoch (paper 001, Eq. 4 with the Pearson profit), and the "
