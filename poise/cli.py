@@ -63,6 +63,10 @@ def cmd_train(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.tensorboard:  # on every rank, before any of them starts
+        from poise.tensorboard import require
+
+        require()
     distributed.init()  # under torchrun: join the process group (gloo, or NCCL on CUDA); otherwise nothing
     try:
         run = _train_or_resume(args)
@@ -73,25 +77,29 @@ def cmd_train(args) -> int:
         last = run.history[-1]
         print(f"{run.dir}: {run.epoch} epochs; test MPJPE {last['test_mpjpe_mm']:.1f} mm, PA-MPJPE "
               f"{last['test_pa_mpjpe_mm']:.1f} mm")
-        _report(run.dir, args)
+        _report(run.dir, args, run=run)
     return 0
 
 
-def _report(path, args) -> None:
-    """The HTML report a command writes at its end (``--no-report``: none), and where it is."""
+def _report(path, args, run=None) -> None:
+    """The HTML report a command writes at its end (``--no-report``: none), and where it is. A report that
+    cannot be written is a warning: the training it reports on has finished and is saved."""
     if getattr(args, "no_report", False):
         return
     from poise.report import write_report
 
-    print(f"report: {write_report(path)}")
+    try:
+        print(f"report: {write_report(path, run=run)}")
+    except (PoiseError, OSError) as err:
+        print(f"poise {args.command}: warning: report not written ({err}); write it with `poise report {path}`",
+              file=sys.stderr)
 
 
 def cmd_show(args) -> int:
     from poise.show import show
 
-    path = show(args.root, args.subject, args.action, args.frame, out=args.out,
-                to=(args.to if args.to is not None else args.frame + 30) if args.gif else None, step=args.step,
-                overwrite=args.overwrite)
+    path = show(args.root, args.subject, args.action, args.frame, out=args.out, gif=args.gif, to=args.to,
+                step=args.step, overwrite=args.overwrite)
     print(f"saved {path}")
     return 0
 
@@ -382,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action", default="A17", help="A01..A27 (default A17)")
     p.add_argument("--frame", type=_at_least(1), default=1, help="1-based frame, as the file names (default 1)")
     p.add_argument("--gif", action="store_true", help="an animated GIF of frames --frame..--to")
-    p.add_argument("--to", type=_at_least(1), default=None, help="last frame of --gif (default --frame + 30)")
+    p.add_argument("--to", type=_at_least(1), default=None, help="last frame of --gif (default --frame + 30, or the sequence's last)")
     p.add_argument("--step", type=_at_least(1), default=1, help="every STEP-th frame in --gif (default 1)")
     p.add_argument("--out", default=None, help="file to write (default show-SUBJECT-ACTION-FRAME.png or .gif)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

@@ -9,13 +9,13 @@ of frames becomes a GIF with fixed axes, so that motion is visible.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from poise.data import layout
-from poise.data.mmfi import read_ground_truth, read_points, read_rgb
+from poise.data.mmfi import MMFiFormatError, read_csi_raw, read_ground_truth, read_points, read_rgb
 from poise.errors import PoiseError
 from poise.report.skeleton import draw, frame_axes
 
@@ -51,8 +51,7 @@ def read_shown(path: Path, frame: int) -> dict:
         if m == "rgb":
             out[m] = read_rgb(file)
         elif m == "wifi-csi":
-            mat = scipy.io.loadmat(file, variable_names=layout.CSI_KEYS)
-            out[m] = {k: np.where(np.isfinite(mat[k]), mat[k], np.nan) for k in layout.CSI_KEYS if k in mat}
+            out[m] = {k: np.where(np.isfinite(v), v, np.nan) for k, v in read_csi_raw(file).items()}
         else:
             out[m] = read_points(file, m)
     return out
@@ -130,21 +129,32 @@ def draw_frame(fig, shown: dict, title: str, limits: dict) -> None:
     fig.suptitle(title, fontsize=11)
 
 
-def show(root, subject: str, action: str, frame: int = 1, out=None, to: int | None = None, step: int = 1,
-         overwrite: bool = False) -> Path:
-    """Draw ``frame`` (1-based) of root's ``subject``/``action`` into ``out`` (PNG), or frames ``frame..to``
-    every ``step`` into a GIF when ``to`` is given; returns the path written."""
+GIF_FRAMES = 30  # a GIF's default length after its first frame
+
+
+def show(root, subject: str, action: str, frame: int = 1, out=None, gif: bool = False, to: int | None = None,
+         step: int = 1, overwrite: bool = False) -> Path:
+    """Draw ``frame`` (1-based) of root's ``subject``/``action`` into ``out`` (PNG), or with ``gif`` frames
+    ``frame..to`` (default: 30 more, up to the sequence's last) every ``step`` into a GIF; returns the path."""
     from poise.plots import plt
 
     path = sequence_dir(root, subject, action)
-    frames = list(range(frame, (to if to is not None else frame) + 1, max(step, 1)))
-    if not frames:
-        raise PoiseError(f"--to {to} is before --frame {frame}: nothing to draw")
-    gif = to is not None
+    if gif:
+        last = len(read_ground_truth(path / layout.GROUND_TRUTH))
+        to = min(frame + GIF_FRAMES, last) if to is None else to
+        if to <= frame:
+            raise PoiseError(f"--to {to} is not after --frame {frame}: a GIF needs a range of frames")
+    elif to is not None:
+        raise PoiseError("--to sets the last frame of a --gif; add --gif, or drop --to")
+    frames = list(range(frame, (to if gif else frame) + 1, max(step, 1)))
     out = Path(out) if out else Path(f"show-{subject}-{action}-{frame:03d}" + (f"-{to:03d}.gif" if gif else ".png"))
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite to replace it")
-    shown = [read_shown(path, f) for f in frames]
+    try:
+        shown = [read_shown(path, f) for f in frames]
+    except MMFiFormatError as err:  # the reader's advice names --on-error, which drawing has not
+        raise PoiseError(re.split(r"[;:] regenerate", str(err))[0] + "; this frame cannot be drawn: choose "
+                         "another --frame, or regenerate the sequence") from None
     limits = {m: _limits([s[m] for s in shown if m in s]) for m in ("lidar", "mmwave")}
     titles = [f"{path.parent.parent.name} {subject} {action}, frame {f}" for f in frames]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,17 +17,27 @@ def tag(key: str) -> str:
     return f"{group}/{rest}" if rest else key
 
 
-class TensorBoardLog:
-    """Called with each finished epoch's row of ``metrics.csv``; writes and flushes its numbers."""
+def require():
+    """torch's SummaryWriter, or an error that says how to get it (checked before any training starts)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise PoiseError("--tensorboard needs the tensorboard package: pip install 'poise[tensorboard]' (or "
+                         "pip install tensorboard), or train without --tensorboard") from None
+    return SummaryWriter
 
-    def __init__(self, log_dir):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise PoiseError("--tensorboard needs the tensorboard package: pip install 'poise[tensorboard]' (or "
-                             "pip install tensorboard), or train without --tensorboard") from None
+
+class TensorBoardLog:
+    """Called with each finished epoch's row of ``metrics.csv``; writes and flushes its numbers. ``fresh``: a
+    new run in this directory (``--overwrite``), whose old event files go, so that two runs never mix."""
+
+    def __init__(self, log_dir, fresh: bool = False):
+        writer = require()
         self.dir = Path(log_dir)
-        self.writer = SummaryWriter(str(self.dir))
+        if fresh:
+            for old in self.dir.glob("events.out.tfevents.*"):
+                old.unlink()
+        self.writer = writer(str(self.dir))
 
     def __call__(self, row: dict) -> None:
         for key, value in row.items():

@@ -162,7 +162,7 @@ def phase_of(run: Run, rows: np.ndarray, epochs: int, method: methods.Method, **
     config = dataclasses.replace(run.config, epochs=epochs)
     phase = dataclasses.replace(run, config=config, dir=None, method=method, train_rows=np.asarray(rows),
                                 val_rows=run.val_rows[:0], test_rows=np.zeros(0, np.int64), epoch=0, history=[],
-                                contributions=[], record={}, optimizer=None, scheduler=None, **changes)
+                                contributions=[], record={}, optimizer=None, scheduler=None, loggers=[], **changes)
     prepare(phase)
     return phase
 
@@ -376,7 +376,7 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, r
             config.save(run_dir / "config.yaml")
             (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params(),
                                                              "optimizer": optim.resolve(config, run.method)}, indent=1))
-        return fit_logged(run, progress, tensorboard)
+        return fit_logged(run, progress, tensorboard, fresh=True)
 
 
 def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_cache: bool = False,
@@ -398,13 +398,14 @@ def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_ca
         return fit_logged(run, progress, tensorboard)
 
 
-def fit_logged(run: Run, progress: bool, tensorboard: bool) -> Run:
-    """``fit``, with each epoch also logged to ``run.dir/tensorboard`` when asked (main rank only)."""
+def fit_logged(run: Run, progress: bool, tensorboard: bool, fresh: bool = False) -> Run:
+    """``fit``, with each epoch also logged to ``run.dir/tensorboard`` when asked (main rank only; ``fresh``: a
+    new run, so earlier event files there go)."""
     if not tensorboard or not distributed.is_main():
         return fit(run, progress)
     from poise.tensorboard import TensorBoardLog
 
-    log = TensorBoardLog(run.dir / "tensorboard")
+    log = TensorBoardLog(run.dir / "tensorboard", fresh=fresh)
     run.loggers.append(log)
     try:
         return fit(run, progress)

@@ -468,13 +468,24 @@ def read_csi(path, phase: bool = False, report: ReadReport | None = None) -> np.
     are counted in ``report`` as info.
     """
     keys = layout.CSI_KEYS if phase else layout.CSI_KEYS[:1]
+    channels = []
+    for key, value in read_csi_raw(path, keys).items():
+        if report is not None and not np.isfinite(value).all():
+            report.note("wifi-csi", f"{key} NaN/inf filled", path)
+        channels.append(clean_csi(value, normalise=(key == "CSIamp")))
+    return np.stack(channels)
+
+
+def read_csi_raw(path, keys=layout.CSI_KEYS) -> dict:
+    """The arrays ``keys`` of one ``wifi-csi/frameNNN.mat`` as stored (NaN/inf kept), each checked to be real
+    (3, 114, 10); a file that is not so is an error naming it."""
     try:
         mat = scipy.io.loadmat(path, variable_names=keys)
     except Exception as err:  # noqa: BLE001
         raise MMFiFormatError(f"{path}: unreadable .mat ({type(err).__name__}: {err}); MM-Fi CSI files are MATLAB v5 "
                               f"files with keys {layout.CSI_KEYS}: regenerate the sequence, or pass --on-error skip (on_error: skip in a config)",
                               path, "wifi-csi", "unreadable .mat") from err
-    channels = []
+    out = {}
     for key in keys:
         if key not in mat:
             found = sorted(name for name, _, _ in scipy.io.whosmat(path))  # all keys, not just those loaded
@@ -485,10 +496,8 @@ def read_csi(path, phase: bool = False, report: ReadReport | None = None) -> np.
             raise MMFiFormatError(f"{path}: {key} has shape {value.shape} and dtype {value.dtype}, expected real "
                                   f"{layout.CSI_SHAPE} (antennas x subcarriers x packets); regenerate the sequence, "
                                   f"or pass --on-error skip (on_error: skip in a config)", path, "wifi-csi", "wrong shape")
-        if report is not None and not np.isfinite(value).all():
-            report.note("wifi-csi", f"{key} NaN/inf filled", path)
-        channels.append(clean_csi(value, normalise=(key == "CSIamp")))
-    return np.stack(channels)
+        out[key] = value
+    return out
 
 
 def read_frame(seq: Sequence, index: int, modalities, csi_phase: bool = False,

@@ -22,13 +22,17 @@ def kind_of(path: Path) -> str:
         return "continual"
     if (path / "metrics.json").is_file() and (path / "config.yaml").is_file():
         return "run"
+    if (path / "config.yaml").is_file():
+        raise PoiseError(f"{path} holds a run with no finished epoch (or task) yet: continue it with "
+                         f"`poise train --resume {path}` (`poise continual --resume` for a stream), then report it")
     raise PoiseError(f"{path} is not a poise run or bench directory (it has no metrics.json and config.yaml, no "
                      f"tasks.json and results.json, no report.md and results.csv); point poise report at what "
                      f"`poise train`, `poise continual` or `poise bench` wrote")
 
 
-def write_report(path, poses: bool = True, frames=None, worst: int = 2) -> Path:
-    """``path/report.html`` for whatever ``path`` holds; returns its path."""
+def write_report(path, poses: bool = True, frames=None, worst: int = 2, run=None) -> Path:
+    """``path/report.html`` for whatever ``path`` holds; returns its path (``run``: the live run of a
+    ``poise train`` that just finished, so that its model is not rebuilt)."""
     path = Path(path)
     if not path.is_dir():
         raise PoiseError(f"{path}: no such directory; give a run or bench directory (e.g. runs/baseline)")
@@ -43,4 +47,4 @@ def write_report(path, poses: bool = True, frames=None, worst: int = 2) -> Path:
         return continual_report(path)
     from poise.report.run import run_report
 
-    return run_report(path, poses=poses, frames=frames, worst=worst)
+    return run_report(path, poses=poses, frames=frames, worst=worst, run=run)

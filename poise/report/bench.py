@@ -1,5 +1,5 @@
 """The report of a ``poise bench`` or ``poise continual-bench`` directory: its ``report.md`` (every table, the
-findings and the plots it links, inlined) on one page, with the runs behind it and their own reports."""
+findings and the plots it links, inlined) on one page, with the table of the runs behind it."""
 
 from __future__ import annotations
 

@@ -94,6 +94,7 @@ def continual_report(run_dir) -> Path:
     tasks = read_json(run_dir / "tasks.json", what)
     if not tasks or not results.get("tasks_done"):
         raise PoiseError(f"{run_dir}: no task finished yet; {what}")
+    tasks = tasks[:results["tasks_done"]]  # results.json is written last: a stream stopped between the two
     try:
         config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError) as err:

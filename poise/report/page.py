@@ -33,6 +33,9 @@ summary { cursor: pointer; color: #345; margin: .4em 0; }
 """
 
 
+IMAGE_TYPES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".svg": "svg+xml"}
+
+
 def image_uri(data: bytes, kind: str = "png") -> str:
     return f"data:image/{kind};base64,{base64.b64encode(data).decode('ascii')}"
 
@@ -83,26 +86,33 @@ class Page:
         self.parts.append(f'<img src="{image_uri(data)}" alt="{html.escape(alt)}">')
 
     def markdown(self, text: str, folder: Path) -> None:
-        """Markdown (tables included) with every linked image of ``folder`` inlined."""
+        """Markdown (tables included) with every linked image of ``folder`` inlined. Raw HTML is shown as text;
+        a link that would leave the page (a scheme such as http: or javascript:, an absolute path) keeps its
+        text and loses its address; an image must be a picture file inside ``folder``."""
         import markdown
 
         md = markdown.Markdown(extensions=["tables"], output_format="html")
         md.preprocessors.deregister("html_block")  # raw HTML in the text is text, escaped, never markup
         md.inlinePatterns.deregister("html")
         body = md.convert(text)
+        folder = Path(folder)
 
         def inline(match: re.Match) -> str:
             src = html.unescape(match.group(2))
-            if src.startswith("data:"):
-                return match.group(0)
-            path = Path(folder) / src
-            if not path.is_file():
-                raise PoiseError(f"{folder}/report.md shows {src}, which is not in {folder}; run the bench again "
-                                 f"to write its plots")
-            kind = path.suffix.lstrip(".").lower().replace("jpg", "jpeg").replace("svg", "svg+xml")
+            path = (folder / src).resolve()
+            kind = IMAGE_TYPES.get(path.suffix.lower())
+            if kind is None or not path.is_relative_to(folder.resolve()) or not path.is_file():
+                raise PoiseError(f"{folder}: its Markdown shows {src!r}, which is not a picture file (.png, .jpg, "
+                                 f".gif, .svg) in {folder}; run the command that wrote it again to write its plots")
             return f'<img{match.group(1)} src="{image_uri(path.read_bytes(), kind)}"'
 
-        self.parts.append(re.sub(r'<img([^>]*?) src="([^"]*)"', inline, body))
+        def local(match: re.Match) -> str:
+            href = html.unescape(match.group(1))
+            leaves = re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", href) or href.startswith(("/", "\\"))
+            return "<a>" if leaves else match.group(0)
+
+        body = re.sub(r'<img([^>]*?) src="([^"]*)"', inline, body)
+        self.parts.append(re.sub(r'<a href="([^"]*)"[^>]*>', local, body))
 
     def html(self) -> str:
         return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

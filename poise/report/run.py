@@ -64,13 +64,13 @@ def predictions(run, rows=None, batch_size: int = 256) -> tuple[np.ndarray, np.n
 
 
 @torch.no_grad()
-def unimodal_predictions(run, row: int) -> dict:
-    """{"fused": pose, modality: pose with only that modality present} on one test frame (17, 3)."""
+def unimodal_predictions(run, row: int) -> dict | None:
+    """{"fused": pose, modality: pose with only that modality present} on one test frame (17, 3); None for a
+    method evaluated as a combination of networks (DivideMix's pair), which has no unimodal prediction."""
     from poise.train import tested_model
 
     if tested_model(run) is not run.model:
-        raise PoiseError(f"method {run.config.method!r} is evaluated as a combination of networks, which has no "
-                         f"unimodal predictions")
+        return None
     run.model.eval()
     batch = to_device(run.test.batch([row]), run.device)
     features = run.model.encode(batch)
@@ -86,17 +86,19 @@ def frame_title(run, row: int, error_mm: float, why: str) -> str:
 
 def pose_figures(run, worst: int = 2, frames=None) -> dict:
     """PNG bytes of ``skeletons`` (chosen frames, then the ``worst`` test frames, three views each) and
-    ``unimodal`` (each modality alone on the first chosen frame), also saved in the run directory."""
+    ``unimodal`` (each modality alone on the first chosen frame; not for a combination of networks), also saved
+    in the run directory."""
     pred, gt = predictions(run)
     errors = mpjpe_mm(torch.from_numpy(pred), torch.from_numpy(gt), reduction="none").numpy()
     chosen = list(frames) if frames is not None else chosen_rows(len(gt))
     rows = shown_rows(errors, chosen, worst)
     shown = [(frame_title(run, r, errors[r], why), gt[r], {run.config.method: pred[r]}) for r, why in rows]
     out = {"skeletons": figure_png(skeletons_figure(shown))}
-    if chosen:
+    unimodal = unimodal_predictions(run, chosen[0]) if chosen else None
+    if unimodal is not None:
         r = chosen[0]
         title = frame_title(run, r, errors[r], "each modality alone") + ", absent modalities as the model was trained"
-        out["unimodal"] = figure_png(unimodal_figure(title, gt[r], unimodal_predictions(run, r)))
+        out["unimodal"] = figure_png(unimodal_figure(title, gt[r], unimodal))
     for name, png in out.items():
         (run.dir / f"{name}.png").write_bytes(png)
     return out
@@ -104,7 +106,7 @@ def pose_figures(run, worst: int = 2, frames=None) -> dict:
 
 def final_tables(page: Page, last: dict, modalities: list) -> None:
     """The last epoch's row as three tables: errors, per-modality numbers, and the rest (the method's own)."""
-    errors = [k for k in last if k.endswith("_mpjpe_mm") or k.endswith("_pa_mpjpe_mm")]
+    errors = [k for k in last if k.endswith("_mpjpe_mm")]
     page.table(["error (mm)", *errors], [["", *[last[k] for k in errors]]])
     per_modality = {"Shapley-Pearson score": "shapley_", "unimodal-output std (mm)": "unimodal_std_mm_"}
     shown = set(errors)
@@ -123,12 +125,13 @@ def _settings_table(page: Page, values: dict) -> None:
     page.table(["key", "value"], [(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in values.items()])
 
 
-def run_report(run_dir, poses: bool = True, worst: int = 2, frames=None) -> Path:
-    """Write ``run_dir/report.html``; ``poses``: rebuild the model to draw skeletons (needs the data)."""
-    from poise.plots import plot_contributions, plot_curves, plot_spreads
+def run_report(run_dir, poses: bool = True, worst: int = 2, frames=None, run=None) -> Path:
+    """Write ``run_dir/report.html``. ``poses``: draw skeletons, with ``run`` (the live run at the end of
+    ``poise train``) or a run rebuilt from the checkpoint and the data."""
+    from poise.plots import contributions_figure, curves_figure, spreads_figure
 
     run_dir = Path(run_dir)
-    what = f"{run_dir} is not a finished epoch of a `poise train` run; train it first"
+    what = f"{run_dir} is not a `poise train` run with a finished epoch"
     history = read_json(run_dir / "metrics.json", what)
     if not history:
         raise PoiseError(f"{run_dir}/metrics.json holds no epoch; {what}")
@@ -138,6 +141,14 @@ def run_report(run_dir, poses: bool = True, worst: int = 2, frames=None) -> Path
         raise PoiseError(f"{run_dir}/config.yaml cannot be read ({err}); {what}") from None
     method = read_json(run_dir / "method.json", what)
     last = history[-1]
+    if poses and run is None:
+        from poise.train import load_run
+
+        try:
+            run = load_run(run_dir)
+        except (PoiseError, OSError) as err:
+            raise PoiseError(f"{run_dir}: cannot rebuild the model to draw its poses ({err}); pass --no-poses for a "
+                             f"report without them") from None
 
     page = Page(f"poise run {run_dir.name}: {method['name']}")
     page.text(f"{run_dir}: {last['epoch']} of {config.get('epochs', '?')} epochs of method {method['name']}, "
@@ -149,8 +160,7 @@ def run_report(run_dir, poses: bool = True, worst: int = 2, frames=None) -> Path
     final_tables(page, last, config.get("modalities") or [])
 
     page.heading("Learning curves")
-    plot_curves(history, run_dir / "curves.png", title=run_dir.name)
-    page.image(run_dir / "curves.png", "learning curves")
+    page.image(figure_png(curves_figure(history, run_dir.name)), "learning curves")
     columns = [c for c in MAIN_COLUMNS if c in last]
     page.table(columns, [[h.get(c, "") for c in columns] for h in history],
                folded=f"the {len(history)} epochs' numbers (metrics.csv has every column)")
@@ -160,24 +170,22 @@ def run_report(run_dir, poses: bool = True, worst: int = 2, frames=None) -> Path
               "std of each modality's unimodal output over a fixed slice of training frames against the ground "
               "truth's: a branch whose spread sinks toward zero predicts nearly the same pose for every frame.")
     contributions = [{k[len("shapley_"):]: h[k] for k in h if k.startswith("shapley_")} for h in history]
-    plot_contributions(contributions, run_dir / "contributions.png", title=run_dir.name)
-    page.image(run_dir / "contributions.png", "Shapley scores per epoch")
+    page.image(figure_png(contributions_figure(contributions, run_dir.name)), "Shapley scores per epoch")
     if "gt_std_mm" in last:
-        plot_spreads(history, run_dir / "spreads.png", title=run_dir.name)
-        page.image(run_dir / "spreads.png", "unimodal-output spreads per epoch")
+        page.image(figure_png(spreads_figure(history, run_dir.name)), "unimodal-output spreads per epoch")
 
     page.heading("Predicted poses")
     if poses:
-        from poise.train import load_run
-
-        run = load_run(run_dir)
         figures = pose_figures(run, worst=worst, frames=frames)
-        page.text("Prediction (dashed) against the ground truth (black), from the front, the side and above; the "
-                  "chosen frames are the same for every run of this test split, the worst are this model's. Left "
-                  "limbs darker. Each title gives the frame's MPJPE.")
+        page.text("Prediction (dashed) against the ground truth (black), from the front, the side and obliquely "
+                  "above; the chosen frames are the same for every run of this test split, the worst are this "
+                  "model's. Left limbs darker. Each title gives the frame's MPJPE.")
         page.image(figures["skeletons"], "skeletons of chosen and worst test frames")
         if "unimodal" in figures:
             page.image(figures["unimodal"], "each modality's unimodal prediction")
+        else:
+            page.text(f"No unimodal predictions: method {method['name']} is evaluated as a combination of networks.",
+                      note=True)
     else:
         page.text("Not drawn: the report was asked for without the model (--no-poses).", note=True)
 

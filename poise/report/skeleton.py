@@ -11,7 +11,7 @@ import numpy as np
 
 from poise.data.layout import H36M_LEFT, H36M_PARENTS
 
-VIEWS = {"front": (10, -90), "side": (10, 0), "above": (60, -60)}  # (elevation, azimuth) of the camera
+VIEWS = {"front": (10, -90), "side": (10, 0), "oblique": (60, -60)}  # (elevation, azimuth) of the camera
 HALF_SIZE = 1.0  # metres shown either side of the pelvis
 TRUTH = "ground truth"
 
