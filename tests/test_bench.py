@@ -93,7 +93,7 @@ def test_findings_say_whether_a_difference_beats_seed_noise():
     text = "\n".join(bench.findings(rows, preset))
     assert "loses to RGB + LiDAR" in text and "+10.0 ± 1.0 mm" in text and "paper 001 Table 3" in text
     awc = next(line for line in bench.findings(rows, preset) if line.startswith("awc vs baseline"))
-    assert "within seed noise" in awc and "95 % t-interval" in awc
+    assert "within seed noise" in awc and "95 % t-interval" in awc and "no different" in awc and "worse" not in awc
     relearn = next(line for line in bench.findings(rows, preset) if line.startswith("relearn vs baseline"))
     assert relearn.endswith("worse.")
     assert "best single modality" not in text  # the singles did not run
