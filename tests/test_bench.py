@@ -8,6 +8,7 @@ import pytest
 
 from poise import bench
 from poise.cli import main
+from poise.errors import PoiseError
 
 
 def test_the_plan_has_every_cell_once_with_its_optimiser_and_schedule():
@@ -68,6 +69,18 @@ def test_tiny_bench_writes_tables_plots_and_resumes(tiny, tmp_path, capsys):
     assert main(args) == 0  # finished runs are read back, not retrained
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")}
     assert "Findings" in capsys.readouterr().out
+    # carried elsewhere as its small files only: read back, nothing retrained, the same report
+    carried = tmp_path / "carried"
+    for run in out.glob("runs/*"):
+        (carried / "runs" / run.name).mkdir(parents=True)
+        for name in ("config.yaml", "method.json", "metrics.json"):
+            (carried / "runs" / run.name / name).write_bytes((run / name).read_bytes())
+    for path in carried.glob("runs/*/config.yaml"):  # the runs now live under the new --out
+        path.write_text(path.read_text().replace(str(out), str(carried)))
+    assert main(args[:-3] + ["--out", str(carried), "--quiet"]) == 0
+    assert not list(carried.glob("runs/*/checkpoint.pt"))
+    again = list(csv.DictReader(open(carried / "results.csv")))
+    assert [r["test_mpjpe_mm"] for r in again] == [r["test_mpjpe_mm"] for r in rows]
 
 
 def test_bench_errors_name_what_to_do(tmp_path):
@@ -163,3 +176,16 @@ def test_the_summary_averages_awcs_shares_over_its_window(tmp_path):
     assert row["awc_share_rgb"] == pytest.approx(0.6) and row["awc_superior_rgb"] == 1.0
     assert row["awc_superior_lidar"] == 0.0 and row["awc_fisher_rgb"] == 2.0
     assert row["val_change_mm"] == pytest.approx(-1.0)  # epoch 5 against epoch 4 (the last 20 % of 5 epochs)
+
+
+def test_a_carried_robust_run_is_read_from_its_robust_json_or_says_what_it_lacks(tmp_path):
+    from poise.bench.runs import BENCH_DROP, BENCH_SEEDS, robust_row
+
+    report = {"epochs": 2, "subsets": [{"subset": "all", "mpjpe_mm": 50.0}, {"subset": "rgb", "mpjpe_mm": 90.0}],
+              "mean_mpjpe_mm": 70.0, "worst": {"subset": "rgb", "mpjpe_mm": 90.0},
+              "drops": [{"drop": BENCH_DROP, "seeds": BENCH_SEEDS, "mpjpe_mm": 60.0}]}
+    (tmp_path / "robust.json").write_text(__import__("json").dumps(report))
+    row = robust_row(tmp_path, epochs=2)
+    assert row["robust_all_mm"] == 50.0 and row["robust_mean_mm"] == 70.0 and row["robust_drop_mm"] == 60.0
+    with pytest.raises(PoiseError, match="no checkpoint and no robust.json of its last epoch"):
+        robust_row(tmp_path, epochs=3)  # scored an older model: needs the checkpoint to score again

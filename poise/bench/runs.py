@@ -121,8 +121,12 @@ def robust_row(run_dir: Path, epochs: int) -> dict:
 
     path, checkpoint = run_dir / "robust.json", run_dir / "checkpoint.pt"
     report = json.loads(path.read_text()) if path.is_file() else {}
-    current = (report.get("epochs") == epochs and path.stat().st_mtime_ns >= checkpoint.stat().st_mtime_ns
+    current = (report.get("epochs") == epochs
+               and (not checkpoint.is_file() or path.stat().st_mtime_ns >= checkpoint.stat().st_mtime_ns)
                and [(d["drop"], d["seeds"]) for d in report.get("drops", [])][:1] == [(BENCH_DROP, BENCH_SEEDS)])
+    if not current and not checkpoint.is_file():
+        raise PoiseError(f"{run_dir} has no checkpoint and no robust.json of its last epoch with the bench's drops "
+                         f"({BENCH_DROP}, {BENCH_SEEDS} seeds); bring its checkpoint.pt, or --force to retrain it")
     if not current:  # none yet, or of an older model, or with other drops (a user's own `poise robust`)
         report = robustness(load_run(run_dir), drops=(BENCH_DROP,), seeds=BENCH_SEEDS)
         save_robustness(report, run_dir)
@@ -144,13 +148,16 @@ def run_one(config, threads: int = 0, force: bool = False, robust: bool = False)
         torch.set_num_threads(threads)
     run_dir = Path(config.out) / config.run_name
     metrics = run_dir / "metrics.json"
-    if not force and (run_dir / CHECKPOINT).is_file():
+    history = json.loads(metrics.read_text()) if metrics.is_file() else []
+    # A finished run is read back from its small files (config.yaml, method.json, metrics.json, robust.json)
+    # even without its checkpoint, so that a bench can be carried to another machine and continued there.
+    finished = len(history) >= config.epochs and (run_dir / "config.yaml").is_file()
+    if not force and ((run_dir / CHECKPOINT).is_file() or finished):
         existing = TrainConfig.load(run_dir / "config.yaml")
         if existing != config:
             raise PoiseError(f"{run_dir} holds a run with other settings than this bench asks for "
                              f"({settings_diff(existing, config)}); use another --out, or --force to retrain it")
         check_method_params(run_dir, config)
-        history = json.loads(metrics.read_text()) if metrics.is_file() else []
         if len(history) < config.epochs:
             history = resume(run_dir, progress=False).history
     else:
