@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from poise.errors import PoiseError
 from poise.report.page import Page, figure_png
-from poise.report.run import read_json
+from poise.report.run import read_config, read_json
 
 
 def _matrix_figure(matrix: list):
@@ -95,10 +94,7 @@ def continual_report(run_dir) -> Path:
     if not tasks or not results.get("tasks_done"):
         raise PoiseError(f"{run_dir}: no task finished yet; {what}")
     tasks = tasks[:results["tasks_done"]]  # results.json is written last: a stream stopped between the two
-    try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise PoiseError(f"{run_dir}/config.yaml cannot be read ({err}); {what}") from None
+    config = read_config(run_dir, what)
 
     page = Page(f"poise continual run {run_dir.name}: {config.get('method', '?')}")
     text = (f"{run_dir}: {results['tasks_done']} tasks of protocol {config.get('protocol', '?')}, noise "

@@ -34,6 +34,14 @@ def read_json(path: Path, what: str):
         raise PoiseError(f"{path} is not valid JSON ({err}); {what}") from None
 
 
+def read_config(run_dir: Path, what: str) -> dict:
+    """A run's ``config.yaml`` as a dict, or an error naming it."""
+    try:
+        return yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise PoiseError(f"{run_dir}/config.yaml cannot be read ({err}); {what}") from None
+
+
 def chosen_rows(n: int, count: int = 2) -> list[int]:
     """Test frames shown for every run (so that two runs' reports show the same frames): evenly spaced."""
     return sorted({int(round(n * (i + 1) / (count + 1))) for i in range(count)} - {n})
@@ -135,10 +143,7 @@ def run_report(run_dir, poses: bool = True, worst: int = 2, frames=None, run=Non
     history = read_json(run_dir / "metrics.json", what)
     if not history:
         raise PoiseError(f"{run_dir}/metrics.json holds no epoch; {what}")
-    try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise PoiseError(f"{run_dir}/config.yaml cannot be read ({err}); {what}") from None
+    config = read_config(run_dir, what)
     method = read_json(run_dir / "method.json", what)
     last = history[-1]
     if poses and run is None:
