@@ -302,10 +302,17 @@ def test_each_method_moves_the_statistic_it_targets(tiny, tmp_path):
     history = {name: short_run(tiny, tmp_path, name, params).history
                for name, params in (("arl", dict(warmup=1)), ("arm", {}), ("lsi", dict(delta=1.0)), ("dgl", {}))}
     control = short_run(tiny, tmp_path, "lsi", dict(delta=0.0)).history  # the same scores, not optimised
-    k = [history["arl"][-1][f"arl_k_{m}"] for m in ALL]
-    assert max(k) - min(k) > 0.01
-    gains = [history["arm"][-1][f"arm_gain_{m}"] for m in ALL]
-    assert max(gains) > 1.05 and min(gains) < 0.95
+    for row in history["arl"][1:]:  # after the warm-up: the applied k follow the variance and dependence it logs
+        k = {m: row[f"arl_k_{m}"] for m in ALL}
+        expected = arl.coefficients({m: row[f"arl_sd_mm_{m}"] ** 2 for m in ALL}, {m: row[f"arl_dep_{m}"] for m in ALL},
+                                    arl.ARL().temperature)
+        assert max(k.values()) - min(k.values()) > 0.01
+        assert max(k, key=k.get) == max(expected, key=expected.get)
+        assert min(k, key=k.get) == min(expected, key=expected.get)
+    last = history["arm"][-1]  # ARM reinforces the least informative modality most, the most informative least
+    gains, mi = ({m: last[f"arm_{what}_{m}"] for m in ALL} for what in ("gain", "mi"))
+    assert max(gains.values()) > 1.05 and min(gains.values()) < 0.95
+    assert max(gains, key=gains.get) == min(mi, key=mi.get) and min(gains, key=gains.get) == max(mi, key=mi.get)
     spread = lambda row: max(row[f"lsi_share_{m}"] for m in ALL) - min(row[f"lsi_share_{m}"] for m in ALL)  # noqa: E731
     assert spread(history["lsi"][-1]) < spread(control[-1])  # the regulariser moves the shares together
     first, last = history["dgl"][0], history["dgl"][-1]  # every encoder learns from its own unimodal loss
