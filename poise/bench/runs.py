@@ -17,8 +17,8 @@ from poise.bench.presets import AGAINST_RUN, ALL, BASELINE, LR_DECAY_AT, LR_GAMM
 from poise.errors import PoiseError
 
 
-SECONDS_PER_EPOCH = 8.0  # the lite model with all four modalities at the bench's settings, 2 runs on 2 cores
-# (measured 7.5-9.4 s on 2026-12-02 at the start of `--preset standard`; 5.1 s on a quieter day)
+SECONDS_PER_EPOCH = (6.0, 12.0)  # the lite model with all four modalities at the bench's settings, 2 runs on
+# 2 cores: 6.1 s on average over the 42 runs of `--preset fusions` (2026-12-03), up to 11.8 s in the robust bench
 
 
 def subset_name(modalities) -> str:
@@ -66,10 +66,11 @@ def plan_text(preset: Preset, configs: list) -> str:
         lines.append(f"{c.run_name:44s} method={c.method:17s} optimizer={spec['optimizer']:4s} fusion={c.fusion:9s} "
                      f"modalities={','.join(SHORT[m] for m in c.modalities):7s} seed={c.seed} epochs={c.epochs}")
     epochs = sum(c.epochs for c in configs)
+    fast, slow = SECONDS_PER_EPOCH
     full = sum(c.epochs for c in configs if len(c.modalities) == len(ALL))
     lines.append(f"{len(configs)} runs, {epochs} epochs in all ({full} of them with all four modalities; "
-                 f"{len(preset.seeds)} seeds). Measured on 2 CPU cores with --jobs 2: up to {SECONDS_PER_EPOCH:g} s per "
-                 f"four-modality epoch per run, so at most ~{epochs * SECONDS_PER_EPOCH / 2 / 3600:.1f} h (fewer "
+                 f"{len(preset.seeds)} seeds). Measured on 2 CPU cores with --jobs 2: {fast:g}-{slow:g} s per four-modality "
+                 f"epoch per run, so about {epochs * fast / 2 / 3600:.1f}-{epochs * slow / 2 / 3600:.1f} h (fewer "
                  f"modalities are cheaper). Nothing was trained.")
     return "\n".join(lines)
 
