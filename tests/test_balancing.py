@@ -309,8 +309,8 @@ def test_each_method_moves_the_statistic_it_targets(tiny, tmp_path):
         assert max(k.values()) - min(k.values()) > 0.01
         assert max(k, key=k.get) == max(expected, key=expected.get)
         assert min(k, key=k.get) == min(expected, key=expected.get)
-    last = history["arm"][-1]  # ARM reinforces the least informative modality most, the most informative least
-    gains, mi = ({m: last[f"arm_{what}_{m}"] for m in ALL} for what in ("gain", "mi"))
+    arm_last = history["arm"][-1]  # ARM reinforces the least informative modality most, the most informative least
+    gains, mi = ({m: arm_last[f"arm_{what}_{m}"] for m in ALL} for what in ("gain", "mi"))
     assert max(gains.values()) > 1.05 and min(gains.values()) < 0.95
     assert max(gains, key=gains.get) == min(mi, key=mi.get) and min(gains, key=gains.get) == max(mi, key=mi.get)
     spread = lambda row: max(row[f"lsi_share_{m}"] for m in ALL) - min(row[f"lsi_share_{m}"] for m in ALL)  # noqa: E731

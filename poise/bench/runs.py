@@ -69,8 +69,8 @@ def plan_text(preset: Preset, configs: list) -> str:
     fast, slow = SECONDS_PER_EPOCH
     full = sum(c.epochs for c in configs if len(c.modalities) == len(ALL))
     lines.append(f"{len(configs)} runs, {epochs} epochs in all ({full} of them with all four modalities; "
-                 f"{len(preset.seeds)} seeds). Measured on 2 CPU cores with --jobs 2: {fast:g}-{slow:g} s per four-modality "
-                 f"epoch per run, so about {epochs * fast / 2 / 3600:.1f}-{epochs * slow / 2 / 3600:.1f} h (fewer "
+                 f"{len(preset.seeds)} seeds). Measured on 2 CPU cores with --jobs 2: {fast:g}-{slow:g} s per "
+                 f"four-modality epoch per run, so about {epochs * fast / 2 / 3600:.1f}-{epochs * slow / 2 / 3600:.1f} h (fewer "
                  f"modalities are cheaper). Nothing was trained.")
     return "\n".join(lines)
 
