@@ -189,3 +189,19 @@ def test_a_carried_robust_run_is_read_from_its_robust_json_or_says_what_it_lacks
     assert row["robust_all_mm"] == 50.0 and row["robust_mean_mm"] == 70.0 and row["robust_drop_mm"] == 60.0
     with pytest.raises(PoiseError, match="no checkpoint and no robust.json of its last epoch"):
         robust_row(tmp_path, epochs=3)  # scored an older model: needs the checkpoint to score again
+
+
+def test_an_ablation_row_is_paired_with_its_own_reference(tmp_path):
+    """OGM-GE under SGD is compared with SGD joint training, OGM-GE under Adam with the Adam baseline."""
+    from poise.bench.report import ablation_table
+
+    preset = bench.PRESETS["ablation"]
+    table = next(a for a in preset.ablations if "optimiser" in a.title)
+    values = dict(baseline=[60.0, 62.0, 61.0], baseline_sgd=[80.0, 81.0, 82.0], ogm_ge=[70.0, 71.0, 72.0],
+                  agm=[79.0, 80.0, 81.0], ogm_ge_adam=[61.0, 63.0, 62.0], agm_adam=[60.0, 62.0, 61.0])
+    rows = [dict(r, test_pa_mpjpe_mm=40.0, run=str(tmp_path)) for label, v in values.items()
+            for r in _rows(label, "all", v)]
+    lines = {line.split(" | ")[0].strip("| "): line for line in ablation_table(rows, table, preset).splitlines()[2:]}
+    assert "| baseline_sgd | -10.0" in lines["ogm_ge"] and "| baseline_sgd | -1.0" in lines["agm"]
+    assert "| baseline | +1.0" in lines["ogm_ge_adam"] and "| baseline | +20.0" in lines["baseline_sgd"]
+    assert "| – | – |" in lines["baseline"]
