@@ -186,6 +186,7 @@ def cmd_continual_bench(args) -> int:
     command = " ".join(["poise continual-bench --preset", args.preset,
                         *([f"--data {args.data}"] if args.data != DEFAULT_CONTINUAL else []),
                         *([f"--out {args.out}"] if args.out else []),
+                        *([f"--variants {' '.join(args.variants)}"] if args.variants else []),
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
                         *([f"--jobs {args.jobs}"] if args.jobs != 1 else []),
                         *(["--on-error skip"] if args.on_error == "skip" else [])])
@@ -235,7 +236,7 @@ def cmd_bench(args) -> int:
                         *(["--on-error skip"] if args.on_error == "skip" else [])])
     text = bench(args.preset, args.data, out, jobs=args.jobs, threads=args.threads, seeds=args.seeds,
                  force=args.force, progress=not args.quiet, command=command, protocol=args.protocol, split=args.split,
-                 dry_run=args.plan, on_error=args.on_error)
+                 dry_run=args.plan, on_error=args.on_error, variants=args.variants)
     print(text)
     if not args.plan:
         print(f"saved {out}/report.md, {out}/results.csv and the plots")
@@ -453,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default="P1")
     p.add_argument("--split", default="S1")
     p.add_argument("--plan", action="store_true", help="print the runs the preset would train, and train nothing")
+    p.add_argument("--variants", nargs="+", metavar="LABEL",
+                   help="only these variants of the preset and the baselines they are paired with (with --seeds: "
+                        "more seeds where an interval is too wide; the report then covers only these)")
     _add_run_all_options(p)
     add_no_report(p)
     p.set_defaults(func=cmd_bench)

@@ -205,3 +205,17 @@ def test_an_ablation_row_is_paired_with_its_own_reference(tmp_path):
     assert "| baseline_sgd | -10.0" in lines["ogm_ge"] and "| baseline_sgd | -1.0" in lines["agm"]
     assert "| baseline | +1.0" in lines["ogm_ge_adam"] and "| baseline | +20.0" in lines["baseline_sgd"]
     assert "| – | – |" in lines["baseline"]
+
+
+def test_variants_keeps_the_named_ones_with_their_pairs_and_cuts_the_ablations(tmp_path, capsys):
+    preset = bench.PRESETS["ablation"].only(["ogm_ge", "awc_k20"])
+    assert [v.label for v in preset.variants] == ["baseline", "awc_k20", "baseline_sgd", "ogm_ge"]
+    assert {a.title: a.rows for a in preset.ablations} == {
+        "AWC's learning window K": ("baseline", "awc_k20"),
+        "The optimiser under gradient modulation": ("baseline_sgd", "ogm_ge", "baseline")}
+    with pytest.raises(PoiseError, match="--variants awk: not in this preset; choose from baseline, awc"):
+        bench.PRESETS["ablation"].only(["awk"])
+    assert main(["bench", "--preset", "ablation", "--variants", "awc", "--seeds", "3", "4", "--out",
+                 str(tmp_path / "b"), "--plan"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "optimizer=" in line]
+    assert names == [f"{v}-concat-all-seed{s}" for s in (3, 4) for v in ("baseline", "awc")]

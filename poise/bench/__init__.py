@@ -27,14 +27,16 @@ __all__ = ["ALL", "PRESETS", "SHARED", "Ablation", "Preset", "Variant", "bench",
 
 def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None, force: bool = False,
           progress: bool = True, command: str = "", protocol: str = "P1", split: str = "S1",
-          dry_run: bool = False, on_error: str = "raise") -> str:
-    """Run a preset (optionally with other ``seeds``) into ``out``; returns the report's Markdown, or with
-    ``dry_run`` the plan of runs (nothing trained)."""
+          dry_run: bool = False, on_error: str = "raise", variants=None) -> str:
+    """Run a preset (optionally with other ``seeds``, or only some ``variants`` and their pairs) into ``out``;
+    returns the report's Markdown, or with ``dry_run`` the plan of runs (nothing trained)."""
     if preset_name not in PRESETS:
         raise PoiseError(f"unknown bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
     if seeds:
         preset = replace(preset, seeds=tuple(seeds))
+    if variants:
+        preset = preset.only(variants)
     out = Path(out)
     configs = plan(preset, data, out, protocol, split, on_error)
     if dry_run:
