@@ -178,13 +178,26 @@ def ablation_table(rows, ablation, preset: Preset) -> str:
 
 
 def _settings(sel) -> str:
-    if not sel:
+    """What an ablation row sets: the optimiser and the method's parameters, with AWC's window K and
+    re-learning's r resolved to epochs (0 / unset mean 40 % of the run)."""
+    path = Path(sel[0]["run"]) / "method.json" if sel else None
+    if path is None or not path.is_file():
         return ""
-    params = json.loads((Path(sel[0]["run"]) / "method.json").read_text())["params"] \
-        if (Path(sel[0]["run"]) / "method.json").is_file() else {}
+    from poise.methods.awc import WINDOW_FRACTION
+    from poise.methods.relearn import RELEARN_FRACTION
+
+    saved, epochs = json.loads(path.read_text()), int(sel[0]["epochs"])
+    params = dict(saved["params"])
+    if saved["name"] == "awc":
+        params["window"] = f"{params.get('window') or max(1, round(WINDOW_FRACTION * epochs))} of {epochs}"
+    if saved["name"] == "relearn":
+        r = params.get("relearn_epoch")
+        params["relearn_epoch"] = f"{round(RELEARN_FRACTION * epochs) if r is None else r} of {epochs}"
+    optimizer = saved.get("optimizer") or {}
     keep = ("alpha_s", "alpha_i", "window", "profit", "normalise", "relearn_epoch")
-    return ", ".join(f"{k}={params[k]:g}" if isinstance(params[k], float) else f"{k}={params[k]}"
-                     for k in keep if k in params)
+    return ", ".join([*([f"{optimizer['optimizer']} {optimizer['lr']:g}"] if optimizer else []),
+                      *(f"{k}={params[k]:g}" if isinstance(params[k], float) else f"{k}={params[k]}"
+                        for k in keep if k in params)])
 
 
 def findings(rows, preset: Preset) -> list[str]:
