@@ -219,3 +219,17 @@ def test_variants_keeps_the_named_ones_with_their_pairs_and_cuts_the_ablations(t
                  str(tmp_path / "b"), "--plan"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "optimizer=" in line]
     assert names == [f"{v}-concat-all-seed{s}" for s in (3, 4) for v in ("baseline", "awc")]
+
+
+def test_an_ablation_setting_resolves_the_default_window_and_epoch_to_epochs(tmp_path):
+    import json
+
+    from poise.bench.report import _settings
+
+    optimizer = {"optimizer": "adam", "lr": 0.001}
+    (tmp_path / "method.json").write_text(json.dumps({"name": "awc", "optimizer": optimizer, "params": {
+        "alpha_s": 20000.0, "alpha_i": 0.0, "window": 0}}))
+    assert _settings([dict(run=str(tmp_path), epochs=48)]) == "adam 0.001, alpha_s=20000, alpha_i=0, window=19 of 48"
+    (tmp_path / "method.json").write_text(json.dumps({"name": "relearn", "optimizer": optimizer, "params": {
+        "relearn_epoch": None}}))
+    assert _settings([dict(run=str(tmp_path), epochs=50)]) == "adam 0.001, relearn_epoch=20 of 50"
