@@ -186,7 +186,6 @@ def cmd_continual_bench(args) -> int:
     command = " ".join(["poise continual-bench --preset", args.preset,
                         *([f"--data {args.data}"] if args.data != DEFAULT_CONTINUAL else []),
                         *([f"--out {args.out}"] if args.out else []),
-                        *([f"--variants {' '.join(args.variants)}"] if args.variants else []),
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
                         *([f"--jobs {args.jobs}"] if args.jobs != 1 else []),
                         *(["--on-error skip"] if args.on_error == "skip" else [])])
@@ -231,6 +230,7 @@ def cmd_bench(args) -> int:
                         *([f"--protocol {args.protocol}"] if args.protocol != "P1" else []),
                         *([f"--split {args.split}"] if args.split != "S1" else []),
                         *([f"--out {args.out}"] if args.out else []),
+                        *([f"--variants {' '.join(args.variants)}"] if args.variants else []),
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
                         *([f"--jobs {args.jobs}"] if args.jobs != 1 else []),
                         *(["--on-error skip"] if args.on_error == "skip" else [])])

@@ -213,8 +213,16 @@ def test_variants_keeps_the_named_ones_with_their_pairs_and_cuts_the_ablations(t
     assert {a.title: a.rows for a in preset.ablations} == {
         "AWC's learning window K": ("baseline", "awc_k20"),
         "The optimiser under gradient modulation": ("baseline_sgd", "ogm_ge", "baseline")}
-    with pytest.raises(PoiseError, match="--variants awk: not in this preset; choose from baseline, awc"):
+    with pytest.raises(PoiseError, match="variants awk: not in this preset; choose from baseline, awc"):
         bench.PRESETS["ablation"].only(["awk"])
+    only_sgd = bench.PRESETS["ablation"].only(["ogm_ge"])
+    from poise.bench.report import ablation_table
+
+    assert "| baseline_sgd | sgd" not in ablation_table([], only_sgd.ablations[0], only_sgd)  # no runs: no setting
+    assert [line.split(" | ")[4] for line in ablation_table([], only_sgd.ablations[0], only_sgd).splitlines()[2:]] \
+        == ["–", "baseline_sgd"]  # no Adam baseline in the preset: the SGD one is paired with nothing
+    quick = bench.PRESETS["quick"]
+    assert quick.only(["awc"]).subsets == () and quick.only(["baseline", "awc"]).subsets == quick.subsets
     assert main(["bench", "--preset", "ablation", "--variants", "awc", "--seeds", "3", "4", "--out",
                  str(tmp_path / "b"), "--plan"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "optimizer=" in line]
@@ -232,4 +240,4 @@ def test_an_ablation_setting_resolves_the_default_window_and_epoch_to_epochs(tmp
     assert _settings([dict(run=str(tmp_path), epochs=48)]) == "adam 0.001, alpha_s=20000, alpha_i=0, window=19 of 48"
     (tmp_path / "method.json").write_text(json.dumps({"name": "relearn", "optimizer": optimizer, "params": {
         "relearn_epoch": None}}))
-    assert _settings([dict(run=str(tmp_path), epochs=50)]) == "adam 0.001, relearn_epoch=20 of 50"
+    assert _settings([dict(run=str(tmp_path), epochs=49)]) == "adam 0.001, relearn_epoch=20 of 49"  # round(19.6)

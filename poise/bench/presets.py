@@ -81,19 +81,20 @@ class Preset:
         return self.fusions if variant.fusions is None else tuple(f for f in self.fusions if f in variant.fusions)
 
     def only(self, labels) -> "Preset":
-        """This preset with only the named variants and the ones they are paired with (their ``against``), and
-        the ablation tables cut to those rows: for more seeds where an interval is too wide, at a fraction of
-        the cost."""
+        """This preset with only the named variants and the ones they are paired with (their ``against``), the
+        ablation tables cut to those rows, and the modality subsets (baseline runs) only if ``baseline`` is
+        named: for more seeds where an interval is too wide, at a fraction of the cost."""
         known = [v.label for v in self.variants]
         unknown = [label for label in labels if label not in known]
         if unknown:
-            raise PoiseError(f"--variants {' '.join(unknown)}: not in this preset; choose from {', '.join(known)}")
+            raise PoiseError(f"variants {', '.join(unknown)}: not in this preset; choose from {', '.join(known)}")
         keep = set(labels)
         while pairs := {self.variant(label).against for label in keep} - keep - {None}:
             keep |= pairs
         ablations = tuple(replace(a, rows=rows) for a in self.ablations
                           if len(rows := tuple(r for r in a.rows if r in keep)) > 1)
-        return replace(self, variants=tuple(v for v in self.variants if v.label in keep), ablations=ablations)
+        return replace(self, variants=tuple(v for v in self.variants if v.label in keep), ablations=ablations,
+                       subsets=self.subsets if BASELINE.label in labels else ())  # the subsets are baseline runs
 
 
 BASELINE = Variant("baseline", "baseline", against=None, about="joint training, Adam (000/001's recipe)")

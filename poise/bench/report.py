@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from poise.bench.presets import ALL, SHORT, SINGLES, Preset
+from poise.bench.presets import ALL, BASELINE, SHORT, SINGLES, Preset
 from poise.bench.robustness import plot_robust, robust_sections
 from poise.bench.runs import subset_name
 from poise.bench.stats import diff_text, fmt, half_width, mean_sd, noise_clause, paired, select, verdict
@@ -167,7 +167,9 @@ def ablation_table(rows, ablation, preset: Preset) -> str:
              "|---|---|---|---|---|---|---|"]
     for label in ablation.rows:
         sel = select(rows, variant=label, fusion=fusion, subset="all")
-        against = preset.variant(label).against or ("baseline" if label != "baseline" else None)
+        has_baseline = any(v.label == BASELINE.label for v in preset.variants)
+        against = preset.variant(label).against or (BASELINE.label if has_baseline and label != BASELINE.label
+                                                    else None)
         d = differences(rows, label, against, fusion) if against else []
         vs = f"{np.mean(d):+.1f} (95 % ± {half_width(d):.1f}, {verdict(d)})" if len(d) > 1 else "–"
         paper = ablation.paper.get(label)
