@@ -241,3 +241,6 @@ def test_an_ablation_setting_resolves_the_default_window_and_epoch_to_epochs(tmp
     (tmp_path / "method.json").write_text(json.dumps({"name": "relearn", "optimizer": optimizer, "params": {
         "relearn_epoch": None}}))
     assert _settings([dict(run=str(tmp_path), epochs=49)]) == "adam 0.001, relearn_epoch=20 of 49"  # round(19.6)
+    (tmp_path / "method.json").write_text(json.dumps({"name": "ogm_ge", "optimizer": optimizer, "params": {
+        "alpha": 0.1, "window": 0}}))
+    assert _settings([dict(run=str(tmp_path), epochs=48)]) == "adam 0.001"  # another method's window is not AWC's K

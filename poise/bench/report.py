@@ -196,7 +196,8 @@ def _settings(sel) -> str:
         r = params.get("relearn_epoch")
         params["relearn_epoch"] = f"{round(RELEARN_FRACTION * epochs) if r is None else r} of {epochs}"
     optimizer = saved.get("optimizer") or {}
-    keep = ("alpha_s", "alpha_i", "window", "profit", "normalise", "relearn_epoch")
+    keep = {"awc": ("alpha_s", "alpha_i", "window", "profit", "normalise"), "relearn": ("relearn_epoch",)}.get(
+        saved["name"], ())
     return ", ".join([*([f"{optimizer['optimizer']} {optimizer['lr']:g}"] if optimizer else []),
                       *(f"{k}={params[k]:g}" if isinstance(params[k], float) else f"{k}={params[k]}"
                         for k in keep if k in params)])
