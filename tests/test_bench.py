@@ -205,6 +205,11 @@ def test_an_ablation_row_is_paired_with_its_own_reference(tmp_path):
     assert "| baseline_sgd | -10.0" in lines["ogm_ge"] and "| baseline_sgd | -1.0" in lines["agm"]
     assert "| baseline | +1.0" in lines["ogm_ge_adam"] and "| baseline | +20.0" in lines["baseline_sgd"]
     assert "| – | – |" in lines["baseline"]
+    from poise.bench.report import plot_ablations
+
+    paths = []
+    plot_ablations(rows, preset, tmp_path, paths)
+    assert paths == [tmp_path / "ablations.png"] and paths[0].stat().st_size > 0
 
 
 def test_variants_keeps_the_named_ones_with_their_pairs_and_cuts_the_ablations(tmp_path, capsys):

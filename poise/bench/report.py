@@ -376,8 +376,41 @@ def plot_bench(rows, preset: Preset, out: Path) -> list[Path]:
         axes[0][0].set_ylabel("share of L_AWC")
         axes[0][-1].legend(fontsize=7)
         save_figure(fig, out / "awc_shares.png", paths)
+    if preset.ablations:
+        plot_ablations(rows, preset, out, paths)
     plot_robust(rows, preset, out, save_figure, paths)
     return paths
+
+
+def plot_ablations(rows, preset: Preset, out: Path, paths: list) -> None:
+    """One panel per ablation table: each row's paired difference from the run it is meant to beat, its 95 %
+    t-interval and the seeds, and the paper's difference from its baseline where the paper gives one."""
+    from poise.plots import plt
+
+    fusion = preset.fusions[0]
+    tables = [(a, [(label, preset.variant(label).against or BASELINE.label) for label in a.rows
+                   if label != BASELINE.label]) for a in preset.ablations]
+    fig, axes = plt.subplots(len(tables), 1, figsize=(6.4, 1.0 + 0.42 * sum(len(t) + 1 for _, t in tables)),
+                             squeeze=False, gridspec_kw=dict(height_ratios=[len(t) + 1 for _, t in tables]))
+    for ax, (ablation, pairs) in zip(axes[:, 0], tables):
+        for y, (label, against) in enumerate(pairs):
+            d = differences(rows, label, against, fusion)
+            if d:
+                half = half_width(d)
+                ax.errorbar(np.mean(d), y, xerr=0 if math.isnan(half) else half, fmt="o", color="tab:blue",
+                            capsize=3, label="mean, 95 % interval" if y == 0 else None)
+                ax.scatter(d, [y] * len(d), s=10, color="tab:gray", zorder=3, label="seeds" if y == 0 else None)
+            if label in ablation.paper and against in ablation.paper:
+                ax.scatter(ablation.paper[label] - ablation.paper[against], y, marker="x", color="tab:red",
+                           zorder=4, label="paper" if y == 0 else None)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(range(len(pairs)), [f"{label} - {against}" for label, against in pairs], fontsize=8)
+        ax.set_ylim(len(pairs) - 0.5, -0.5)
+        ax.set_title(ablation.title, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    axes[-1, 0].set_xlabel(f"test MPJPE difference, mm ({fusion}; negative = better)")
+    save_figure(fig, out / "ablations.png", paths)
 
 
 def _epochs_text(preset: Preset) -> str:
