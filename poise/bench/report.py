@@ -159,17 +159,21 @@ def coefficients_table(rows, preset: Preset) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def ablation_pair(preset: Preset, label: str) -> str | None:
+    """The run an ablation row is meant to beat: the variant's ``against`` (OGM-GE under SGD: joint training
+    under SGD), else the Adam baseline if the preset has one (so a reference row shows its own gap)."""
+    has_baseline = any(v.label == BASELINE.label for v in preset.variants)
+    return preset.variant(label).against or (BASELINE.label if has_baseline and label != BASELINE.label else None)
+
+
 def ablation_table(rows, ablation, preset: Preset) -> str:
-    """One ablation's rows, each paired with the run it is meant to beat: the variant's ``against`` (OGM-GE
-    under SGD with joint training under SGD), else the Adam baseline (so a reference row shows its own gap)."""
+    """One ablation's rows, each paired with the run it is meant to beat (``ablation_pair``)."""
     fusion = preset.fusions[0]
     lines = ["| variant | setting | MPJPE | PA-MPJPE | against | difference (paired) | paper |",
              "|---|---|---|---|---|---|---|"]
     for label in ablation.rows:
         sel = select(rows, variant=label, fusion=fusion, subset="all")
-        has_baseline = any(v.label == BASELINE.label for v in preset.variants)
-        against = preset.variant(label).against or (BASELINE.label if has_baseline and label != BASELINE.label
-                                                    else None)
+        against = ablation_pair(preset, label)
         d = differences(rows, label, against, fusion) if against else []
         vs = f"{np.mean(d):+.1f} (95 % ± {half_width(d):.1f}, {verdict(d)})" if len(d) > 1 else "–"
         paper = ablation.paper.get(label)
@@ -179,28 +183,27 @@ def ablation_table(rows, ablation, preset: Preset) -> str:
     return "\n".join(lines)
 
 
+SETTINGS = {"awc": ("alpha_s", "alpha_i", "window", "profit", "normalise"), "relearn": ("relearn_epoch",)}
+
+
 def _settings(sel) -> str:
-    """What an ablation row sets: the optimiser and the method's parameters, with AWC's window K and
-    re-learning's r resolved to epochs (0 / unset mean 40 % of the run)."""
+    """What an ablation row sets: the optimiser and the parameters its table varies, with AWC's window K and
+    re-learning's r in epochs as the methods resolve them (0 / unset: 40 % of the run)."""
     path = Path(sel[0]["run"]) / "method.json" if sel else None
     if path is None or not path.is_file():
         return ""
-    from poise.methods.awc import WINDOW_FRACTION
-    from poise.methods.relearn import RELEARN_FRACTION
+    from poise import methods
 
     saved, epochs = json.loads(path.read_text()), int(sel[0]["epochs"])
     params = dict(saved["params"])
     if saved["name"] == "awc":
-        params["window"] = f"{params.get('window') or max(1, round(WINDOW_FRACTION * epochs))} of {epochs}"
+        params["window"] = f"{methods.get('awc', **saved['params']).window_for(epochs)} of {epochs}"
     if saved["name"] == "relearn":
-        r = params.get("relearn_epoch")
-        params["relearn_epoch"] = f"{round(RELEARN_FRACTION * epochs) if r is None else r} of {epochs}"
+        params["relearn_epoch"] = f"{methods.get('relearn', **saved['params']).epoch_for(epochs)} of {epochs}"
     optimizer = saved.get("optimizer") or {}
-    keep = {"awc": ("alpha_s", "alpha_i", "window", "profit", "normalise"), "relearn": ("relearn_epoch",)}.get(
-        saved["name"], ())
     return ", ".join([*([f"{optimizer['optimizer']} {optimizer['lr']:g}"] if optimizer else []),
                       *(f"{k}={params[k]:g}" if isinstance(params[k], float) else f"{k}={params[k]}"
-                        for k in keep if k in params)])
+                        for k in SETTINGS.get(saved["name"], ()) if k in params)])
 
 
 def findings(rows, preset: Preset) -> list[str]:
@@ -388,8 +391,8 @@ def plot_ablations(rows, preset: Preset, out: Path, paths: list) -> None:
     from poise.plots import plt
 
     fusion = preset.fusions[0]
-    tables = [(a, [(label, preset.variant(label).against or BASELINE.label) for label in a.rows
-                   if label != BASELINE.label]) for a in preset.ablations]
+    tables = [(a, [(label, against) for label in a.rows if (against := ablation_pair(preset, label))])
+              for a in preset.ablations]
     fig, axes = plt.subplots(len(tables), 1, figsize=(6.4, 1.0 + 0.42 * sum(len(t) + 1 for _, t in tables)),
                              squeeze=False, gridspec_kw=dict(height_ratios=[len(t) + 1 for _, t in tables]))
     for ax, (ablation, pairs) in zip(axes[:, 0], tables):

@@ -91,9 +91,13 @@ class AWC(Method):
         self._steps = 0
         self._superior_now: list[str] = []  # the superior group during this epoch
 
+    def window_for(self, epochs: int) -> int:
+        """K, the number of penalised epochs, in a run of ``epochs``."""
+        return self.window or max(1, round(WINDOW_FRACTION * epochs))
+
     def setup(self, run) -> None:
         epochs = run.config.epochs
-        self.K = self.window or max(1, round(WINDOW_FRACTION * epochs))
+        self.K = self.window_for(epochs)
         if not 1 <= self.K <= epochs - 1:
             raise PoiseError(f"awc: window={self.K} penalised epochs after the Fisher epoch (epochs 1..{self.K}) do "
                              f"not fit a run of {epochs} epochs, so AWC would never act as 000 describes; train at "

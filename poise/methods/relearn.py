@@ -49,8 +49,12 @@ class Relearn(Method):
         self.groups: dict[str, list[str]] = {}
         self.params_of: dict = {}
 
+    def epoch_for(self, epochs: int) -> int:
+        """r, the epoch index after which the encoders re-learn, in a run of ``epochs``."""
+        return round(RELEARN_FRACTION * epochs) if self.relearn_epoch is None else self.relearn_epoch
+
     def setup(self, run) -> None:
-        self.at = round(RELEARN_FRACTION * run.config.epochs) if self.relearn_epoch is None else self.relearn_epoch
+        self.at = self.epoch_for(run.config.epochs)
         if not 0 <= self.at <= run.config.epochs - 2:
             raise PoiseError(f"relearn: re-learning after epoch index r = {self.at} (Algorithm 1's n == r) needs "
                              f"0 <= r <= epochs - 2 to leave an epoch to re-learn in, and this run has "
