@@ -171,15 +171,19 @@ class TrainConfig(ConfigFile):
     lr_gamma: float = 0.5
     holdout: float = 0.0  # fraction of training sequences held out as a validation set (never trained on)
     eval_stride: int = 1  # per-epoch test metrics on every k-th test frame; the last epoch uses every frame
+    eval_every: int = 5  # validation, test and contributions on epoch 1, every k-th, epoch round(0.8 N) and the last
     encoder: str = "lite"  # lite (CPU-sized) or paper (VideoPose3D / Point Transformer / MetaFi++)
     dim: int = 128  # feature size of every encoder
     rgb_window: int = 0  # RGB keypoint frames on each side of the target frame (the TCN's temporal context)
     lidar_points: int = 256
     mmwave_points: int = 64
     train_stride: int = 1  # train on every k-th frame of each sequence (the test split always uses every frame)
+    train_subjects: int = 0  # 0: every training subject of the split; k: k per action, drawn from the seed
     on_error: str = "raise"  # a damaged data file: raise (name it and stop) or skip (leave its frame out, report it)
     seed: int = 0
     device: str = "auto"  # auto (CUDA when available), cpu or cuda; under torchrun each rank takes its own GPU
+    precision: str = "float32"  # the training step's forward pass: float32, bf16 or fp16 autocast (poise.precision)
+    deterministic: bool = False  # CUDA: deterministic kernels, no cuDNN autotuning (slower; CPU runs always are)
     assess_frames: int = 512  # training frames held fixed for the per-epoch contribution assessment
     out: str = "runs"  # parent folder of run directories
     name: str = ""  # run directory name (default: method-fusion-protocol-split-seed)
@@ -189,9 +193,14 @@ class TrainConfig(ConfigFile):
         check_run_name(self.name)
         self.modalities = modality_list(self.modalities)
         positive_ints(self, "epochs", "batch_size", "dim", "lidar_points", "mmwave_points", "assess_frames", "lr_step",
-                      "train_stride", "eval_stride")
-        if not isinstance(self.rgb_window, int) or isinstance(self.rgb_window, bool) or self.rgb_window < 0:
-            raise PoiseError(f"config key 'rgb_window' must be an integer >= 0, got {self.rgb_window!r}")
+                      "train_stride", "eval_stride", "eval_every")
+        for key in ("rgb_window", "train_subjects"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise PoiseError(f"config key {key!r} must be an integer >= 0, got {value!r}")
+        from poise import precision
+
+        precision.check(self.precision)
         if self.device not in ("auto", "cpu", "cuda"):
             raise PoiseError(f"config key 'device' must be auto, cpu or cuda, got {self.device!r}")
         if self.on_error not in ON_ERROR:

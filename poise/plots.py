@@ -9,10 +9,10 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _lines(epochs, series: dict, ylabel: str, title: str):
-    """One line per entry of ``series`` ({label: values per epoch})."""
+def _lines(series: dict, ylabel: str, title: str):
+    """One line per entry of ``series`` ({label: (epochs, values)})."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for label, values in series.items():
+    for label, (epochs, values) in series.items():
         ax.plot(epochs, values, marker="o", ms=3, label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
@@ -28,36 +28,41 @@ def save(fig, path) -> None:
     plt.close(fig)
 
 
-def _column(history: list[dict], key: str) -> list | None:
-    """``key`` per epoch, or None unless every epoch has it."""
-    return [h[key] for h in history] if all(key in h for h in history) else None
+def column(history: list[dict], key: str) -> tuple[list, list]:
+    """(epochs, values) of ``key`` over the epochs that recorded it (a run evaluates and assesses every
+    ``eval_every``-th epoch and every epoch of its last 20 %; runs before that recorded every epoch)."""
+    rows = [h for h in history if key in h]
+    return [h["epoch"] for h in rows], [h[key] for h in rows]
+
+
+def _series(history: list[dict], labels: dict) -> dict:
+    """{label: (epochs, values)} for each ``key: label`` of ``labels`` that some epoch recorded."""
+    return {label: column(history, key) for key, label in labels.items() if any(key in h for h in history)}
 
 
 def curves_figure(history: list[dict], title: str = ""):
-    series = {label: _column(history, key) for key, label in (
-        ("train_mpjpe_mm", "train MPJPE"), ("val_mpjpe_mm", "validation MPJPE (held-out sequences)"),
-        ("test_mpjpe_mm", "test MPJPE"), ("test_pa_mpjpe_mm", "test PA-MPJPE"))}
-    return _lines([h["epoch"] for h in history], {k: v for k, v in series.items() if v is not None}, "error (mm)",
-                  title)
+    return _lines(_series(history, {"train_mpjpe_mm": "train MPJPE",
+                                    "val_mpjpe_mm": "validation MPJPE (held-out sequences)",
+                                    "test_mpjpe_mm": "test MPJPE", "test_pa_mpjpe_mm": "test PA-MPJPE"}),
+                  "error (mm)", title)
 
 
-def contributions_figure(contributions: list[dict], title: str = ""):
-    series = {m: [c[m] for c in contributions] for m in contributions[0]}
-    return _lines(range(1, len(contributions) + 1), series, "Shapley score (sum of Pearson r)", title)
+def contributions_figure(history: list[dict], title: str = ""):
+    keys = dict.fromkeys(k for h in history for k in h if k.startswith("shapley_"))
+    return _lines(_series(history, {k: k[len("shapley_"):] for k in keys}), "Shapley score (sum of Pearson r)", title)
 
 
 def spreads_figure(history: list[dict], title: str = ""):
     """Each modality's unimodal-output spread per epoch against the ground truth's: the weak modalities'
     collapse made visible (a collapsed branch predicts nearly one pose, so its spread sinks toward 0)."""
-    keys = [k for k in history[0] if k.startswith("unimodal_std_mm_")] + ["gt_std_mm"]
-    series = {("ground truth" if k == "gt_std_mm" else k[len("unimodal_std_mm_"):]): _column(history, k) for k in keys}
-    return _lines([h["epoch"] for h in history], {k: v for k, v in series.items() if v is not None},
-                  "std of the output over frames (mm)", title)
+    keys = dict.fromkeys(k for h in history for k in h if k.startswith("unimodal_std_mm_"))
+    labels = {**{k: k[len("unimodal_std_mm_"):] for k in keys}, "gt_std_mm": "ground truth"}
+    return _lines(_series(history, labels), "std of the output over frames (mm)", title)
 
 
 def plot_curves(history: list[dict], path, title: str = "") -> None:
     save(curves_figure(history, title), path)
 
 
-def plot_contributions(contributions: list[dict], path, title: str = "") -> None:
-    save(contributions_figure(contributions, title), path)
+def plot_contributions(history: list[dict], path, title: str = "") -> None:
+    save(contributions_figure(history, title), path)

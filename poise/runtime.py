@@ -98,9 +98,48 @@ def resolve_device(name: str) -> torch.device:
     return ranked or wanted
 
 
+def configure(device: torch.device, deterministic: bool) -> None:
+    """CUDA's kernel choices for a run: cuDNN autotuning (the fastest kernels for the run's shapes, found
+    once) unless ``deterministic``, which asks for deterministic kernels instead, so that a resumed or repeated
+    GPU run gives the same numbers. TF32 matmuls stay off (torch's default): not yet measured against float32
+    on a GPU. A CPU run is deterministic either way."""
+    if device.type != "cuda":
+        return
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
 def to_device(batch: dict, device) -> dict:
     """``batch`` with every tensor on ``device`` (metadata lists unchanged)."""
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def prefetched(cpu_batches, device):
+    """Each batch of the iterable ``cpu_batches`` on ``device``, in order. On a GPU the next batch is built in a
+    background thread and copied from pinned memory without blocking while the current one trains; on the CPU
+    each is built when asked for (a thread there would only take a core from the step)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        yield from (to_device(b, device) for b in cpu_batches)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    source = iter(cpu_batches)
+
+    def load():
+        batch = next(source, None)
+        if batch is None:
+            return None
+        return to_device({k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch.items()}, device)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="poise-prefetch") as pool:
+        ahead = pool.submit(load)
+        while (batch := ahead.result()) is not None:
+            ahead = pool.submit(load)
+            yield batch
 
 
 def batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -131,22 +170,30 @@ def encode_split(model, data, device, rows=None, batch_size: int = 256) -> tuple
     return {m: torch.cat(f) for m, f in features.items()}, torch.cat(gts)
 
 
-def evaluate(model: torch.nn.Module, data, rows=None, batch_size: int = 256, prefix: str = "test") -> dict:
+EVAL_BATCH = 64  # frames per forward pass when evaluating: 256 ran 1.36x slower per frame on the CPU
+# (benchmarks/epoch_cost.py)
+
+
+def evaluate(model: torch.nn.Module, data, rows=None, batch_size: int = EVAL_BATCH, prefix: str = "test") -> dict:
     """MPJPE and PA-MPJPE (mm) of ``model`` over the frames ``rows`` of ``data`` (default: every frame), as
-    ``{prefix}_mpjpe_mm`` and ``{prefix}_pa_mpjpe_mm``. Under torchrun each rank takes its share of the frames
-    and the sums are all-reduced."""
+    ``{prefix}_mpjpe_mm`` and ``{prefix}_pa_mpjpe_mm``, and the root-relative MPJPE (both poses moved to put
+    the pelvis at the origin: the error in the pose, not in where the person stands) as
+    ``{prefix}_rootrel_mpjpe_mm``. MM-Fi's code reports the absolute MPJPE, while its paper describes the
+    pelvis-aligned one (toolbox issue #18). Under torchrun each rank takes its share of the frames and the
+    sums are all-reduced."""
     model.eval()
     device = next(model.parameters()).device
     rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=np.int64)
     if not len(rows):
         raise ValueError(f"no frames to evaluate the {prefix} metrics on")
     rows = distributed.shard(rows)
-    sums = [0.0, 0.0, 0.0]  # MPJPE x frames, PA-MPJPE x frames, frames
-    with torch.no_grad():
+    sums = [0.0, 0.0, 0.0, 0.0]  # MPJPE x frames, PA-MPJPE x frames, root-relative MPJPE x frames, frames
+    with torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             batch = to_device(data.batch(rows[start:start + batch_size]), device)
             pred, n = model(batch), len(batch["gt"])
             sums = [sums[0] + float(mpjpe_mm(pred, batch["gt"])) * n,
-                    sums[1] + float(pa_mpjpe_mm(pred, batch["gt"])) * n, sums[2] + n]
-    total, pa, n = distributed.all_sum(sums)
-    return {f"{prefix}_mpjpe_mm": total / n, f"{prefix}_pa_mpjpe_mm": pa / n}
+                    sums[1] + float(pa_mpjpe_mm(pred, batch["gt"])) * n,
+                    sums[2] + float(mpjpe_mm(pred, batch["gt"], root_relative=True)) * n, sums[3] + n]
+    total, pa, rootrel, n = distributed.all_sum(sums)
+    return {f"{prefix}_mpjpe_mm": total / n, f"{prefix}_pa_mpjpe_mm": pa / n, f"{prefix}_rootrel_mpjpe_mm": rootrel / n}

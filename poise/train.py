@@ -8,12 +8,15 @@ reference optimiser unless the config names one), then, on resume, the checkpoin
 One epoch: for each shuffled batch, ``encode`` once, ``decode`` with every modality (or the method's
 ``predict``), the objective w * MPJPE (paper 001, Eq. 10; w = the method's ``pose_loss_weight``, 1 for most) +
 the method's ``extra_loss``, backward, the gradient all-reduce under torchrun, the method's ``after_backward``,
-an optimiser step. After the epoch: validation MPJPE on the held-out sequences (if any), test MPJPE / PA-MPJPE
-(on every ``eval_stride``-th test frame, every frame at the last epoch), the Shapley-Pearson contribution of
-each modality on a fixed slice of the training frames (one encoder pass, 2^M decodes), the std of each
-modality's unimodal output (a collapsed modality predicts nearly the same pose for every frame; ``gt_std_mm``
-is the ground truth's on the same frames), then the method's ``on_epoch_end`` and ``epoch_metrics``, and a
-checkpoint.
+an optimiser step (the forward pass under ``precision``'s autocast; nothing in a step reads a value back from
+the device). After the epoch, on the epochs ``evaluates`` picks (the first, every ``eval_every``-th, the first of
+the last 20 % and the last): validation MPJPE on the held-out sequences (if any), test MPJPE / PA-MPJPE (on every
+``eval_stride``-th test frame, every frame at the last epoch), and the assessment: the Shapley-Pearson
+contribution of each modality on a fixed slice of the training frames (one encoder pass, 2^M decodes) and the
+std of each modality's unimodal output (a collapsed modality predicts nearly the same pose for every frame;
+``gt_std_mm`` is the ground truth's on the same frames). A method that reads the scores in another epoch has
+them computed then (``Run.assessment``), and recorded too. Then the method's ``on_epoch_end`` and
+``epoch_metrics``, the metric files and a checkpoint; the plots once the run is done.
 
 A task stream (``poise.continual``) runs each task as a phase of this loop (``Run`` with no directory,
 ``phase_of``, ``prepare``, ``fit``), with a ``Composite`` of its strategies as the method.
@@ -32,6 +35,7 @@ import contextlib
 import csv
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -41,17 +45,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from poise import distributed, methods, optim
+from poise import distributed, methods, optim, precision
 from poise.config import TrainConfig
 from poise.contrib.shapley import modality_contributions
 from poise.data.dataset import MMFiDataset
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.models.pose import PoseModel, build_model
-from poise.runtime import batches, evaluate, read_checkpoint, resolve_device, run_lock, to_device
+from poise.runtime import (batches, configure, evaluate, prefetched, read_checkpoint, resolve_device, run_lock,
+                           to_device)
 from poise.errors import PoiseError
 
 CHECKPOINT = "checkpoint.pt"
 HOLDOUT_SEED = 7  # the held-out sequences are drawn from (seed, HOLDOUT_SEED)
+SUBJECTS_SEED = 11  # the training subjects of ``train_subjects`` are drawn from (seed, SUBJECTS_SEED)
 
 
 @dataclass
@@ -79,10 +85,10 @@ class Run:
     assess: dict  # a fixed batch of trained-on frames for the contribution assessment
     device: torch.device = torch.device("cpu")
     optimizer: torch.optim.Optimizer | None = None  # built after the method's setup
+    scaler: torch.amp.GradScaler | None = None  # fp16's loss scaler (poise.precision), built with the optimiser
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     epoch: int = 0  # the epoch being trained (0-based); after the loop, the number of epochs done
     history: list = field(default_factory=list)  # one dict of metrics per finished epoch
-    contributions: list = field(default_factory=list)  # one {modality: score} per finished epoch
     test_rows: np.ndarray | None = None  # test frames scored each epoch (None: every eval_stride-th; empty: none)
     task: int = 0  # in a task stream, the task this phase learns
     epoch_offset: int = 0  # epoch e draws the data order and point samples of epoch e + offset (a stream gives
@@ -91,10 +97,23 @@ class Run:
     label: str = ""  # what progress bars call this phase ("task 2 ")
     record: dict = field(default_factory=dict)  # notes of the phase that method hooks add to
     loggers: list = field(default_factory=list)  # called on the main rank with each finished epoch's row
+    assessed: tuple | None = None  # (scores, spreads) of the model as it left its last epoch; None: not asked yet
 
     @property
     def last_epoch(self) -> bool:
         return self.epoch == self.config.epochs - 1
+
+    def assessment(self) -> tuple[dict, dict]:
+        """The Shapley-Pearson scores and unimodal-output spreads of the model as it left its last trained epoch
+        (before the method's ``on_epoch_end``), computed on first use and kept until the next epoch trains: the
+        loop asks at its evaluation cadence, a method whenever it reads the scores, and nothing else pays."""
+        if self.assessed is None:
+            self.assessed = assess(self)
+        return self.assessed
+
+    def scores(self) -> dict:
+        """{modality: Shapley-Pearson score} of the model as it left its last trained epoch (``assessment``)."""
+        return self.assessment()[0]
 
 
 def load_datasets(config: TrainConfig, progress: bool = True, rebuild_cache: bool = False) -> tuple[MMFiDataset, MMFiDataset]:
@@ -111,12 +130,32 @@ def load_datasets(config: TrainConfig, progress: bool = True, rebuild_cache: boo
     return train, test
 
 
-def holdout_rows(train: MMFiDataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(trained rows, held-out rows): ``fraction`` of each action's training *sequences* (whole sequences, drawn
-    from the seed; at least one per action when ``fraction`` > 0, never all of them) set aside as a validation
-    set. Stratified by action, as the test split is (S1 holds subjects out per action), so that the validation
-    error weighs every action as the test error does."""
+def subject_rows(train: MMFiDataset, per_action: int, seed: int) -> np.ndarray:
+    """The training frames of ``per_action`` of each action's training subjects (0: all of them), drawn from the
+    seed as the first ``per_action`` of one permutation, so that smaller sets are nested in larger ones: for
+    measuring how a model's error falls as it sees more people. The test split is unchanged."""
     rows = np.arange(len(train))
+    if not per_action:
+        return rows
+    sequence = train.sequence_of(rows)
+    present = np.unique(sequence)
+    rng = np.random.default_rng([seed, SUBJECTS_SEED])
+    keep = []
+    for action in sorted({train.sequences[i].action for i in present}):
+        mine = np.array([i for i in present if train.sequences[i].action == action])
+        if len(mine) < per_action:
+            raise PoiseError(f"config key 'train_subjects' = {per_action}: action {action} has only {len(mine)} "
+                             f"training subjects here; use at most {len(mine)}, or 0 for all of them")
+        keep.extend(rng.permutation(mine)[:per_action].tolist())
+    return rows[np.isin(sequence, keep)]
+
+
+def holdout_rows(train: MMFiDataset, fraction: float, seed: int, rows=None) -> tuple[np.ndarray, np.ndarray]:
+    """(trained rows, held-out rows) of ``rows`` (default: every training frame): ``fraction`` of each action's
+    training *sequences* (whole sequences, drawn from the seed; at least one per action when ``fraction`` > 0,
+    never all of them) set aside as a validation set. Stratified by action, as the test split is (S1 holds
+    subjects out per action), so that the validation error weighs every action as the test error does."""
+    rows = np.arange(len(train)) if rows is None else np.asarray(rows, dtype=np.int64)
     if not fraction:
         return rows, rows[:0]
     sequence = train.sequence_of(rows)
@@ -141,12 +180,14 @@ def build_run(config: TrainConfig, run_dir: Path, progress: bool = True, rebuild
                          f"processes; under torchrun choose a batch_size divisible by --nproc_per_node")
     with distributed.main_first():  # rank 0 builds a missing cache; the others then open it
         train, test = load_datasets(config, progress and distributed.is_main(), rebuild_cache)
-    train_rows, val_rows = holdout_rows(train, config.holdout, config.seed)
+    train_rows, val_rows = holdout_rows(train, config.holdout, config.seed,
+                                        subject_rows(train, config.train_subjects, config.seed))
     torch.manual_seed(config.seed)
     model = build_model(config.modalities, fusion=config.fusion, dim=config.dim, rgb_window=config.rgb_window,
                         encoder=config.encoder)
     model.set_mean_pose(torch.from_numpy(train.poses(train_rows).mean(0)))
     device = resolve_device(config.device)
+    configure(device, config.deterministic)
     model.to(device)
     rows = np.random.default_rng(config.seed).permutation(train_rows)[: config.assess_frames]
     assess_batch = to_device(train.batch(np.sort(rows)), device)  # the whole slice on every rank: identical scores
@@ -162,7 +203,7 @@ def phase_of(run: Run, rows: np.ndarray, epochs: int, method: methods.Method, **
     config = dataclasses.replace(run.config, epochs=epochs)
     phase = dataclasses.replace(run, config=config, dir=None, method=method, train_rows=np.asarray(rows),
                                 val_rows=run.val_rows[:0], test_rows=np.zeros(0, np.int64), epoch=0, history=[],
-                                contributions=[], record={}, optimizer=None, scheduler=None, loggers=[], **changes)
+                                record={}, optimizer=None, scheduler=None, loggers=[], assessed=None, **changes)
     prepare(phase)
     return phase
 
@@ -176,13 +217,21 @@ def prepare(run: Run) -> None:
     run.optimizer = optim.build(optim.resolve(run.config, run.method), groups)
     run.scheduler = torch.optim.lr_scheduler.StepLR(run.optimizer, step_size=run.config.lr_step,
                                                     gamma=run.config.lr_gamma)
+    run.scaler = precision.grad_scaler(run.config.precision, run.device)
+
+
+ASSESS_CHUNK = 128  # frames per encoder pass of the assessment (a pass over 512 costs 1.6x more per frame)
 
 
 @torch.no_grad()
 def assess(run: Run) -> tuple[dict, dict]:
-    """Shapley-Pearson scores and the std (mm) of each modality's unimodal output, on the fixed slice."""
+    """Shapley-Pearson scores and the std (mm) of each modality's unimodal output, on the fixed slice (use
+    ``run.assessment()``, which computes this once per epoch)."""
     run.model.eval()
-    features = run.model.encode(run.assess)
+    n = len(run.assess["gt"])
+    chunks = [run.model.encode({k: v[i:i + ASSESS_CHUNK] for k, v in run.assess.items()})
+              for i in range(0, n, ASSESS_CHUNK)]
+    features = {m: torch.cat([c[m] for c in chunks]) for m in run.model.modalities}
     contrib = modality_contributions(run.model, features, run.assess["gt"])
     spread = {m: float(run.model.decode(features, (m,)).std(0).mean() * M_TO_MM) for m in run.model.modalities}
     spread["gt"] = float(run.assess["gt"].std(0).mean() * M_TO_MM)
@@ -201,52 +250,75 @@ def epoch_order(run: Run) -> tuple[np.ndarray, np.ndarray]:
 
 def train_epoch(run: Run, progress: bool = True) -> float:
     """One epoch; returns the mean training MPJPE (mm). Each batch carries ``"sample"``: the positions of its
-    frames in the epoch's sample list, so a method can treat its own duplicates differently."""
+    frames in the epoch's sample list, so a method can treat its own duplicates differently.
+
+    No step waits for the device: the loss is summed where it is computed and read once, at the end of the
+    epoch (which is also where a diverged loss is caught), and on a GPU the next batch is built and copied from
+    pinned memory while the current one trains (``runtime.prefetched``)."""
     model, config = run.model, run.config
     model.train()
     run.train.set_epoch(run.epoch_offset + run.epoch)
     samples, order = epoch_order(run)
+    run.assessed = None  # the model is about to change
     trained = [model, *run.method.modules().values()]
     for module in trained:
         module.train()
-    total, count = 0.0, 0
-    bar = tqdm(batches(order, config.batch_size), desc=f"{run.label}epoch {run.epoch + 1}/{config.epochs}", unit="batch",
-               leave=False, disable=not (progress and distributed.is_main()))
-    for positions in bar:
-        positions = distributed.shard(positions)  # under torchrun, this rank's share of the global batch
-        batch = to_device(run.train.batch(samples[positions]), run.device)
-        batch["sample"] = torch.from_numpy(positions)  # stays on the CPU: methods index numpy arrays with it
-        features = model.encode(batch)
-        pred = run.method.predict(run, batch, features)
-        pred = model.decode(features) if pred is None else pred
-        loss = mpjpe_loss(pred, batch["gt"])
-        step = Step(batch, features, pred, loss)
-        weight = run.method.pose_loss_weight(run)
-        objective = loss if weight == 1 else weight * loss
-        extra = run.method.extra_loss(run, step)
-        objective = objective if extra is None else objective + extra
+    total, count = torch.zeros((), dtype=torch.float64, device=run.device), 0
+    autocast = precision.autocast(config.precision, run.device)
+    shards = [distributed.shard(p) for p in batches(order, config.batch_size)]  # this rank's share of each batch
+    loaded = prefetched((run.train.batch(samples[p]) for p in shards), run.device)
+    bar = tqdm(zip(shards, loaded), total=len(shards), desc=f"{run.label}epoch {run.epoch + 1}/{config.epochs}",
+               unit="batch", leave=False, disable=not (progress and distributed.is_main()))
+    for positions, batch in bar:
+        batch["sample"] = positions  # a numpy array, on the host: methods index their own arrays with it
+        with autocast:
+            features = model.encode(batch)
+            pred = run.method.predict(run, batch, features)
+            pred = (model.decode(features) if pred is None else pred).float()
+            loss = mpjpe_loss(pred, batch["gt"])
+            step = Step(batch, features, pred, loss)
+            weight = run.method.pose_loss_weight(run)
+            objective = loss if weight == 1 else weight * loss
+            extra = run.method.extra_loss(run, step)
+            objective = objective if extra is None else objective + extra
         run.optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+        if run.scaler is None:
+            objective.backward()
+        else:
+            run.scaler.scale(objective).backward()
+            run.scaler.unscale_(run.optimizer)  # the methods' gradient edits see true gradients
         distributed.average_gradients(*trained)
         run.method.after_backward(run, step)
-        run.optimizer.step()
-        value = loss.item()
-        if value != value or value == float("inf"):
-            raise PoiseError(f"training diverged: the loss is {value} at epoch {run.epoch + 1}, with learning "
-                                     f"rate {optim.base_lr(run.optimizer):g} ({optim.resolve(config, run.method)['optimizer']}"
-                                     f"); lower the config key 'lr'")
-        total += value * len(pred)
+        if run.scaler is None:
+            run.optimizer.step()
+        else:
+            run.scaler.step(run.optimizer)  # skipped when fp16 overflowed (a host read: fp16 only)
+            run.scaler.update()
+        total += loss.detach().double() * len(pred)  # as the host summed it before: float64
         count += len(pred)
-        bar.set_postfix(mpjpe_mm=f"{value * M_TO_MM:.1f}")
     run.scheduler.step()
     distributed.broadcast_buffers(model)
-    total, count = distributed.all_sum([total, count])
+    total, count = distributed.all_sum([total.item(), count])
+    if not math.isfinite(total):
+        raise PoiseError(f"training diverged: the loss is {total} in epoch {run.epoch + 1}, with learning "
+                         f"rate {optim.base_lr(run.optimizer):g} ({optim.resolve(config, run.method)['optimizer']}"
+                         f"); lower the config key 'lr'")
     return total / max(count, 1) * M_TO_MM
 
 
 def tested_model(run: Run) -> torch.nn.Module:
     """The model that is evaluated: the method's ``test_model`` (DivideMix: both networks' mean), or the model."""
     return run.method.test_model(run) or run.model
+
+
+def evaluates(run: Run) -> bool:
+    """Whether the loop evaluates and assesses this epoch for the record: the first, every ``eval_every``-th,
+    the one where the last 20 % of the run begins and the last. Every number a report reads is among them (the
+    reported last epoch; the convergence check, which compares the validation error of the last epoch with that
+    of epoch round(0.8 N)), and the curves keep a point every ``eval_every`` epochs. Skipping the others
+    changes nothing else: neither an evaluation nor an assessment touches the model, the data order or an RNG."""
+    done, total = run.epoch + 1, run.config.epochs
+    return done in (1, round(0.8 * total), total) or done % run.config.eval_every == 0
 
 
 def epoch_evaluation(run: Run) -> dict:
@@ -273,7 +345,9 @@ def save_checkpoint(run: Run, path: Path | None = None, stream: dict | None = No
     state = {"epoch": run.epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
              "scheduler": run.scheduler.state_dict(), "method": run.method.state_dict(),
              "method_modules": {k: m.state_dict() for k, m in run.method.modules().items()},
-             "history": run.history, "contributions": run.contributions, "torch_rng": torch.get_rng_state()}
+             "history": run.history, "torch_rng": torch.get_rng_state()}
+    if run.scaler is not None:
+        state["scaler"] = run.scaler.state_dict()
     if stream is not None:
         state["stream"] = stream
     if run.device.type == "cuda":  # the GPU generator too, or a resumed CUDA run draws other noise
@@ -298,19 +372,21 @@ def restore_model_and_method(state: dict, model: torch.nn.Module, method: method
 
 def load_checkpoint(run: Run) -> None:
     """Restore the state of a run that has been built (and its method set up) from its checkpoint."""
-    state = read_checkpoint(run.dir / CHECKPOINT, (*MODEL_KEYS, "optimizer", "scheduler", "epoch", "history",
-                                                   "contributions"), "start a new run instead of --resume")
+    state = read_checkpoint(run.dir / CHECKPOINT, (*MODEL_KEYS, "optimizer", "scheduler", "epoch", "history"),
+                            "start a new run instead of --resume")
     restore_model_and_method(state, run.model, run.method, run.device)
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
-    run.epoch, run.history, run.contributions = state["epoch"], state["history"], state["contributions"]
+    if run.scaler is not None and "scaler" in state:
+        run.scaler.load_state_dict(state["scaler"])
+    run.epoch, run.history = state["epoch"], state["history"]
 
 
 def write_reports(run: Run) -> None:
-    """metrics.csv/json, contributions.csv and the two plots, from the history so far."""
+    """metrics.csv/json and contributions.csv from the history so far; the two plots once the run is done."""
     if not run.history:
         return
-    keys = list(run.history[0]) + sorted({k for h in run.history for k in h} - set(run.history[0]))
+    keys = list(dict.fromkeys(k for h in run.history for k in h))  # every column, in order of first appearance
     with open(run.dir / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, keys)
         writer.writeheader()
@@ -319,12 +395,15 @@ def write_reports(run: Run) -> None:
     with open(run.dir / "contributions.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, ["epoch", *run.model.modalities])
         writer.writeheader()
-        for epoch, scores in enumerate(run.contributions, 1):
-            writer.writerow({"epoch": epoch, **scores})
+        for h in run.history:
+            if f"shapley_{run.model.modalities[0]}" in h:  # an assessed epoch
+                writer.writerow({"epoch": h["epoch"], **{m: h[f"shapley_{m}"] for m in run.model.modalities}})
+    if run.epoch < run.config.epochs:
+        return
     from poise.plots import plot_contributions, plot_curves
 
     plot_curves(run.history, run.dir / "curves.png", title=run.config.run_name)
-    plot_contributions(run.contributions, run.dir / "contributions.png", title=run.config.run_name)
+    plot_contributions(run.history, run.dir / "contributions.png", title=run.config.run_name)
 
 
 def fit(run: Run, progress: bool = True) -> Run:
@@ -334,13 +413,16 @@ def fit(run: Run, progress: bool = True) -> Run:
         run.method.on_epoch_start(run)
         lr = optim.base_lr(run.optimizer)
         train_mm = train_epoch(run, progress)
-        metrics = epoch_evaluation(run)
-        scores, spread = assess(run)
-        run.contributions.append(scores)
-        row = {"epoch": run.epoch + 1, "lr": lr, "train_mpjpe_mm": train_mm, **metrics,
-               **{f"shapley_{m}": s for m, s in scores.items()},
-               **{f"unimodal_std_mm_{m}": spread[m] for m in scores}, "gt_std_mm": spread["gt"]}
+        row = {"epoch": run.epoch + 1, "lr": lr, "train_mpjpe_mm": train_mm}
+        if evaluates(run):
+            row.update(epoch_evaluation(run))
+            run.assessment()
+        run.model.eval()  # as an evaluation leaves it: every on_epoch_end sees the model in one mode
         run.method.on_epoch_end(run)
+        if run.assessed is not None:  # by the cadence, or a method read the scores: recorded either way
+            scores, spread = run.assessed
+            row.update({f"shapley_{m}": s for m, s in scores.items()})
+            row.update({f"unimodal_std_mm_{m}": spread[m] for m in scores}, gt_std_mm=spread["gt"])
         row.update(run.method.epoch_metrics(run))
         row["seconds"] = time.perf_counter() - start
         run.history.append(row)
@@ -355,8 +437,9 @@ def fit(run: Run, progress: bool = True) -> Run:
             val = f", val {row['val_mpjpe_mm']:.1f}" if "val_mpjpe_mm" in row else ""
             test = (f", test MPJPE {row['test_mpjpe_mm']:.1f} / PA {row['test_pa_mpjpe_mm']:.1f} mm"
                     if "test_mpjpe_mm" in row else "")
-            tqdm.write(f"{run.label}epoch {run.epoch}/{run.config.epochs}: train {train_mm:.1f} mm{val}{test}; "
-                       f"Shapley " + ", ".join(f"{m} {s:.2f}" for m, s in scores.items()))
+            shapley = [f"{m} {row[f'shapley_{m}']:.2f}" for m in run.model.modalities if f"shapley_{m}" in row]
+            tqdm.write(f"{run.label}epoch {run.epoch}/{run.config.epochs}: train {train_mm:.1f} mm{val}{test}"
+                       + ("; Shapley " + ", ".join(shapley) if shapley else ""))
     distributed.barrier()  # no rank leaves (and tears the process group down) while another still works
     return run
 

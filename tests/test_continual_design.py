@@ -86,7 +86,7 @@ def _fake_run(model, batch, task):
     data = SimpleNamespace(batch=lambda rows: {k: v[torch.as_tensor(rows)] if torch.is_tensor(v) else v
                                                for k, v in batch.items()})
     run = SimpleNamespace(model=model, train=data, train_rows=np.arange(len(batch["gt"])), task=task, record={},
-                          config=SimpleNamespace(seed=0, batch_size=4), contributions=[{}])
+                          config=SimpleNamespace(seed=0, batch_size=4), scores=lambda: {})
     run.method = Composite([Method()])
     return run
 

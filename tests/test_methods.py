@@ -34,7 +34,7 @@ def fake_run(epoch=0, epochs=10, scores=SCORES, data=None):
     model = build_model(dim=8)
     n = len(data) if data is not None else 4
     return SimpleNamespace(model=model, epoch=epoch, config=SimpleNamespace(epochs=epochs, seed=0),
-                           contributions=[dict(scores)], train=data, train_rows=np.arange(n), record={}, epoch_offset=0,
+                           scores=lambda: dict(scores), train=data, train_rows=np.arange(n), record={}, epoch_offset=0,
                            assess=None if data is None else data.batch(np.arange(n)))
 
 

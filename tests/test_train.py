@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,7 +29,7 @@ def test_a_run_writes_its_directory_and_learns(tiny, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[-1]["train_mpjpe_mm"] < history[0]["train_mpjpe_mm"]
     assert history[1]["lr"] == pytest.approx(0.5 * history[0]["lr"])  # step decay each epoch here
-    assert set(run.contributions[-1]) == {"rgb", "lidar", "mmwave", "wifi-csi"}
+    assert set(run.scores()) == {"rgb", "lidar", "mmwave", "wifi-csi"}
     assert all(h["unimodal_std_mm_rgb"] >= 0 for h in history)
     with pytest.raises(FileExistsError, match="--resume"):
         train(tiny_config(tiny, tmp_path, epochs=3), progress=False)
@@ -57,9 +58,32 @@ def test_resume_ends_with_the_same_numbers(tiny, tmp_path, method, params, fusio
         assert torch.equal(p, q), name
 
 
+@pytest.mark.parametrize("method, params", [("baseline", {}), ("awc", {"window": 3, "fisher_frames": 64})])
+def test_the_evaluation_cadence_changes_no_number(tiny, tmp_path, method, params):
+    """Evaluating and assessing every epoch, or on epoch 1, every 3rd and the last 20 % only: the same numbers at
+    every epoch both record, the same training everywhere, and the same model at the end. AWC reads the scores
+    in its window, so those epochs are assessed (and recorded) under either cadence."""
+    kw = dict(epochs=6, method=method, method_params=params, lr_step=10, eval_stride=2)
+    every = train(tiny_config(tiny, tmp_path, eval_every=1, name="every", **kw), progress=False)
+    sparse = train(tiny_config(tiny, tmp_path, eval_every=3, name="sparse", **kw), progress=False)
+    assert [("test_mpjpe_mm" in h) for h in sparse.history] == [True, False, True, False, True, True]
+    assert all("test_mpjpe_mm" in h and "shapley_rgb" in h for h in every.history)
+    if method == "awc":  # penalised epochs 2-3 read the scores at the end of epochs 1-3
+        assert [("shapley_rgb" in h) for h in sparse.history] == [True, True, True, False, True, True]
+    for a, b in zip(every.history, sparse.history):
+        assert set(b) <= set(a)
+        for key in b:
+            if key != "seconds":
+                assert a[key] == b[key], (a["epoch"], key)
+    for (name, p), q in zip(every.model.state_dict().items(), sparse.model.state_dict().values()):
+        assert torch.equal(p, q), name
+    rows = (sparse.dir / "contributions.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == [str(h["epoch"]) for h in sparse.history if "shapley_rgb" in h]
+
+
 def test_a_modality_subset_trains_only_those_encoders(tiny, tmp_path):
     run = train(tiny_config(tiny, tmp_path, epochs=1, modalities=["rgb", "lidar"]), progress=False)
-    assert run.model.modalities == ("rgb", "lidar") and set(run.contributions[0]) == {"rgb", "lidar"}
+    assert run.model.modalities == ("rgb", "lidar") and set(run.scores()) == {"rgb", "lidar"}
 
 
 def test_config_errors_name_the_key(tmp_path):
@@ -238,3 +262,27 @@ def test_device_is_validated_and_batches_move(tiny, tmp_path):
 def test_a_diverging_run_stops_with_the_learning_rate_named(tiny, tmp_path):
     with pytest.raises(ValueError, match="diverged.*'lr'"):
         train(tiny_config(tiny, tmp_path, epochs=1, optimizer="sgd", lr=1e6, name="boom"), progress=False)
+
+
+def test_train_subjects_draws_nested_subject_sets_per_action(tmp_path):
+    from conftest import write_tree
+
+    from poise.data.dataset import MMFiDataset
+    from poise.errors import PoiseError
+    from poise.train import subject_rows
+
+    root = write_tree(tmp_path / "mmfi", subjects=("S01", "S02", "S03", "S33"), actions=("A02", "A03"), n_frames=5)
+    train = MMFiDataset(root, protocol="P1", split="S3", part="train", progress=False, cache_dir=tmp_path / "cache")
+
+    def subjects(rows) -> dict:
+        seqs = [train.sequences[i] for i in np.unique(train.sequence_of(rows))]
+        return {a: {s.subject for s in seqs if s.action == a} for a in ("A02", "A03")}
+
+    assert len(subject_rows(train, 0, seed=0)) == len(train)
+    one, two = subjects(subject_rows(train, 1, seed=0)), subjects(subject_rows(train, 2, seed=0))
+    assert all(len(one[a]) == 1 and len(two[a]) == 2 and one[a] <= two[a] for a in one)
+    assert len(subject_rows(train, 2, seed=0)) == 2 * len(train) // 3
+    with pytest.raises(PoiseError, match="'train_subjects' = 4: action A02 has only 3"):
+        subject_rows(train, 4, seed=0)
+    with pytest.raises(PoiseError, match="'train_subjects' must be an integer >= 0"):
+        TrainConfig(train_subjects=-1)

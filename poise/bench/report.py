@@ -295,7 +295,7 @@ def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: fl
 
 
 def plot_bench(rows, preset: Preset, out: Path) -> list[Path]:
-    from poise.plots import plt
+    from poise.plots import column, plt
 
     paths = []
     labels = [v.label for v in preset.variants]
@@ -332,7 +332,7 @@ def plot_bench(rows, preset: Preset, out: Path) -> list[Path]:
     for ax, label in zip(axes.flat, shown):
         history = _history(select(rows, variant=label, fusion=preset.fusions[0], subset="all", seed=first)[0])
         for m in ALL:
-            ax.plot([h["epoch"] for h in history], [h[f"shapley_{m}"] for h in history], label=m)
+            ax.plot(*column(history, f"shapley_{m}"), label=m)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -348,11 +348,10 @@ def plot_bench(rows, preset: Preset, out: Path) -> list[Path]:
         for colour, v in zip(("tab:blue", "tab:orange", "tab:green"), references):
             for r in select(rows, variant=v.label, fusion=fusion, subset="all"):
                 history = _history(r)
-                epochs = [h["epoch"] for h in history]
-                if "val_mpjpe_mm" in history[0]:
-                    ax.plot(epochs, [h["val_mpjpe_mm"] for h in history], color=colour, lw=1,
+                if any("val_mpjpe_mm" in h for h in history):
+                    ax.plot(*column(history, "val_mpjpe_mm"), color=colour, lw=1,
                             label=f"{v.label} val" if r["seed"] == first else None)
-                ax.plot(epochs, [h["test_mpjpe_mm"] for h in history], color=colour, lw=1, ls="--",
+                ax.plot(*column(history, "test_mpjpe_mm"), color=colour, lw=1, ls="--",
                         label=f"{v.label} test" if r["seed"] == first else None)
         ax.set_title(f"{fusion}: joint training, every seed", fontsize=9)
         ax.set_xlabel("epoch")

@@ -206,7 +206,7 @@ class EWC(Method):
             run.record["fisher_networks"] = notes
 
     def name_by_drop(self, run) -> str:
-        named = name_noisy_modality(self.start_scores, run.contributions[-1], mode=self.naming)
+        named = name_noisy_modality(self.start_scores, run.scores(), mode=self.naming)
         run.record["named_without_nis"] = named
         return named
 

@@ -244,7 +244,7 @@ class NIS(Method):
         with gradient_stop(run.model, frozen):
             phase = train.phase_of(run, rows, self.gamma, plain, epoch_offset=offset, label=label)
             train.fit(phase, run.progress)
-        after = phase.contributions[-1]  # the same assessment frames as ``before``
+            after = phase.scores()  # the same assessment frames as ``before``
         losses = per_sample_losses(run.model, frame_batches(run.train, rows, run.config.batch_size))
         clean, _ = gmm_clean_mask(losses, seed=run.config.seed)
         run.model.load_state_dict(saved)
@@ -252,7 +252,7 @@ class NIS(Method):
                 "clean": clean, "losses_mm": losses * M_TO_MM}
 
     def on_task_end(self, run) -> None:
-        self.last_scores = dict(run.contributions[-1])
+        self.last_scores = dict(run.scores())
 
     def state_dict(self) -> dict:
         return {"last_scores": self.last_scores}

@@ -46,7 +46,6 @@ from poise.models.pose import build_model
 from poise.runtime import evaluate, read_checkpoint, resolve_device, run_lock, to_device
 
 CHECKPOINT = "checkpoint.pt"
-EVAL_BATCH = 256
 TASK_EPOCHS = 1000  # task t's phases draw the data of epochs 1000 t + 100 phase + e (phase 0: training)
 
 
@@ -199,7 +198,7 @@ def evaluate_tasks(run: ContinualRun, model: torch.nn.Module, t: int) -> list:
     use no more)."""
     row = []
     for rows in run.test_tasks[: t + 1]:
-        metrics = evaluate(model, run.test, rows, batch_size=EVAL_BATCH)
+        metrics = evaluate(model, run.test, rows)
         row.append((metrics["test_mpjpe_mm"], metrics["test_pa_mpjpe_mm"]))
     return row
 
@@ -217,7 +216,7 @@ def learn_task(run: ContinualRun, t: int, progress: bool = True) -> dict:
               "noise": None if view is None else {"kind": view.spec.kind, "modality": view.spec.modality,
                                                   "ratio": view.spec.ratio, "corrupted": int(view.corrupted.sum())},
               **phase.record, "trained_frames": int(len(phase.train_rows)),
-              "train_mpjpe_mm": [h["train_mpjpe_mm"] for h in phase.history], "scores": phase.contributions[-1],
+              "train_mpjpe_mm": [h["train_mpjpe_mm"] for h in phase.history], "scores": phase.scores(),
               "epochs": phase.history}
     results.score_splits(run.views[t], record, run.dir / f"losses-task{t}.npz")
     record["seconds"] = time.perf_counter() - start

@@ -87,7 +87,7 @@ class AWC(Method):
         self.inferior: list[str] = []
         self.K = self.window
         self.params_of: dict = {}
-        self._terms: dict[str, float] = {}  # this epoch's summed penalty per modality
+        self._terms: dict[str, list] = {}  # this epoch's penalty per modality and step, left on the device
         self._steps = 0
         self._superior_now: list[str] = []  # the superior group during this epoch
 
@@ -121,7 +121,7 @@ class AWC(Method):
         return sum(self.terms().values())
 
     def on_epoch_start(self, run) -> None:
-        self._terms, self._steps = {m: 0.0 for m in run.model.modalities}, 0
+        self._terms, self._steps = {m: [] for m in run.model.modalities}, 0
         self._superior_now = list(self.superior) if self.active(run) else []
 
     def extra_loss(self, run, step):
@@ -129,7 +129,7 @@ class AWC(Method):
             return None
         terms = self.terms()
         for m, t in terms.items():
-            self._terms[m] += float(t.detach())
+            self._terms[m].append(t.detach())  # read once, at the end of the epoch: no host sync per step
         self._steps += 1
         return sum(terms.values())
 
@@ -141,7 +141,7 @@ class AWC(Method):
 
     def scores(self, run) -> dict:
         if self.profit == "pearson":
-            return run.contributions[-1]  # the loop's assessment of this epoch
+            return run.scores()  # the loop's assessment of this epoch
         run.model.eval()
         with torch.no_grad():
             features = run.model.encode(run.assess)
@@ -167,10 +167,11 @@ class AWC(Method):
                     self.fisher[m] = [f * (overall / mean) for f in fs]
 
     def epoch_metrics(self, run) -> dict:
-        total = sum(self._terms.values())
+        terms = {m: sum(torch.stack(t).double().tolist()) if t else 0.0 for m, t in self._terms.items()}
+        total = sum(terms.values())
         out = {"awc_active": int(self.active(run)), "awc_penalty": total / max(self._steps, 1)}
         for m in run.model.modalities:
-            out[f"awc_share_{m}"] = self._terms[m] / total if total > 0 else 0.0
+            out[f"awc_share_{m}"] = terms[m] / total if total > 0 else 0.0
         for m in run.model.modalities:
             out[f"awc_fisher_{m}"] = self.fisher_sums.get(m, 0.0)
         for m in run.model.modalities:

@@ -83,25 +83,23 @@ class LSI(Method):
             raise PoiseError(f"lsi: n_samples must be >= 1, got {self.n_samples}")
         if self.form not in FORMS:
             raise PoiseError(f"lsi: form must be one of {', '.join(FORMS)}, got {self.form!r}")
-        self._shares: dict = {}
-        self._reg = 0.0
-        self._steps = 0
+        self._steps: list = []  # this epoch's (shares, regulariser) per step, left on the device
 
     def extra_loss(self, run, step):
         scores = information_scores(run.model, step.features, self.n_samples)
         reg = regulariser(scores, self.form)
-        with torch.no_grad():
-            shares = scores / scores.sum().clamp_min(TINY)
-            for m, s in zip(run.model.modalities, shares.tolist()):
-                self._shares[m] = self._shares.get(m, 0.0) + s
-            value = float(reg)
-            self._reg += value if math.isfinite(value) else 0.0
-            self._steps += 1
+        with torch.no_grad():  # kept on the device and read once, at the end of the epoch: no host sync per step
+            self._steps.append((scores / scores.sum().clamp_min(TINY), reg.detach()))
         return self.delta * reg
 
     def on_epoch_start(self, run) -> None:
-        self._shares, self._reg, self._steps = {}, 0.0, 0
+        self._steps = []
 
     def epoch_metrics(self, run) -> dict:
-        n = max(self._steps, 1)
-        return {**{f"lsi_share_{m}": s / n for m, s in self._shares.items()}, "lsi_reg": self._reg / n}
+        n, shares, reg = max(len(self._steps), 1), {}, 0.0
+        for step_shares, step_reg in self._steps:
+            for m, s in zip(run.model.modalities, step_shares.tolist()):
+                shares[m] = shares.get(m, 0.0) + s
+            value = float(step_reg)
+            reg += value if math.isfinite(value) else 0.0
+        return {**{f"lsi_share_{m}": s / n for m, s in shares.items()}, "lsi_reg": reg / n}

@@ -125,10 +125,10 @@ class ModalityDistill(Method):
         tokens = model.tokens(step.features)  # every modality: the true tokens
         model.restorer.track(tokens)
         regression, mmd = restoration_losses(model.restorer, tokens, mask)
-        self.last = (float(regression.detach()), float(mmd.detach()))
+        self.last = (regression.detach(), mmd.detach())  # read at the end of the epoch: no host sync per step
         restored_pose = mpjpe_loss(model.decode(step.features, mask), step.batch["gt"])
         return self.lambda_restored * restored_pose + self.lambda_feat * regression + self.lambda_mmd * mmd
 
     def epoch_metrics(self, run) -> dict:
-        regression, mmd = self.last
+        regression, mmd = (float(v) for v in self.last)
         return {"modality_distill_restore": regression, "modality_distill_mmd": mmd}

@@ -76,9 +76,9 @@ class ModalityResample(Method):
         n = len(run.train_rows)
         self.only = np.full(n, -1, dtype=np.int64)
         self.counts = {}
-        if run.epoch < self.warmup or not run.contributions:
+        if run.epoch < self.warmup:  # (warmup >= 1: the scores of an epoch of training)
             return None
-        self.counts = duplicate_counts(run.contributions[-1], n, self.alpha)
+        self.counts = duplicate_counts(run.scores(), n, self.alpha)  # the last epoch's
         rng = np.random.default_rng([run.config.seed, run.epoch_offset + run.epoch, 11])
         rows, only = [run.train_rows], [self.only]
         for i, m in enumerate(run.model.modalities):
@@ -90,7 +90,7 @@ class ModalityResample(Method):
         return np.concatenate(rows)
 
     def predict(self, run, batch, features):
-        only = self.only[batch["sample"].numpy()]
+        only = self.only[batch["sample"]]
         if (only < 0).all():
             return None
         pred = run.model.decode(features).clone()

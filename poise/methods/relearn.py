@@ -73,10 +73,10 @@ class Relearn(Method):
 
     def on_epoch_end(self, run) -> None:
         if run.epoch == self.at:
-            superior, inferior = split_groups(run.contributions[-1])
+            superior, inferior = split_groups(run.scores())
             self.groups = {"superior": superior, "inferior": inferior}
             self.relearn(run.model, superior, inferior)
-            run.record["relearn"] = {"epoch": run.epoch, "scores": dict(run.contributions[-1]), **self.groups}
+            run.record["relearn"] = {"epoch": run.epoch, "scores": dict(run.scores()), **self.groups}
 
     def state_dict(self) -> dict:
         return {"initial": self.initial, "groups": self.groups}

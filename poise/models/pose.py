@@ -54,6 +54,7 @@ class PoseModel(nn.Module):
         self.register_buffer("absent_index", torch.zeros((), dtype=torch.long))
         self.register_module("embedding", None)  # fusion output -> head input (None: identity)
         self.register_module("restorer", None)  # (tokens, mask) -> tokens with the absent ones restored
+        self._masks: dict = {}  # (present names, device) -> mask, built once: no host-to-device copy per decode
 
     def set_absent(self, absent: str) -> None:
         """How an absent modality is represented: one of ``ABSENT`` (module docstring)."""
@@ -91,26 +92,35 @@ class PoseModel(nn.Module):
                                  f"({batch_size}, {len(self.modalities)}): (batch, modalities {list(self.modalities)})")
             return present.to(device=device, dtype=torch.float32)
         present = tuple(present)
-        unknown = [m for m in present if m not in self.modalities]
-        if unknown:
-            raise ValueError(f"present={list(present)} names {unknown}, which this model has no encoder for "
-                             f"(its modalities: {list(self.modalities)})")
-        return torch.tensor([[float(m in present) for m in self.modalities]], device=device)
+        key = (present, torch.device(device))
+        if key not in self._masks:
+            unknown = [m for m in present if m not in self.modalities]
+            if unknown:
+                raise ValueError(f"present={list(present)} names {unknown}, which this model has no encoder for "
+                                 f"(its modalities: {list(self.modalities)})")
+            self._masks[key] = torch.tensor([[float(m in present) for m in self.modalities]], device=device)
+        return self._masks[key]
 
     def tokens(self, features: dict[str, torch.Tensor], present=None) -> torch.Tensor:
         """The fusion's input (B, M, d): each present modality's features (times its gain), absent ones as the
-        model defines them (module docstring). ``features`` may omit absent modalities."""
+        model defines them (module docstring). ``features`` may omit absent modalities when ``present`` names
+        the present ones. With names (or None) nothing here waits for the device: what is present is known on
+        the host."""
         reference = next(iter(features.values()))
         mask = self.mask(present, len(reference), reference.device)
+        per_sample = torch.is_tensor(present)
+        wanted = self.modalities if present is None or per_sample else [m for m in self.modalities if m in present]
+        missing = [m for m in wanted if m not in features]
+        if missing:
+            raise ValueError(f"present modalities {missing} have no features" + (
+                " (a per-sample mask needs every modality's features)" if per_sample else ""))
         tokens = torch.stack([features[m] * self.modality_gain[i] if m in features else torch.zeros_like(reference)
                               for i, m in enumerate(self.modalities)], dim=1)
-        missing = [m for i, m in enumerate(self.modalities) if m not in features and bool(mask[:, i].any())]
-        if missing:
-            raise ValueError(f"present modalities {missing} have no features")
         tokens = torch.where(mask[..., None] > 0, tokens, torch.zeros_like(tokens))  # an absent NaN stays out
         if self.absent == "rescale":
             tokens = tokens * (len(self.modalities) / mask.sum(1).clamp_min(1))[:, None, None]
-        if self.restorer is not None and not bool(mask.all()):
+        # (a per-sample mask asks the device whether anything is absent: only modality_distill's restorer does)
+        if self.restorer is not None and (not bool(mask.all()) if per_sample else len(wanted) < len(self.modalities)):
             tokens = torch.where(mask[..., None] > 0, tokens, self.restorer(tokens, mask))
         return tokens
 

@@ -174,8 +174,7 @@ def run_report(run_dir, poses: bool = True, worst: int = 2, frames=None, run=Non
     page.text("Shapley-Pearson score of each modality per epoch (paper 001, Eq. 4 with the Pearson profit), and the "
               "std of each modality's unimodal output over a fixed slice of training frames against the ground "
               "truth's: a branch whose spread sinks toward zero predicts nearly the same pose for every frame.")
-    contributions = [{k[len("shapley_"):]: h[k] for k in h if k.startswith("shapley_")} for h in history]
-    page.image(figure_png(contributions_figure(contributions, run_dir.name)), "Shapley scores per epoch")
+    page.image(figure_png(contributions_figure(history, run_dir.name)), "Shapley scores per epoch")
     if "gt_std_mm" in last:
         page.image(figure_png(spreads_figure(history, run_dir.name)), "unimodal-output spreads per epoch")
 
