@@ -214,6 +214,15 @@ PRESETS = {
         about="missing sensors: joint training, modality dropout, DMRNet, MMANet, one-stage modality "
               "distillation and AWC, concat, converged, 3 seeds, each run evaluated with every one of the 15 "
               "modality subsets present (docs/robust.md)"),
+    "precision": Preset(
+        variants=(BASELINE, OTHERS[2],
+                  Variant("baseline_bf16", "baseline", train=dict(precision="bf16"),
+                          about="joint training with the forward pass under bf16 autocast"),
+                  Variant("awc_bf16", "awc", train=dict(precision="bf16"), against="awc",
+                          about="AWC with the forward pass under bf16 autocast, paired with AWC in float32")),
+        fusions=CONCAT, subsets=(), seeds=(0, 1, 2), epochs=CONVERGED_EPOCHS, train=SHARED,
+        about="is bf16 autocast within noise of float32? joint training and AWC in both, concat, converged, "
+              "3 seeds (the float32 runs are the ablation bench's)"),
     "tiny": Preset(
         variants=(BASELINE, Variant("relearn", "relearn", params=dict(relearn_epoch=0))), fusions=("concat",),
         subsets=(("rgb",), ALL), seeds=(0, 1), epochs=2, train=dict(TINY_TRAIN, lr_step=1, lr_gamma=0.5),

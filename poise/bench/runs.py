@@ -1,7 +1,7 @@
 """Turning a preset into runs, and running them: every configuration is an ordinary ``poise train`` run under
 ``OUT/runs/NAME``; a finished run is read back, an interrupted one resumed, so re-running the same command
-picks up where it stopped. ``--jobs N`` trains N runs at once in separate processes (2 processes x 1 thread
-beat 1 x 2 threads on 2 cores for these small models)."""
+picks up where it stopped. ``--jobs N`` trains N runs at once in separate processes, one torch thread each by
+default (2 processes x 1 thread beat 1 x 2 threads on 2 cores for these small models)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from poise.bench.presets import AGAINST_RUN, ALL, BASELINE, LR_DECAY_AT, LR_GAMM
 from poise.errors import PoiseError
 
 
-SECONDS_PER_EPOCH = (6.0, 12.0)  # the lite model with all four modalities at the bench's settings, 2 runs on
-# 2 cores: 6.1 s on average over the 42 runs of `--preset fusions` (2026-12-03), up to 11.8 s in the robust bench
+SECONDS_PER_EPOCH = (3.0, 3.6)  # the lite model with all four modalities at the bench's settings in float32, 2
+# runs at once on 2 idle cores, 1 thread each: 3.05 s the average 48-epoch run's epoch (benchmarks/epoch_cost.py),
+# 3.6 s measured in a bench run beside the test suite (2026-12-06); bf16 autocast 2.3 s. A busy machine is slower.
 
 
 def subset_name(modalities) -> str:
@@ -69,9 +70,10 @@ def plan_text(preset: Preset, configs: list) -> str:
     fast, slow = SECONDS_PER_EPOCH
     full = sum(c.epochs for c in configs if len(c.modalities) == len(ALL))
     lines.append(f"{len(configs)} runs, {epochs} epochs in all ({full} of them with all four modalities; "
-                 f"{len(preset.seeds)} seeds). Measured on 2 CPU cores with --jobs 2: {fast:g}-{slow:g} s per "
-                 f"four-modality epoch per run, so about {epochs * fast / 2 / 3600:.1f}-{epochs * slow / 2 / 3600:.1f} h (fewer "
-                 f"modalities are cheaper). Nothing was trained.")
+                 f"{len(preset.seeds)} seeds). Measured on 2 idle CPU cores with --jobs 2 (1 thread per run): "
+                 f"{fast:g}-{slow:g} s per four-modality epoch per run, so about {epochs * fast / 2 / 3600:.1f}-"
+                 f"{epochs * slow / 2 / 3600:.1f} h (fewer modalities are cheaper; anything else running on the "
+                 f"machine slows it down). Nothing was trained.")
     return "\n".join(lines)
 
 
@@ -84,6 +86,8 @@ def summary(config, history: list, run_dir: Path, label: str) -> dict:
            "test_mpjpe_mm": last["test_mpjpe_mm"], "test_pa_mpjpe_mm": last["test_pa_mpjpe_mm"],
            "train_mpjpe_mm": last["train_mpjpe_mm"], "gt_std_mm": last.get("gt_std_mm", math.nan),
            "seconds": sum(h["seconds"] for h in history), "run": str(run_dir)}
+    if "test_rootrel_mpjpe_mm" in last:  # runs before 2026-12-06 did not record it
+        row["test_rootrel_mpjpe_mm"] = last["test_rootrel_mpjpe_mm"]
     if "val_mpjpe_mm" in last:
         row["val_mpjpe_mm"] = last["val_mpjpe_mm"]
         back = history[max(0, round(0.8 * len(history)) - 1)]
