@@ -53,6 +53,9 @@ PRESETS = {
     "tiny-continual": Preset(("S01", "S05"), ("A02", "A03", "A04", "A05", "A07", "A08", "A11", "A09", "A10"),
                              "2 subjects (S05 is an S2 test subject) x the first two tasks of P1 and of P2: "
                              "seconds, for tests"),
+    "p1": Preset(layout.SUBJECTS, layout.PROTOCOLS["P1"],
+                 "40 subjects x protocol 1's 14 actions: P1 at MM-Fi's size (split S1 trains on 32 subjects per "
+                 "action); the demo's sequences are among them, identical"),
     "full": Preset(layout.SUBJECTS, layout.ACTIONS, "40 subjects x 27 actions: the real dataset's size"),
 }
 
