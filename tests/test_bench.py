@@ -249,3 +249,21 @@ def test_an_ablation_setting_resolves_the_default_window_and_epoch_to_epochs(tmp
     (tmp_path / "method.json").write_text(json.dumps({"name": "ogm_ge", "optimizer": optimizer, "params": {
         "alpha": 0.1, "window": 0}}))
     assert _settings([dict(run=str(tmp_path), epochs=48)]) == "adam 0.001"  # another method's window is not AWC's K
+
+
+def test_run_all_shares_the_cores_out_over_the_jobs(monkeypatch):
+    """threads 0 is never torch's default (all cores in every process: two such processes on 2 cores ran 7x
+    slower in `poise calibrate`), but the cores / jobs."""
+    from types import SimpleNamespace
+
+    from poise.bench.runs import run_all
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    seen = []
+
+    def fake(config, threads, force):
+        seen.append(threads)
+        return {}
+
+    run_all([SimpleNamespace(run_name="a")], fake, lambda c, r: "", "x", jobs=1, progress=False)
+    assert seen == [4]

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -45,7 +44,6 @@ def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, see
         raise FileNotFoundError(f"{data}: no such MM-Fi root; write the synthetic one with "
                                 f"`poise simulate --preset demo --out {data}`")
     out.mkdir(parents=True, exist_ok=True)
-    threads = threads or max(1, (os.cpu_count() or 1) // max(jobs, 1))
     start = time.perf_counter()
     rows = execute(configs, jobs=jobs, threads=threads, force=force, progress=progress, robust=preset.robust)
     return report(rows, preset, preset_name, out, command or f"poise bench --preset {preset_name}",

@@ -9,6 +9,7 @@ import functools
 import itertools
 import json
 import math
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -228,8 +229,11 @@ def run_all(configs: list, run_one, line, what: str, jobs: int = 1, threads: int
             progress: bool = True) -> list:
     """``run_one(config, threads, force)`` for every config, ``jobs`` at a time in spawned processes, with a
     progress bar and ``line(config, row)`` printed as each finishes; the rows in ``configs``' order. The first
-    failure stops the pool and names its run."""
+    failure stops the pool and names its run. ``threads`` 0: the CPU cores shared out over the jobs (two
+    two-thread processes on 2 cores run several times slower than two one-thread ones)."""
     from tqdm import tqdm
+
+    threads = threads or max(1, (os.cpu_count() or 1) // max(jobs, 1))
 
     rows: dict = {}
     bar = tqdm(total=len(configs), desc=what, unit="run", disable=not progress)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -473,7 +472,6 @@ def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: in
                                 f"`poise simulate --preset continual --out {data}`")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    threads = threads or max(1, (os.cpu_count() or 1) // max(jobs, 1))
     start = time.perf_counter()
     rows = execute(plan(preset, data, out, on_error), jobs=jobs, threads=threads, force=force, progress=progress)
     return report(rows, preset, preset_name, out, command or f"poise continual-bench --preset {preset_name}",
