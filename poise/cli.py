@@ -36,8 +36,9 @@ def cmd_simulate(args) -> int:
 def cmd_info(args) -> int:
     from poise.data.info import dataset_summary
 
-    print(dataset_summary(args.root, full=not args.quick, progress=not args.quiet))
-    return 0
+    text, clean = dataset_summary(args.root, full=not args.quick, progress=not args.quiet)
+    print(text)
+    return 0 if clean else 1  # a script notices damaged or skipped files
 
 
 def cmd_calibrate(args) -> int:
@@ -132,6 +133,7 @@ def _train_or_resume(args):
     if args.resume:
         ignored = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None and k != "epochs"]
         ignored += ["--config"] * bool(args.config) + ["--param"] * bool(args.param)
+        ignored += ["--overwrite"] * bool(args.overwrite)
         if ignored:
             raise PoiseError(f"--resume continues {args.resume} with its own config.yaml; {', '.join(ignored)} "
                              f"would change that run: drop them (only --epochs extends it), or start a new run")
@@ -164,6 +166,7 @@ def cmd_continual(args) -> int:
         flags = {"balance_params": "param"}
         ignored = [f"--{flags.get(k, k).replace('_', '-')}" for k, v in overrides.items() if v is not None]
         ignored += ["--config"] * bool(args.config) + ["--compare-gradient-stop"] * bool(args.compare_gradient_stop)
+        ignored += ["--overwrite"] * bool(args.overwrite)
         if ignored:
             raise PoiseError(f"--resume continues {args.resume} with its own config.yaml; {', '.join(ignored)} "
                              f"would change that run: drop them, or start a new run")

@@ -86,6 +86,9 @@ def check_run_name(name: str) -> None:
     """A run directory name is one folder name inside ``out``: ``../..`` or ``a/b`` would write elsewhere."""
     if name and (Path(name).name != name or name in (".", "..") or "\\" in name):
         raise PoiseError(f"config key 'name' must be a single folder name inside 'out', got {name!r}")
+    if name and (not name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise PoiseError(f"config key 'name' must be a visible folder name (no control characters, not blank), "
+                         f"got {name!r}")
 
 
 def modality_list(value) -> list:

@@ -223,6 +223,7 @@ def test_info_lists_a_roots_caches_with_size_and_format(small_root):
     from poise.data.info import dataset_summary
 
     ds = MMFiDataset(small_root, part="all", **OPTS)
-    text = dataset_summary(small_root, full=False, progress=False)
+    text, clean = dataset_summary(small_root, full=False, progress=False)
+    assert clean
     line = next(line for line in text.splitlines() if str(ds.cache.path) in line)
     assert "GiB" in line and f"format {cache_mod.CACHE_VERSION}," in line and "10 frames" in line

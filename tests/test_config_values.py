@@ -106,6 +106,18 @@ def test_resume_refuses_options_it_would_ignore(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path), "--lr", "0.1", "--data", "x"]) == 2
     err = capsys.readouterr().err
     assert "--data, --lr would change that run" in err
+    assert main(["train", "--resume", str(tmp_path), "--overwrite"]) == 2  # which would it be? neither
+    assert "--overwrite would change that run" in capsys.readouterr().err
+    assert main(["continual", "--resume", str(tmp_path), "--overwrite"]) == 2
+    assert "--overwrite would change that run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["   ", "run\x01", "a\tb", "x\x7f"])
+def test_a_run_name_with_control_characters_or_blank_is_refused(name):
+    from poise.config import TrainConfig
+
+    with pytest.raises(ValueError, match="visible folder name"):
+        TrainConfig(name=name)
 
 
 def test_a_bug_is_not_disguised_as_a_user_error(monkeypatch):

@@ -162,6 +162,40 @@ def test_markdown_links_never_leave_the_page_and_images_stay_in_the_folder(tmp_p
             page.markdown(f"![p]({src})", tmp_path)
 
 
+PAYLOADS = ("[ctrl](\x01javascript:alert(1))", "[tab](java&#x09;script:alert(2))", "[nl](<java\nscript:alert(3)>)",
+            "[sp]( \x1f JavaScript:alert(4))", "[ok](#here)")
+
+
+def test_links_are_checked_as_a_browser_reads_them():
+    """Browsers strip leading C0 controls and spaces and drop tabs and line breaks before reading a scheme
+    (WHATWG URL): each payload is a javascript: link to them, and must lose its address here."""
+    page = Page("x")
+    page.markdown("\n\n".join(PAYLOADS), ".")
+    body = page.parts[-1]
+    hrefs = re.findall(r'<a href="([^"]*)"', body)
+    assert hrefs == ["#here"], body
+    assert body.count("<a>") == 4
+
+
+def test_a_report_inlines_no_file_from_outside_the_run_and_no_text_as_a_picture(trained, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.yaml", "metrics.json", "method.json"):
+        shutil.copy(trained.dir / name, run)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("a private key")
+    (run / "robust.png").symlink_to(secret)
+    with pytest.raises(PoiseError, match="robust.png: not a picture file .* inside"):
+        write_report(run, poses=False)
+    (run / "robust.png").unlink()
+    (run / "robust.png").write_text("a private key")  # a picture's name, a text's content
+    with pytest.raises(PoiseError, match="robust.png: its content is not a PNG picture"):
+        write_report(run, poses=False)
+    assert main(["report", str(run), "--no-poses"]) == 2
+    html = run / "report.html"
+    assert not html.exists() or "a private key" not in html.read_text()
+
+
 def test_a_run_with_no_finished_epoch_says_so_and_a_failed_report_does_not_fail_training(trained, tmp_path,
                                                                                           capsys):
     started = tmp_path / "started"
@@ -221,6 +255,38 @@ def test_the_run_report_renders_in_chromium_with_every_image_loaded(trained):
     assert len(images) == 5 and tables >= 3
     assert all(complete and w > 100 and h > 100 for _, complete, w, h in images), images
     assert errors == []
+
+
+def test_no_link_of_a_report_runs_a_script_in_chromium(tmp_path):
+    """The payloads, rendered and clicked in a real browser: no link is a javascript: one, no alert opens."""
+    binary, driver_path = chromium()
+    from selenium import webdriver
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.chrome.service import Service
+
+    page = Page("links")
+    page.markdown("\n\n".join(PAYLOADS), tmp_path)
+    path = page.save(tmp_path / "report.html")
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    options.binary_location = binary
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    alerts = []
+    try:
+        driver.get(path.resolve().as_uri())
+        protocols = driver.execute_script("return Array.from(document.links).map(a => a.protocol)")
+        count = driver.execute_script("return document.querySelectorAll('a').length")
+        for i in range(count):
+            driver.execute_script(f"document.querySelectorAll('a')[{i}].click()")
+            try:
+                alerts.append(driver.switch_to.alert.text)
+                driver.switch_to.alert.accept()
+            except NoAlertPresentException:
+                pass
+    finally:
+        driver.quit()
+    assert count == 5 and "javascript:" not in protocols and alerts == []
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -361,7 +361,7 @@ def test_info_names_every_damaged_file_and_survives_a_missing_modality(tiny, tmp
     points.tofile(nan_points)
     (seq / "wifi-csi" / "frame004.mat").write_bytes(b"not a mat file")
     (seq / "rgb" / "frame005.npy").write_bytes(b"")
-    assert main(["info", str(root), "--quiet"]) == 0
+    assert main(["info", str(root), "--quiet"]) == 1  # damaged files named, and a script notices
     out = capsys.readouterr().out
     for path in (nan_points, seq / "wifi-csi" / "frame004.mat", seq / "rgb" / "frame005.npy"):
         assert str(path) in out, path
@@ -373,7 +373,7 @@ def test_info_names_every_damaged_file_and_survives_a_missing_modality(tiny, tmp
         shutil.rmtree(folder)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no numpy warning from statistics of nothing
-        assert main(["info", str(root), "--quiet"]) == 0
+        assert main(["info", str(root), "--quiet"]) == 1  # every sequence skipped: said, and exit 1
     assert "wifi-csi" in capsys.readouterr().out
 
 

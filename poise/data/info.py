@@ -17,8 +17,9 @@ from poise.data.cache import CACHE_VERSION, cache_locations
 from poise.errors import PoiseError
 
 
-def dataset_summary(root, full: bool = True, progress: bool = True) -> str:
-    """A human-readable summary of ``root``: what is there, sizes, caches, and the read report (naming files)."""
+def dataset_summary(root, full: bool = True, progress: bool = True) -> tuple[str, bool]:
+    """A human-readable summary of ``root`` (what is there, sizes, caches, and the read report naming damaged
+    files) and whether every file read cleanly."""
     from poise.data.synth.writer import read_manifest
 
     report = mmfi.ReadReport()
@@ -42,7 +43,7 @@ def dataset_summary(root, full: bool = True, progress: bool = True) -> str:
             mmfi.read_sequence(seq, layout.MODALITIES, on_error="skip", report=report)
     lines += _caches(root)
     lines.append(("  full check (every frame read): " if full else "  structure only (--quick): ") + str(report))
-    return "\n".join(lines)
+    return "\n".join(lines), report.clean and bool(sequences)
 
 
 def _contents(sequences) -> list[str]:

@@ -51,6 +51,33 @@ def figure_png(fig, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
+def browser_url(href: str) -> str:
+    """``href`` as a browser reads it before it looks for a scheme (the WHATWG URL parser): leading and trailing
+    C0 controls and spaces stripped, tabs and line breaks removed anywhere. ``"\\x01java\\nscript:"`` is a
+    ``javascript:`` link to a browser, so a check must look at this, not at the raw text."""
+    return re.sub(r"[\t\n\r]", "", href).strip("".join(map(chr, range(0x21))))
+
+
+MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "jpeg": b"\xff\xd8\xff", "gif": b"GIF8"}
+
+
+def picture(path: Path, folder: Path) -> tuple[bytes, str]:
+    """The bytes and image type of ``path``, which must be a picture file inside ``folder`` once every symbolic
+    link is resolved, and whose content must be the picture its name says: a report never inlines a file from
+    elsewhere (a link to ~/.ssh/id_rsa named robust.png), nor a text file under a picture's name."""
+    folder = Path(folder)
+    resolved = Path(path).resolve()
+    kind = IMAGE_TYPES.get(resolved.suffix.lower())
+    if kind is None or not resolved.is_relative_to(folder.resolve()) or not resolved.is_file():
+        raise PoiseError(f"{path}: not a picture file (.png, .jpg, .gif, .svg) inside {folder} (a symbolic link "
+                         f"is followed first); run the command that wrote it again to write its plots")
+    data = resolved.read_bytes()
+    if not (data.startswith(MAGIC[kind]) if kind in MAGIC else b"<svg" in data[:1024]):
+        raise PoiseError(f"{path}: its content is not a {kind.split('+')[0].upper()} picture; run the command "
+                         f"that wrote it again to write its plots")
+    return data, kind
+
+
 def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3e}"
@@ -80,9 +107,9 @@ class Page:
             table = f"<details><summary>{html.escape(folded)}</summary>{table}</details>"
         self.parts.append(table)
 
-    def image(self, png: bytes | Path, alt: str) -> None:
-        """An image from PNG bytes or a PNG file."""
-        data = Path(png).read_bytes() if isinstance(png, (str, Path)) else png
+    def image(self, png: bytes | Path, alt: str, folder: Path | None = None) -> None:
+        """An image from PNG bytes, or from a PNG file inside ``folder`` (``picture``)."""
+        data = picture(Path(png), Path(folder or Path(png).parent))[0] if isinstance(png, (str, Path)) else png
         self.parts.append(f'<img src="{image_uri(data)}" alt="{html.escape(alt)}">')
 
     def markdown(self, text: str, folder: Path) -> None:
@@ -98,18 +125,13 @@ class Page:
         folder = Path(folder)
 
         def inline(match: re.Match) -> str:
-            src = html.unescape(match.group(2))
-            path = (folder / src).resolve()
-            kind = IMAGE_TYPES.get(path.suffix.lower())
-            if kind is None or not path.is_relative_to(folder.resolve()) or not path.is_file():
-                raise PoiseError(f"{folder}: its Markdown shows {src!r}, which is not a picture file (.png, .jpg, "
-                                 f".gif, .svg) in {folder}; run the command that wrote it again to write its plots")
-            return f'<img{match.group(1)} src="{image_uri(path.read_bytes(), kind)}"'
+            data, kind = picture(folder / html.unescape(match.group(2)), folder)
+            return f'<img{match.group(1)} src="{image_uri(data, kind)}"'
 
         def local(match: re.Match) -> str:
-            href = html.unescape(match.group(1))
+            href = browser_url(html.unescape(match.group(1)))
             leaves = re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", href) or href.startswith(("/", "\\"))
-            return "<a>" if leaves else match.group(0)
+            return "<a>" if leaves else f'<a href="{html.escape(href)}">'
 
         body = re.sub(r'<img([^>]*?) src="([^"]*)"', inline, body)
         self.parts.append(re.sub(r'<a href="([^"]*)"[^>]*>', local, body))
