@@ -56,6 +56,11 @@ from poise.runtime import (batches, configure, evaluate, prefetched, read_checkp
 from poise.errors import PoiseError
 
 CHECKPOINT = "checkpoint.pt"
+# what a run (and the commands run on it) write into its directory: an --overwrite removes these before it
+# writes the new config, so that nothing of the old run can be resumed or read back under the new one
+RUN_FILES = (CHECKPOINT, CHECKPOINT + ".tmp", "metrics.csv", "metrics.json", "contributions.csv", "curves.png",
+             "contributions.png", "robust.json", "robust.md", "robust.png", "contrib.json", "contrib.png",
+             "report.html", "skeletons.png", "unimodal.png", "config.yaml", "method.json")
 HOLDOUT_SEED = 7  # the held-out sequences are drawn from (seed, HOLDOUT_SEED)
 SUBJECTS_SEED = 11  # the training subjects of ``train_subjects`` are drawn from (seed, SUBJECTS_SEED)
 
@@ -456,10 +461,19 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, r
     with run_lock(run_dir) if distributed.is_main() else contextlib.nullcontext():
         run = build_run(config, run_dir, progress, rebuild_cache)  # a start that fails here leaves no run folder behind
         if distributed.is_main():
+            clear_run(run_dir)  # --overwrite: the old run's state goes before the new config comes
             config.save(run_dir / "config.yaml")
             (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params(),
                                                              "optimizer": optim.resolve(config, run.method)}, indent=1))
         return fit_logged(run, progress, tensorboard, fresh=True)
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove what an earlier run wrote into ``run_dir`` (``RUN_FILES``; a new TensorBoard log clears its own),
+    checkpoint first: a kill part-way leaves a folder that cannot be resumed, never an old history under a new
+    config. Files poise did not write stay."""
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_cache: bool = False,

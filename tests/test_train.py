@@ -286,3 +286,24 @@ def test_train_subjects_draws_nested_subject_sets_per_action(tmp_path):
         subject_rows(train, 4, seed=0)
     with pytest.raises(PoiseError, match="'train_subjects' must be an integer >= 0"):
         TrainConfig(train_subjects=-1)
+
+
+def test_an_overwrite_killed_in_its_first_epoch_leaves_nothing_of_the_old_run(tiny, tmp_path, monkeypatch):
+    """Issue 28, item 4: the old run (lr 1e-3) replaced by one with lr 1e-2, killed before its first epoch ends,
+    must not resume as the old run under the new config (nor be read back by a bench as finished)."""
+    import poise.train as loop
+
+    old = train(tiny_config(tiny, tmp_path, epochs=2), progress=False)
+    (old.dir / "notes.txt").write_text("mine")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train_epoch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny, tmp_path, epochs=2, lr=0.01, seed=7), progress=False, overwrite=True)
+    left = sorted(p.name for p in old.dir.iterdir())
+    assert left == [".lock", "config.yaml", "method.json", "notes.txt"], left
+    assert TrainConfig.load(old.dir / "config.yaml").lr == 0.01
+    with pytest.raises(ValueError, match="not a run directory with a checkpoint"):
+        resume(old.dir, progress=False)
