@@ -67,6 +67,15 @@ def run_lock(run_dir):
         handle.close()
 
 
+def write_atomic(path, text: str) -> None:
+    """``text`` into ``path`` through a temporary file and a rename: a reader, or a run killed mid-write, sees
+    the old file or the new one, never half of one."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
 def read_checkpoint(path, keys, then: str) -> dict:
     """The state saved at ``path`` by poise, with every one of ``keys``; a truncated, damaged or foreign file is a
     ValueError that says so and what to do (``then``), never torch's advice to unpickle it unsafely."""

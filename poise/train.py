@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -52,7 +53,7 @@ from poise.data.dataset import MMFiDataset
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.models.pose import PoseModel, build_model
 from poise.runtime import (batches, configure, evaluate, prefetched, read_checkpoint, resolve_device, run_lock,
-                           to_device)
+                           to_device, write_atomic)
 from poise.errors import PoiseError
 
 CHECKPOINT = "checkpoint.pt"
@@ -387,22 +388,26 @@ def load_checkpoint(run: Run) -> None:
     run.epoch, run.history = state["epoch"], state["history"]
 
 
+def csv_text(rows: list[dict], columns=None) -> str:
+    """``rows`` as CSV, with every column any row has (in order of first appearance) unless ``columns`` says."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns or list(dict.fromkeys(k for r in rows for k in r)), lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
 def write_reports(run: Run) -> None:
-    """metrics.csv/json and contributions.csv from the history so far; the two plots once the run is done."""
+    """metrics.csv/json and contributions.csv from the history so far, each written atomically (the loop
+    writes them before the checkpoint that claims their epochs); the two plots once the run is done."""
     if not run.history:
         return
-    keys = list(dict.fromkeys(k for h in run.history for k in h))  # every column, in order of first appearance
-    with open(run.dir / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, keys)
-        writer.writeheader()
-        writer.writerows(run.history)
-    (run.dir / "metrics.json").write_text(json.dumps(run.history, indent=1))
-    with open(run.dir / "contributions.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, ["epoch", *run.model.modalities])
-        writer.writeheader()
-        for h in run.history:
-            if f"shapley_{run.model.modalities[0]}" in h:  # an assessed epoch
-                writer.writerow({"epoch": h["epoch"], **{m: h[f"shapley_{m}"] for m in run.model.modalities}})
+    write_atomic(run.dir / "metrics.csv", csv_text(run.history))
+    write_atomic(run.dir / "metrics.json", json.dumps(run.history, indent=1))
+    first = f"shapley_{run.model.modalities[0]}"
+    assessed = [{"epoch": h["epoch"], **{m: h[f"shapley_{m}"] for m in run.model.modalities}}
+                for h in run.history if first in h]
+    write_atomic(run.dir / "contributions.csv", csv_text(assessed, ["epoch", *run.model.modalities]))
     if run.epoch < run.config.epochs:
         return
     from poise.plots import plot_contributions, plot_curves
@@ -434,8 +439,8 @@ def fit(run: Run, progress: bool = True) -> Run:
         distributed.check_in_sync(run.model, *run.method.modules().values())
         run.epoch += 1
         if distributed.is_main() and run.dir is not None:
+            write_reports(run)  # before the checkpoint: a kill between the two retrains the epoch and rewrites them
             save_checkpoint(run)
-            write_reports(run)
         for log in run.loggers if distributed.is_main() else ():
             log(row)
         if progress and distributed.is_main():
@@ -492,6 +497,8 @@ def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_ca
                              f"it. Pass more epochs to continue it, or start a new run")
         if epochs is not None and distributed.is_main():
             config.save(run_dir / "config.yaml")
+        if run.epoch >= config.epochs and distributed.is_main():
+            write_reports(run)  # nothing left to train: the files say what the checkpoint holds, whatever a kill left
         return fit_logged(run, progress, tensorboard)
 
 

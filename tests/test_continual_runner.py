@@ -47,6 +47,10 @@ def test_resume_at_a_task_boundary_equals_an_uninterrupted_run(stream_root, tmp_
     assert summary(resumed) == summary(straight)
     for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert (p == q).all(), name
+    saved = (tmp_path / "cut" / "results.json").read_text()
+    (tmp_path / "cut" / "results.json").write_text(json.dumps({"tasks_done": 1}))  # a kill's stale file
+    resume(tmp_path / "cut", progress=False)  # nothing left to learn: the files are rewritten from the checkpoint
+    assert (tmp_path / "cut" / "results.json").read_text() == saved
     (tmp_path / "cut" / "checkpoint.pt").write_bytes(b"not a checkpoint")  # damaged: named, no torch advice
     with pytest.raises(ValueError, match="is not a readable poise checkpoint") as err:
         resume(tmp_path / "cut", progress=False)

@@ -307,3 +307,36 @@ def test_an_overwrite_killed_in_its_first_epoch_leaves_nothing_of_the_old_run(ti
     assert TrainConfig.load(old.dir / "config.yaml").lr == 0.01
     with pytest.raises(ValueError, match="not a run directory with a checkpoint"):
         resume(old.dir, progress=False)
+
+
+def test_a_kill_between_the_result_files_and_the_checkpoint_resumes_to_the_same_files(tiny, tmp_path, monkeypatch):
+    """Issue 28, item 3: killed after the last epoch's files are written but before its checkpoint, a resume
+    retrains that epoch and ends with the files of an uninterrupted run; a resume with nothing left to train
+    rewrites files a kill left behind."""
+    import poise.train as loop
+
+    straight = train(tiny_config(tiny, tmp_path, epochs=2, name="straight"), progress=False)
+    save = loop.save_checkpoint
+
+    def killed_at_the_last(run, *args, **kwargs):
+        if run.epoch == 2:
+            raise KeyboardInterrupt
+        save(run, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "save_checkpoint", killed_at_the_last)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny, tmp_path, epochs=2, name="cut"), progress=False)
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+    cut = tmp_path / "runs" / "cut"
+    resume(cut, progress=False)
+
+    def numbers(run_dir):
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in json.loads((run_dir / "metrics.json").read_text())]
+
+    assert numbers(cut) == numbers(straight.dir)
+    assert (cut / "contributions.csv").read_text() == (straight.dir / "contributions.csv").read_text()
+    history = json.loads((cut / "metrics.json").read_text())
+    (cut / "metrics.json").write_text(json.dumps(history[:1]))  # as a kill mid-way through the old order left it
+    (cut / "metrics.csv").write_text("epoch\n1\n")
+    resume(cut, progress=False)
+    assert numbers(cut) == numbers(straight.dir) and len((cut / "metrics.csv").read_text().splitlines()) == 3

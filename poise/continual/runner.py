@@ -43,7 +43,7 @@ from poise.continual.noise import NoiseSpec, NoisyView
 from poise.data.dataset import MMFiDataset
 from poise.errors import PoiseError
 from poise.models.pose import build_model
-from poise.runtime import evaluate, read_checkpoint, resolve_device, run_lock, to_device
+from poise.runtime import evaluate, read_checkpoint, resolve_device, run_lock, to_device, write_atomic
 
 CHECKPOINT = "checkpoint.pt"
 TASK_EPOCHS = 1000  # task t's phases draw the data of epochs 1000 t + 100 phase + e (phase 0: training)
@@ -237,11 +237,16 @@ def save(run: ContinualRun) -> None:
     """The checkpoint (the Setting-1 format, with the stream's state) and the JSON results after a task."""
     state = {"task": run.task, "matrix": run.matrix, "records": json.dumps(run.records, default=_json),
              "strategies": {p.name: p.state_dict() for p in run.strategies}}
+    write_results(run)  # before the checkpoint: a kill between the two relearns the task and rewrites them
     loop.save_checkpoint(run.last, run.dir / CHECKPOINT, stream=state)
-    (run.dir / "tasks.json").write_text(json.dumps(run.records, indent=1, default=_json))
-    (run.dir / "results.json").write_text(json.dumps(summary(run), indent=1, default=_json))
-    (run.dir / "noise.json").write_text(json.dumps([None if v is None else v.record() for v in run.views],
-                                                   default=_json))
+
+
+def write_results(run: ContinualRun) -> None:
+    """tasks.json, results.json and noise.json of the tasks learnt so far, each written atomically."""
+    write_atomic(run.dir / "tasks.json", json.dumps(run.records, indent=1, default=_json))
+    write_atomic(run.dir / "results.json", json.dumps(summary(run), indent=1, default=_json))
+    write_atomic(run.dir / "noise.json", json.dumps([None if v is None else v.record() for v in run.views],
+                                                    default=_json))
 
 
 def _json(value):
@@ -307,4 +312,6 @@ def resume(run_dir, progress: bool = True, tasks: int | None = None, rebuild_cac
         restore(run)
         if tasks is not None:
             config.save(run_dir / "config.yaml")
+        if run.task >= len(run.train_tasks):
+            write_results(run)  # nothing left to learn: the files say what the checkpoint holds
         return stream(run, progress)
