@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -38,17 +36,7 @@ from poise.bench import SHARED  # noqa: E402
 from poise.config import TrainConfig  # noqa: E402
 from poise.metrics import mpjpe_loss  # noqa: E402
 from poise.runtime import EVAL_BATCH, batches, evaluate  # noqa: E402
-
-
-def timed(fn, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` calls, after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from shapley_overhead import timed  # noqa: E402  (the median of repeats, after a warm-up call)
 
 
 def main(argv=None) -> int:

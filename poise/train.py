@@ -136,6 +136,15 @@ def load_datasets(config: TrainConfig, progress: bool = True, rebuild_cache: boo
     return train, test
 
 
+def sequences_by_action(train: MMFiDataset, rows: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(the sequence of each of ``rows``, {action: its sequences among them}, actions in sorted order)."""
+    sequence = train.sequence_of(rows)
+    by_action: dict = {}
+    for i in np.unique(sequence):
+        by_action.setdefault(train.sequences[i].action, []).append(i)
+    return sequence, {action: np.array(by_action[action]) for action in sorted(by_action)}
+
+
 def subject_rows(train: MMFiDataset, per_action: int, seed: int) -> np.ndarray:
     """The training frames of ``per_action`` of each action's training subjects (0: all of them), drawn from the
     seed as the first ``per_action`` of one permutation, so that smaller sets are nested in larger ones: for
@@ -143,12 +152,10 @@ def subject_rows(train: MMFiDataset, per_action: int, seed: int) -> np.ndarray:
     rows = np.arange(len(train))
     if not per_action:
         return rows
-    sequence = train.sequence_of(rows)
-    present = np.unique(sequence)
+    sequence, by_action = sequences_by_action(train, rows)
     rng = np.random.default_rng([seed, SUBJECTS_SEED])
     keep = []
-    for action in sorted({train.sequences[i].action for i in present}):
-        mine = np.array([i for i in present if train.sequences[i].action == action])
+    for action, mine in by_action.items():
         if len(mine) < per_action:
             raise PoiseError(f"config key 'train_subjects' = {per_action}: action {action} has only {len(mine)} "
                              f"training subjects here; use at most {len(mine)}, or 0 for all of them")
@@ -164,12 +171,10 @@ def holdout_rows(train: MMFiDataset, fraction: float, seed: int, rows=None) -> t
     rows = np.arange(len(train)) if rows is None else np.asarray(rows, dtype=np.int64)
     if not fraction:
         return rows, rows[:0]
-    sequence = train.sequence_of(rows)
-    present = np.unique(sequence)
+    sequence, by_action = sequences_by_action(train, rows)
     rng = np.random.default_rng([seed, HOLDOUT_SEED])
     held = []
-    for action in sorted({train.sequences[i].action for i in present}):
-        mine = np.array([i for i in present if train.sequences[i].action == action])
+    for mine in by_action.values():
         n = min(max(1, int(round(fraction * len(mine)))), len(mine) - 1)
         held.extend(rng.choice(mine, n, replace=False).tolist())
     if not held:
