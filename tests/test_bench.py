@@ -267,3 +267,20 @@ def test_run_all_shares_the_cores_out_over_the_jobs(monkeypatch):
 
     run_all([SimpleNamespace(run_name="a")], fake, lambda c, r: "", "x", jobs=1, progress=False)
     assert seen == [4]
+
+
+def test_the_noise_floor_is_the_reference_against_itself_under_other_seeds():
+    import math
+
+    from poise.bench.presets import PRESETS
+    from poise.bench.report import noise_floor
+    from poise.bench.stats import seeds_for, t_half_width
+
+    rows = [{"variant": "baseline", "fusion": "concat", "subset": "all", "seed": s, "test_mpjpe_mm": v,
+             "test_pa_mpjpe_mm": 20.0 + s / 10} for s, v in enumerate((40.0, 42.0, 44.0))]
+    text = noise_floor(rows, PRESETS["quick"])
+    sd = 2.0 * math.sqrt(2)  # between-seed std 2 mm, and a difference of two independent runs
+    assert f"| MPJPE | 2.00 mm | {sd:.2f} mm | ±{t_half_width(sd, 3):.2f} mm | {seeds_for(sd, 1.5)} |" in text
+    assert t_half_width(sd, seeds_for(sd, 1.5)) <= 1.5 < t_half_width(sd, seeds_for(sd, 1.5) - 1)
+    assert "root-relative" not in text  # runs that did not record it
+    assert noise_floor(rows[:1], PRESETS["quick"]) == ""  # one seed: no floor to estimate

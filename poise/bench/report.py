@@ -26,7 +26,8 @@ import numpy as np
 from poise.bench.presets import ALL, BASELINE, SHORT, SINGLES, Preset
 from poise.bench.robustness import plot_robust, robust_sections
 from poise.bench.runs import subset_name
-from poise.bench.stats import diff_text, fmt, half_width, mean_sd, noise_clause, paired, select, verdict
+from poise.bench.stats import (diff_text, fmt, half_width, mean_sd, noise_clause, paired, seeds_for, select,
+                               t_half_width, verdict)
 
 PAPER_ALL_VS_RL = ("paper 000 reports +0.94 mm (53.87 vs 52.93), paper 001 Table 3 reports -0.12 mm "
                    "(52.72 vs 52.84)")
@@ -55,6 +56,36 @@ def optimiser_of(variant) -> str:
 
     spec = optim.resolve(TrainConfig(**variant.train), methods.get(variant.method, **variant.params))
     return f"{spec['optimizer']} {spec['lr']:g}"
+
+
+PRECISION_MM = 1.5  # the half-width a comparison should be decided to (issue 26)
+
+
+def noise_floor(rows, preset: Preset) -> str:
+    """The A/A noise floor: the reference row (joint training) against itself under other seeds, whose paired
+    difference has sqrt(2) x its between-seed std (the two runs share nothing). A variant paired with it at the
+    same seed shares the seed's initialisation and data order, so its own noise can be lower: this is the
+    conservative floor, and the seeds it needs for a 95 % interval of +-PRECISION_MM."""
+    reference = next((v for v in preset.variants if v.against is None), None)
+    sel = select(rows, variant=reference.label, fusion=preset.fusions[0], subset="all") if reference else []
+    if len(sel) < 2:
+        return ""
+    n = len(sel)
+    lines = [f"Joint training (`{reference.label}`, {preset.fusions[0]}) against itself under other seeds, estimated "
+             f"from its {n} seeds: a paired difference between two variants is decided to the half-width below "
+             f"at {n} seeds, and to ±{PRECISION_MM} mm only with the seeds in the last column.", "",
+             f"| metric | between-seed std | A/A paired std (√2 ×) | 95 % half-width, {n} seeds | seeds for ±{PRECISION_MM} mm |",
+             "|---|---|---|---|---|"]
+    for key, name in (("test_mpjpe_mm", "MPJPE"), ("test_rootrel_mpjpe_mm", "root-relative MPJPE"),
+                      ("test_pa_mpjpe_mm", "PA-MPJPE")):
+        values = [r[key] for r in sel if key in r and not math.isnan(r[key])]
+        if len(values) < 2:
+            continue
+        sd = mean_sd(values)[1] * math.sqrt(2)
+        need = seeds_for(sd, PRECISION_MM)
+        lines.append(f"| {name} | {sd / math.sqrt(2):.2f} mm | {sd:.2f} mm | ±{t_half_width(sd, n):.2f} mm | "
+                     f"{need if need else '> 1000'} |")
+    return "\n".join(lines)
 
 
 def differences(rows, label: str, against: str, fusion: str) -> list:
@@ -263,6 +294,7 @@ def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: fl
           f"MPJPE / PA-MPJPE in mm, mean ± std over seeds. Wall time of this invocation {seconds / 60:.1f} min "
           f"(runs already finished are read back, not retrained); training time "
           f"{sum(r['seconds'] for r in rows) / 60:.1f} min summed over runs.", "",
+          *(["## Noise floor (A/A)", "", floor, ""] if (floor := noise_floor(rows, preset)) else []),
           "## Variants", "", *[f"- `{v.label}`: {v.about or v.method}" + (f" (method `{v.method}`, {v.params})"
                                                                            if v.params else "") for v in preset.variants],
           "", "## Methods x fusion (001 Table 1 analogue)", "", methods_table(rows, preset), ""]

@@ -35,14 +35,23 @@ def paired(rows, key: str, a: dict, b: dict) -> list:
     return [x[s] - y[s] for s in sorted(set(x) & set(y))]
 
 
+def t_half_width(sd: float, n: int) -> float:
+    """Half-width of the two-sided 95 % t-interval of a mean of ``n`` values of std ``sd``."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+
+
 def half_width(diffs: list) -> float:
     """Half-width of the two-sided 95 % t-interval of the mean of ``diffs`` (nan for fewer than 2)."""
     n = len(diffs)
-    if n < 2:
-        return math.nan
-    from scipy.stats import t
+    return t_half_width(mean_sd(diffs)[1], n) if n >= 2 else math.nan
 
-    return float(t.ppf(0.975, n - 1)) * mean_sd(diffs)[1] / math.sqrt(n)
+
+def seeds_for(sd: float, target: float, most: int = 1000) -> int | None:
+    """The fewest seeds n >= 2 whose paired differences of std ``sd`` give a 95 % half-width of at most
+    ``target`` (None: more than ``most``)."""
+    return next((n for n in range(2, most + 1) if t_half_width(sd, n) <= target), None)
 
 
 def diff_text(diffs: list) -> str:
