@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from poise.bench import SHARED, run_all, run_one  # noqa: E402
+from poise.bench import SHARED, execute  # noqa: E402
 from poise.bench.presets import CONVERGED_EPOCHS, LR_DECAY_AT, LR_GAMMA  # noqa: E402
 from poise.calibration import mean_pose_mpjpe  # noqa: E402
 from poise.config import TrainConfig  # noqa: E402
@@ -43,8 +43,7 @@ def main() -> None:
                            lr_step=max(1, round(LR_DECAY_AT * args.epochs)), lr_gamma=LR_GAMMA,
                            out=str(Path(args.out) / "runs"), name=f"{m}-k{k}-seed{seed}", **SHARED)
                for m, k, seed in itertools.product(args.modalities, args.subjects, args.seeds)]
-    rows = run_all(configs, run_one, lambda c, r: f"{c.run_name}: test MPJPE {r['test_mpjpe_mm']:.1f} mm",
-                   "subject scaling", jobs=args.jobs, threads=1)
+    rows = execute(configs, jobs=args.jobs)  # builds each modality's cache first, then trains (or reads back)
     mean = mean_pose_mpjpe(configs[0])
     print(f"\n{args.data}, P1 / S1: the training frames' mean pose scores {mean['mpjpe_mm']:.1f} mm MPJPE "
           f"({mean['rootrel_mpjpe_mm']:.1f} root-relative) on the {mean['test_frames']} test frames; last epoch "

@@ -58,7 +58,7 @@ def mean_pose_mpjpe(config) -> dict:
     from poise.metrics import mpjpe_mm
     from poise.train import load_datasets
 
-    train, test = load_datasets(replace(config, modalities=[R]), progress=False)
+    train, test = load_datasets(replace(config, modalities=config.modalities[:1]), progress=False)
     mean = torch.from_numpy(train.poses(np.arange(len(train))).mean(0))
     gt = torch.from_numpy(test.poses(np.arange(len(test))))
     guess = mean.expand_as(gt)
