@@ -381,10 +381,10 @@ def restore_model_and_method(state: dict, model: torch.nn.Module, method: method
         torch.cuda.set_rng_state(state["cuda_rng"], device)
 
 
-def load_checkpoint(run: Run) -> None:
-    """Restore the state of a run that has been built (and its method set up) from its checkpoint."""
-    state = read_checkpoint(run.dir / CHECKPOINT, (*MODEL_KEYS, "optimizer", "scheduler", "epoch", "history"),
-                            "start a new run instead of --resume")
+def load_checkpoint(run: Run, then: str = "start a new run instead of --resume") -> None:
+    """Restore the state of a run that has been built (and its method set up) from its checkpoint (``then``:
+    what to do when it is unreadable)."""
+    state = read_checkpoint(run.dir / CHECKPOINT, (*MODEL_KEYS, "optimizer", "scheduler", "epoch", "history"), then)
     restore_model_and_method(state, run.model, run.method, run.device)
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
@@ -529,5 +529,5 @@ def load_run(run_dir, progress: bool = False) -> Run:
         raise PoiseError(f"{run_dir} is not a run directory with a checkpoint (config.yaml and {CHECKPOINT}); "
                          f"train one with `poise train`")
     run = build_run(TrainConfig.load(run_dir / "config.yaml"), run_dir, progress)
-    load_checkpoint(run)
+    load_checkpoint(run, "train the run again, or point at a run whose checkpoint is intact")
     return run

@@ -197,6 +197,7 @@ def test_a_damaged_cache_is_named_and_rebuilt(small_root, capsys, damage):
     again = MMFiDataset(small_root, part="all", **OPTS)
     err = capsys.readouterr().err
     assert again.cache.path == path and (damage == "no meta.json" or "rebuilding a damaged cache" in err)
+    assert "delete" not in err  # rebuilding it, so no advice to delete it (issue 28)
     if damage == "truncated lidar":
         assert "lidar.npy" in err
     for item, i in zip(expected, (0, len(again) - 1)):

@@ -408,3 +408,20 @@ def test_a_robust_bench_trains_the_teacher_first_and_tables_every_subset(tiny, t
     assert "## Missing sensors" in text and "| R+L+M |" in text and (out / "robust.png").is_file()
     base = [r["robust_mean_mm"] for r in rows if r["variant"] == "baseline"]
     assert f"| baseline | {bench.fmt(r['test_mpjpe_mm'] for r in rows if r['variant'] == 'baseline')} | {bench.fmt(base)} |" in text
+
+
+def test_a_damaged_checkpoint_read_for_analysis_gives_no_resume_advice(tiny, tmp_path, capsys):
+    """Issue 28, item 8: `poise robust` / `contrib` on a run with a damaged checkpoint say what to do there,
+    not 'instead of --resume' (which nobody gave)."""
+    from poise.cli import main
+    from poise.config import TrainConfig
+    from poise.train import train
+
+    config = TrainConfig(data=str(tiny), split="S3", epochs=1, batch_size=64, dim=16, lidar_points=32,
+                         mmwave_points=16, assess_frames=64, out=str(tmp_path), name="r")
+    run = train(config, progress=False)
+    (run.dir / "checkpoint.pt").write_bytes(b"damaged")
+    for command in ("robust", "contrib"):
+        assert main([command, str(run.dir)]) == 2
+        err = capsys.readouterr().err
+        assert "not a readable poise checkpoint" in err and "--resume" not in err and "train the run again" in err

@@ -92,7 +92,12 @@ def _writable(folder: Path) -> bool:
 
 
 class DamagedCache(PoiseError):
-    """A cache folder that is incomplete, truncated or of another format version: ``open_cache`` rebuilds it."""
+    """A cache folder that is incomplete, truncated or of another format version: ``open_cache`` rebuilds it
+    (and says so with ``problem`` alone); anyone else is told to delete it."""
+
+    def __init__(self, problem: str, folder):
+        self.problem = problem
+        super().__init__(f"{problem}; delete {folder} and it will be rebuilt")
 
 
 class PackedCache:
@@ -108,11 +113,10 @@ class PackedCache:
             self.report = ReadReport.from_dict(self.meta["report"])
             self.reports = {name: ReadReport.from_dict(d) for name, d in self.meta["reports"].items()}
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise DamagedCache(f"{meta_path}: not a complete poise cache ({type(err).__name__}); delete "
-                               f"{self.path} and it will be rebuilt") from None
+            raise DamagedCache(f"{meta_path}: not a complete poise cache ({type(err).__name__})", self.path) from None
         if self.meta.get("version") != CACHE_VERSION:
             raise DamagedCache(f"{self.path}: cache format version {self.meta.get('version')}, this poise reads "
-                               f"{CACHE_VERSION}: delete the folder and it will be rebuilt")
+                               f"{CACHE_VERSION}", self.path)
         self.frames = self._load("frames")
         self.valid = self._load("valid")
         rows = len(self.frames)
@@ -123,8 +127,8 @@ class PackedCache:
             else:
                 expected = rows + 1 if name.endswith("_offsets") else rows
             if n != expected or len(self.valid) != rows:
-                raise DamagedCache(f"{self.path / (name + '.npy')}: {n} rows where the cache needs {expected}; "
-                                   f"delete {self.path} and it will be rebuilt")
+                raise DamagedCache(f"{self.path / (name + '.npy')}: {n} rows where the cache needs {expected}",
+                                   self.path)
         self._arrays = None
 
     def report_of(self, names) -> ReadReport:
@@ -144,8 +148,7 @@ class PackedCache:
         try:
             return np.load(path, mmap_mode=mmap_mode)
         except (OSError, ValueError, EOFError) as err:  # missing, truncated ("mmap length is greater ..."), garbage
-            raise DamagedCache(f"{path}: damaged cache array ({err}); delete {self.path} and it will be "
-                               f"rebuilt") from None
+            raise DamagedCache(f"{path}: damaged cache array ({err})", self.path) from None
 
     def __getstate__(self):  # memmaps are reopened in each DataLoader worker, never pickled
         state = self.__dict__.copy()
@@ -199,7 +202,7 @@ def open_cache(root, sequences: list[Sequence], modalities, csi_phase: bool = Fa
                 try:
                     return PackedCache(location / key)
                 except DamagedCache as err:
-                    print(f"poise: rebuilding a damaged cache: {err}", file=sys.stderr)
+                    print(f"poise: rebuilding a damaged cache ({err.problem})", file=sys.stderr)
                     damaged.add(location / key)
     for location in locations:
         if _writable(location):
