@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 
 
@@ -526,8 +528,22 @@ def _add_run_all_options(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM ends a command as Ctrl-C does: what finished is said and kept
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if on_main_thread else None
+    try:
+        return _run(args)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except (PoiseError, OSError) as err:  # a user-fixable problem (OSError: FileExistsError, a missing file, ...)

@@ -284,3 +284,49 @@ def test_the_noise_floor_is_the_reference_against_itself_under_other_seeds():
     assert t_half_width(sd, seeds_for(sd, 1.5)) <= 1.5 < t_half_width(sd, seeds_for(sd, 1.5) - 1)
     assert "root-relative" not in text  # runs that did not record it
     assert noise_floor(rows[:1], PRESETS["quick"]) == ""  # one seed: no floor to estimate
+
+
+def _workers(parent: int) -> list:
+    """The pool workers a bench process spawned (not its resource tracker)."""
+    import subprocess
+
+    found = subprocess.run(["pgrep", "-P", str(parent), "-f", "multiprocessing.spawn"], capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_killed_bench_leaves_no_worker_behind(tiny, tmp_path, how):
+    """Issue 28, item 5: the bench's workers die with it, killed outright or terminated; terminated, it says
+    which runs were finished."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "poise.cli", "bench", "--preset", "tiny", "--data", str(tiny), "--split", "S3",
+               "--out", str(tmp_path / "bench"), "--seeds", "0", "1", "2", "3", "4", "5", "--jobs", "2", "--quiet",
+               "--no-report"]
+    bench_process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(workers := _workers(bench_process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(workers) == 2, "the bench never started its two workers"
+    bench_process.send_signal(getattr(signal, how))
+    bench_process.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), f"workers {workers} outlived the bench ({how})"
+    if how == "SIGTERM":
+        err = bench_process.stderr.read()
+        assert bench_process.returncode == 130 and "runs finished" in err and "re-run the same command" in err

@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -244,21 +245,56 @@ def run_all(configs: list, run_one, line, what: str, jobs: int = 1, threads: int
         if progress:
             bar.write(line(config, row))
 
-    if jobs <= 1:
-        for config in configs:
-            done(config, run_one(config, threads, force))
-    else:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(run_one, c, threads, force): c for c in configs}
-            for future in as_completed(futures):
-                config = futures[future]
-                try:
-                    row = future.result()
-                except Exception as error:  # stop now instead of after every other run has finished
-                    pool.shutdown(cancel_futures=True)
-                    kind = PoiseError if isinstance(error, (PoiseError, OSError)) else RuntimeError
-                    raise kind(f"{what} run {config.run_name} failed: {error}; finished runs are kept, "
-                                       f"re-run the same command to resume after fixing it") from error
-                done(config, row)
+    try:
+        if jobs <= 1:
+            for config in configs:
+                done(config, run_one(config, threads, force))
+        else:
+            _run_pool(configs, run_one, what, jobs, threads, force, done)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (poise.cli): say what is kept
+        bar.close()
+        finished = [c.run_name for c in configs if c.run_name in rows]
+        print(f"{what}: stopped; {len(finished)} of {len(configs)} runs finished" +
+              (f" ({', '.join(finished)})" if finished else "") + "; re-run the same command to continue",
+              file=sys.stderr)
+        raise
     bar.close()
     return [rows[c.run_name] for c in configs]
+
+
+def _run_pool(configs, run_one, what, jobs, threads, force, done) -> None:
+    """The runs in ``jobs`` spawned worker processes. However the pool ends (a failed run, Ctrl-C, SIGTERM), the
+    runs in flight are stopped at once, not finished first; and each worker dies with this process, even when
+    it is killed outright (``_die_with_parent``), so none goes on training under PID 1."""
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_die_with_parent)
+    try:
+        futures = {pool.submit(run_one, c, threads, force): c for c in configs}
+        for future in as_completed(futures):
+            config = futures[future]
+            try:
+                row = future.result()
+            except Exception as error:  # stop now instead of after every other run has finished
+                kind = PoiseError if isinstance(error, (PoiseError, OSError)) else RuntimeError
+                raise kind(f"{what} run {config.run_name} failed: {error}; finished runs are kept, "
+                           f"re-run the same command to resume after fixing it") from error
+            done(config, row)
+    except BaseException:
+        for process in list((pool._processes or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _die_with_parent() -> None:
+    """A pool worker's first act: ask Linux to send it SIGTERM when the process that started it dies (prctl
+    PR_SET_PDEATHSIG), and exit if that has happened already. Elsewhere a killed bench's workers outlive it."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:
+        os._exit(1)
