@@ -72,13 +72,23 @@ def typed(what: str, value, kind):
     return value
 
 
+# sizes no MM-Fi model needs more of, and that would otherwise be a many-GB allocation and a traceback
+LARGEST = {"lidar_points": 65_536, "mmwave_points": 65_536, "dim": 8_192, "batch_size": 65_536,
+           "assess_frames": 1_000_000, "fisher_frames": 1_000_000}
+WHY = {"lidar_points": "an MM-Fi LiDAR frame holds about 1.1k points", "mmwave_points": "an mmWave frame holds tens",
+       "dim": "the papers' encoders use 256-512", "batch_size": "", "assess_frames": "", "fisher_frames": ""}
+
+
 def positive_ints(config, *keys) -> None:
     """Make each of ``keys`` an int (``1e2`` and ``12.0`` are written numbers too); raise naming the first that is
-    not an integer >= 1."""
+    not an integer >= 1, or above its ``LARGEST``."""
     for key in keys:
         value = typed(f"config key {key!r}", getattr(config, key), int)
         if value < 1:
             raise PoiseError(f"config key {key!r} must be a positive integer, got {getattr(config, key)!r}")
+        if value > LARGEST.get(key, value):
+            raise PoiseError(f"config key {key!r} = {value:,} is beyond what poise will allocate (at most "
+                             f"{LARGEST[key]:,}" + (f"; {WHY[key]}" if WHY[key] else "") + ")")
         setattr(config, key, value)
 
 

@@ -141,3 +141,13 @@ def test_ctrl_c_says_what_is_saved_instead_of_a_traceback(monkeypatch, capsys):
     monkeypatch.setattr(poise.train, "train", interrupted)
     assert main(["train", "--epochs", "1"]) == 130
     assert "interrupted; what finished is saved" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key, value", [("lidar_points", 10_000_000), ("dim", 200_000), ("batch_size", 10**7)])
+def test_sizes_no_model_needs_are_refused_before_any_allocation(key, value):
+    from poise.config import TrainConfig
+    from poise.continual.config import ContinualConfig
+
+    for kind in (TrainConfig, ContinualConfig):
+        with pytest.raises(ValueError, match=rf"'{key}' = {value:,} is beyond what poise will allocate"):
+            kind(**{key: value})

@@ -359,3 +359,27 @@ def test_parts_follow_the_split(mmfi_root):
     assert "40 absent" not in s1.split.summary() and s1.split.absent_test == 14 * 8 - 1
     with pytest.raises(ValueError, match="split S2 of protocol P1 has no test sequence"):
         MMFiDataset(mmfi_root, split="S2", part="test", subjects=["S12", "S33"], cache=False)
+
+
+def test_oversized_files_are_refused_by_their_declared_size_before_reading(small_root):
+    """Issue 28, item 7: a sparse LiDAR .bin of 1.2 GB, a ground truth declaring 2.5 M frames and a .mat whose
+    CSI declares a huge array are named from their headers / sizes, without reading or expanding them."""
+    import numpy.lib.format as npy_format
+
+    from poise.data.mmfi import read_csi_raw, read_ground_truth, read_points
+
+    big = frame(small_root, "lidar", 0)
+    with open(big, "wb") as f:
+        f.truncate(1_200_000_008 // 24 * 24)  # sparse: no disk used
+    with pytest.raises(MMFiFormatError, match=r"lidar/frame001.bin: .* points, more than a frame"):
+        read_points(big, "lidar")
+    gt = small_root / "E01" / "S01" / "A02" / layout.GROUND_TRUTH
+    with open(gt, "wb") as f:
+        npy_format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (2_500_000, 17, 3)})
+        f.truncate(f.tell() + 2_500_000 * 17 * 3 * 8)  # sparse
+    with pytest.raises(MMFiFormatError, match=r"ground_truth.npy: ground truth declares 2,500,000 frames"):
+        read_ground_truth(gt)
+    mat = frame(small_root, "wifi-csi", 0)
+    scipy.io.savemat(mat, {"CSIamp": np.zeros((300, 114, 10))}, do_compression=True)
+    with pytest.raises(MMFiFormatError, match=r"CSIamp has shape \(300, 114, 10\) \(as declared; not read\)"):
+        read_csi_raw(mat)

@@ -381,31 +381,40 @@ def _index_sequence(path: Path, env, subject, action, modalities, on_error, repo
 # Per-file reading (content checks)
 
 
+MAX_FRAMES = 100_000  # frames in one ground_truth.npy (MM-Fi: 297): a larger one is damaged or not MM-Fi's
+MAX_POINTS = 200_000  # points in one frame's cloud (MM-Fi: about 1.1k LiDAR, tens of mmWave points)
+
+
+def _npy_shape(path, what: str, key: str) -> np.ndarray:
+    """A ``.npy`` opened memory-mapped: its declared shape and dtype can be checked before anything is read."""
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r")
+    except Exception as err:  # noqa: BLE001 - any failure to parse is a format error naming the file
+        raise MMFiFormatError(f"{path}: unreadable .npy ({err}); regenerate the sequence{what}", path, key,
+                              "unreadable .npy") from err
+
+
 def read_ground_truth(path) -> np.ndarray:
     """``ground_truth.npy`` as float32 (F, 17, 3), metres. Checks the shape; NaN rows are left to the caller."""
     path = Path(path)
     if not path.is_file():
         raise MMFiFormatError(f"{path}: missing {layout.GROUND_TRUTH}; every sequence folder needs one "
                               f"((297, 17, 3) float, metres): regenerate the sequence", path, GT_KEY, "missing file")
-    try:
-        gt = np.load(path, allow_pickle=False)
-    except Exception as err:  # noqa: BLE001 - any failure to parse is a format error naming the file
-        raise MMFiFormatError(f"{path}: unreadable .npy ({err}); regenerate the sequence", path, GT_KEY,
-                              "unreadable .npy") from err
+    gt = _npy_shape(path, "", GT_KEY)
+    if gt.ndim == 3 and gt.shape[0] > MAX_FRAMES:
+        raise MMFiFormatError(f"{path}: ground truth declares {gt.shape[0]:,} frames, more than any MM-Fi sequence "
+                              f"({layout.FRAMES_PER_SEQUENCE}; at most {MAX_FRAMES:,} read); regenerate the sequence",
+                              path, GT_KEY, "wrong shape")
     if gt.ndim != 3 or gt.shape[1:] != (17, 3) or gt.shape[0] == 0 or not np.issubdtype(gt.dtype, np.number):
         raise MMFiFormatError(f"{path}: ground truth has shape {gt.shape} and dtype {gt.dtype}, expected (F, 17, 3) "
                               f"numbers (F = {layout.FRAMES_PER_SEQUENCE} in MM-Fi); regenerate the sequence",
                               path, GT_KEY, "wrong shape")
-    return gt.astype(np.float32)
+    return np.array(gt, dtype=np.float32)
 
 
 def read_rgb(path) -> np.ndarray:
     """One ``rgb/frameNNN.npy``: float32 (17, 2) COCO keypoints in pixels."""
-    try:
-        kp = np.load(path, allow_pickle=False)
-    except Exception as err:  # noqa: BLE001
-        raise MMFiFormatError(f"{path}: unreadable .npy ({err}); regenerate the sequence, or pass --on-error skip (on_error: skip in a config)",
-                              path, "rgb", "unreadable .npy") from err
+    kp = _npy_shape(path, ", or pass --on-error skip (on_error: skip in a config)", "rgb")
     if kp.shape != layout.RGB_SHAPE or not np.issubdtype(kp.dtype, np.number):
         raise MMFiFormatError(f"{path}: rgb keypoints have shape {kp.shape} and dtype {kp.dtype}, expected "
                               f"{layout.RGB_SHAPE} numbers (COCO keypoints in pixels); regenerate the sequence, or "
@@ -413,12 +422,17 @@ def read_rgb(path) -> np.ndarray:
     if not np.isfinite(kp).all():
         raise MMFiFormatError(f"{path}: rgb keypoints hold NaN/inf; regenerate the sequence, or pass "
                               f"--on-error skip", path, "rgb", "non-finite values")
-    return kp.astype(np.float32)
+    return np.array(kp, dtype=np.float32)
 
 
 def read_points(path, modality: str) -> np.ndarray:
     """One ``lidar`` or ``mmwave`` ``frameNNN.bin``: raw float64 rows -> float32 (N, C); an empty file is N = 0."""
     columns = layout.POINT_COLUMNS[modality]
+    size = Path(path).stat().st_size
+    if size > MAX_POINTS * 8 * columns:
+        raise MMFiFormatError(f"{path}: {size:,} bytes is {size // (8 * columns):,} points, more than a frame of "
+                              f"any MM-Fi sensor holds (at most {MAX_POINTS:,} read); regenerate the sequence, or "
+                              f"pass --on-error skip", path, modality, "oversized .bin")
     raw = Path(path).read_bytes()
     if len(raw) % (8 * columns):
         raise MMFiFormatError(f"{path}: truncated .bin ({len(raw)} bytes is not a multiple of {8 * columns} = 8 bytes "
@@ -480,7 +494,16 @@ def read_csi_raw(path, keys=layout.CSI_KEYS) -> dict:
     """The arrays ``keys`` of one ``wifi-csi/frameNNN.mat`` as stored (NaN/inf kept), each checked to be real
     (3, 114, 10); a file that is not so is an error naming it."""
     try:
+        declared = {name: shape for name, shape, _ in scipy.io.whosmat(path)}  # headers only: nothing expanded
+        for key in keys:
+            if key in declared and tuple(declared[key]) != layout.CSI_SHAPE:
+                raise MMFiFormatError(f"{path}: {key} has shape {tuple(declared[key])} (as declared; not read), "
+                                      f"expected real {layout.CSI_SHAPE} (antennas x subcarriers x packets); "
+                                      f"regenerate the sequence, or pass --on-error skip", path, "wifi-csi",
+                                      "wrong shape")
         mat = scipy.io.loadmat(path, variable_names=keys)
+    except MMFiFormatError:
+        raise
     except Exception as err:  # noqa: BLE001
         raise MMFiFormatError(f"{path}: unreadable .mat ({type(err).__name__}: {err}); MM-Fi CSI files are MATLAB v5 "
                               f"files with keys {layout.CSI_KEYS}: regenerate the sequence, or pass --on-error skip (on_error: skip in a config)",
