@@ -15,7 +15,8 @@ from poise.errors import PoiseError
 
 DEFAULT_DEMO = "data/mmfi-demo"
 DEFAULT_CONTINUAL = "data/mmfi-continual"
-DEFAULT_JOBS = os.cpu_count() or 1  # benches: one run per core, one torch thread each (``--jobs``)
+DEFAULT_JOBS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+# benches: one run per core this process may use, one torch thread each (``--jobs``)
 
 
 def cmd_simulate(args) -> int:

@@ -61,7 +61,7 @@ CHECKPOINT = "checkpoint.pt"
 # writes the new config, so that nothing of the old run can be resumed or read back under the new one
 RUN_FILES = (CHECKPOINT, CHECKPOINT + ".tmp", "metrics.csv", "metrics.json", "contributions.csv", "curves.png",
              "contributions.png", "robust.json", "robust.md", "robust.png", "contrib.json", "contrib.png",
-             "report.html", "skeletons.png", "unimodal.png", "config.yaml", "method.json")
+             "report.html", "skeletons.png", "unimodal.png", "*.partial", "config.yaml", "method.json")
 HOLDOUT_SEED = 7  # the held-out sequences are drawn from (seed, HOLDOUT_SEED)
 SUBJECTS_SEED = 11  # the training subjects of ``train_subjects`` are drawn from (seed, SUBJECTS_SEED)
 
@@ -110,9 +110,11 @@ class Run:
         return self.epoch == self.config.epochs - 1
 
     def assessment(self) -> tuple[dict, dict]:
-        """The Shapley-Pearson scores and unimodal-output spreads of the model as it left its last trained epoch
-        (before the method's ``on_epoch_end``), computed on first use and kept until the next epoch trains: the
-        loop asks at its evaluation cadence, a method whenever it reads the scores, and nothing else pays."""
+        """The Shapley-Pearson scores and unimodal-output spreads of the model since its last trained epoch,
+        computed on first use and kept until the next epoch trains: the loop asks at its evaluation cadence,
+        before the method's ``on_epoch_end``; a method whenever it reads them (AWC and re-learning in their
+        ``on_epoch_end``, modality re-sampling at the start of the next epoch, which no hook in between changes
+        the model for); nothing else pays."""
         if self.assessed is None:
             self.assessed = assess(self)
         return self.assessed
@@ -478,12 +480,13 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, r
         return fit_logged(run, progress, tensorboard, fresh=True)
 
 
-def clear_run(run_dir: Path) -> None:
-    """Remove what an earlier run wrote into ``run_dir`` (``RUN_FILES``; a new TensorBoard log clears its own),
-    checkpoint first: a kill part-way leaves a folder that cannot be resumed, never an old history under a new
-    config. Files poise did not write stay."""
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
+def clear_run(run_dir: Path, files=RUN_FILES) -> None:
+    """Remove what an earlier run wrote into ``run_dir`` (``files``, names or glob patterns; a new TensorBoard
+    log clears its own), checkpoint first: a kill part-way leaves a folder that cannot be resumed, never an old
+    history under a new config. Files poise did not write stay."""
+    for pattern in files:
+        for path in run_dir.glob(pattern):
+            path.unlink()
 
 
 def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_cache: bool = False,

@@ -330,3 +330,20 @@ def test_a_killed_bench_leaves_no_worker_behind(tiny, tmp_path, how):
     if how == "SIGTERM":
         err = bench_process.stderr.read()
         assert bench_process.returncode == 130 and "runs finished" in err and "re-run the same command" in err
+
+
+def test_a_run_extended_with_more_epochs_is_summarised_from_its_evaluated_epochs():
+    """A 20-epoch run extended to 22 evaluated by its first length's cadence: epoch round(0.8 x 22) = 18 has no
+    validation number, so the convergence check starts from the last evaluated epoch before it (16, where the
+    first length's last 20 % began)."""
+    from types import SimpleNamespace
+
+    from poise.bench.runs import summary
+
+    history = [{"epoch": e, "train_mpjpe_mm": 50.0, "seconds": 1.0,
+                **({"val_mpjpe_mm": 100.0 - e, "test_mpjpe_mm": 60.0, "test_pa_mpjpe_mm": 30.0, "shapley_rgb": 1.0,
+                    "unimodal_std_mm_rgb": 9.0}
+                   if e in (1, 5, 10, 15, 16, 20, 22) else {})} for e in range(1, 23)]
+    config = SimpleNamespace(method="baseline", fusion="concat", modalities=["rgb"], seed=0)
+    row = summary(config, history, "r", "baseline")
+    assert row["val_change_mm"] == (100.0 - 22) - (100.0 - 16)

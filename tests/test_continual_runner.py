@@ -150,3 +150,23 @@ def test_a_p2_stream_with_unaligned_noise_runs_dividemix(stream_root, tmp_path):
     assert first["noise"] is None and second["noise"]["kind"] == "unaligned"
     assert second["division"]["quality"]["corrupted"] == second["noise"]["corrupted"] > 0
     assert np.isfinite(summary(run)["avg_mpjpe_mm"]).all()
+
+
+def test_an_overwrite_leaves_nothing_of_the_old_stream(stream_root, tmp_path, monkeypatch):
+    """Issue 28, item 4, for streams: the old stream's files go before the new config is written."""
+    import poise.continual.runner as runner
+
+    old = tmp_path / "s"
+    old.mkdir()
+    for name in ("checkpoint.pt", "tasks.json", "results.json", "noise.json", "losses-task0.npz", "config.yaml"):
+        (old / name).write_text("old")
+    (old / "notes.txt").write_text("mine")
+
+    def killed(run, progress=True):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "stream", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_continual(config(stream_root, tmp_path, name="s", lr=0.01), progress=False, overwrite=True)
+    assert sorted(p.name for p in old.iterdir()) == [".lock", "config.yaml", "notes.txt"]
+    assert ContinualConfig.load(old / "config.yaml").lr == 0.01

@@ -56,3 +56,17 @@ def test_errors_name_the_bad_value(fake_batch):
     model = build_model(modalities=("rgb", "lidar"), dim=8)
     with pytest.raises(ValueError, match="wifi-csi"):
         model.decode(model.encode(fake_batch()), present=("wifi-csi",))
+
+
+def test_a_named_subsets_mask_is_built_once_and_serves_training_after_an_evaluation():
+    """The mask of a named subset is cached per device (no host-to-device copy per decode); one first built
+    under evaluate's inference mode must still be usable where autograd saves it."""
+    model = build_model(dim=8)
+    with torch.inference_mode():
+        first = model.mask(("rgb", "lidar"), 4, "cpu")
+    assert not first.is_inference() and model.mask(("rgb", "lidar"), 4, "cpu") is first
+    assert model.mask(["rgb", "lidar"], 4, torch.device("cpu")) is first
+    features = {m: torch.randn(4, 8, requires_grad=True) for m in model.modalities}
+    model.decode(features, (m for m in ("rgb",))).sum().backward()  # a generator is read once, as a tuple
+    assert features["rgb"].grad.abs().sum() > 0 and features["lidar"].grad is None or \
+        features["lidar"].grad.abs().sum() == 0

@@ -92,8 +92,11 @@ def summary(config, history: list, run_dir: Path, label: str) -> dict:
         row["test_rootrel_mpjpe_mm"] = last["test_rootrel_mpjpe_mm"]
     if "val_mpjpe_mm" in last:
         row["val_mpjpe_mm"] = last["val_mpjpe_mm"]
-        back = history[max(0, round(0.8 * len(history)) - 1)]
-        row["val_change_mm"] = last["val_mpjpe_mm"] - back["val_mpjpe_mm"]  # over the last 20 % of the epochs
+        # over the last 20 % of the epochs: from epoch round(0.8 N), or the last evaluated one before it (a run
+        # extended with --epochs evaluated by its first length's cadence)
+        start = max(0, round(0.8 * len(history)) - 1)
+        back = next((h for h in reversed(history[:start + 1]) if "val_mpjpe_mm" in h), last)
+        row["val_change_mm"] = last["val_mpjpe_mm"] - back["val_mpjpe_mm"]
     for m in config.modalities:
         row[f"shapley_{m}"] = last[f"shapley_{m}"]
         row[f"unimodal_std_mm_{m}"] = last[f"unimodal_std_mm_{m}"]

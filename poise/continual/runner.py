@@ -46,6 +46,8 @@ from poise.models.pose import build_model
 from poise.runtime import evaluate, read_checkpoint, resolve_device, run_lock, to_device, write_atomic
 
 CHECKPOINT = "checkpoint.pt"
+STREAM_FILES = (CHECKPOINT, CHECKPOINT + ".tmp", "tasks.json", "results.json", "noise.json", "losses-task*.npz",
+                "*.json.partial", "report.html", "config.yaml")  # what a continual run writes (--overwrite clears)
 TASK_EPOCHS = 1000  # task t's phases draw the data of epochs 1000 t + 100 phase + e (phase 0: training)
 
 
@@ -296,6 +298,7 @@ def run_continual(config: ContinualConfig, progress: bool = True, overwrite: boo
                               f"choose another --name (or --overwrite)")
     with run_lock(run_dir):
         run = build(config, run_dir, progress, rebuild_cache)  # a start that fails here leaves no run folder behind
+        loop.clear_run(run_dir, STREAM_FILES)  # --overwrite: the old stream's state goes before the new config comes
         config.save(run_dir / "config.yaml")
         return stream(run, progress)
 

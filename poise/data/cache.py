@@ -96,8 +96,11 @@ class DamagedCache(PoiseError):
     (and says so with ``problem`` alone); anyone else is told to delete it."""
 
     def __init__(self, problem: str, folder):
-        self.problem = problem
+        self.problem, self.folder = problem, folder
         super().__init__(f"{problem}; delete {folder} and it will be rebuilt")
+
+    def __reduce__(self):  # from a bench worker to its parent
+        return type(self), (self.problem, self.folder)
 
 
 class PackedCache:

@@ -98,7 +98,8 @@ class PoseModel(nn.Module):
             if unknown:
                 raise ValueError(f"present={list(present)} names {unknown}, which this model has no encoder for "
                                  f"(its modalities: {list(self.modalities)})")
-            self._masks[key] = torch.tensor([[float(m in present) for m in self.modalities]], device=device)
+            with torch.inference_mode(False):  # built under evaluate's inference mode, it must still serve training
+                self._masks[key] = torch.tensor([[float(m in present) for m in self.modalities]], device=device)
         return self._masks[key]
 
     def tokens(self, features: dict[str, torch.Tensor], present=None) -> torch.Tensor:
@@ -107,8 +108,9 @@ class PoseModel(nn.Module):
         the present ones. With names (or None) nothing here waits for the device: what is present is known on
         the host."""
         reference = next(iter(features.values()))
-        mask = self.mask(present, len(reference), reference.device)
         per_sample = torch.is_tensor(present)
+        present = present if present is None or per_sample else tuple(present)  # a generator is read once
+        mask = self.mask(present, len(reference), reference.device)
         wanted = self.modalities if present is None or per_sample else [m for m in self.modalities if m in present]
         missing = [m for m in wanted if m not in features]
         if missing:
