@@ -142,7 +142,7 @@ def _fmt(mean: float, std: float, digits: int = 1) -> str:
 
 def format_report(rep: dict) -> str:
     mp = rep["mean_pose"]
-    lines = [f"# Calibration against paper 001, Table 3", "",
+    lines = ["# Calibration against paper 001, Table 3", "",
              f"Command: `{rep.get('command', 'poise calibrate')}`. Data: `{rep.get('data')}`, protocol "
              f"{rep.get('protocol')}, split {rep.get('split')} ({mp['train_frames']} training and "
              f"{mp['test_frames']} test frames). Joint training with the bench's recipe, last epoch, mean ± std "

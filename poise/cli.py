@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -15,8 +14,6 @@ from poise.errors import PoiseError
 
 DEFAULT_DEMO = "data/mmfi-demo"
 DEFAULT_CONTINUAL = "data/mmfi-continual"
-DEFAULT_JOBS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-# benches: one run per core this process may use, one torch thread each (``--jobs``)
 
 
 def cmd_simulate(args) -> int:
@@ -61,7 +58,7 @@ def cmd_calibrate(args) -> int:
                         *([f"--seeds {' '.join(map(str, seeds))}"] if args.seeds else []),
                         *([f"--epochs {epochs}"] if args.epochs else []),
                         *([f"--out {args.out}"] if args.out != "runs/calibration" else [])])
-    report = calibration.calibrate(args.data, args.out, seeds=seeds, epochs=epochs, jobs=args.jobs or DEFAULT_JOBS,
+    report = calibration.calibrate(args.data, args.out, seeds=seeds, epochs=epochs, jobs=args.jobs or 0,
                                    threads=args.threads, force=args.force, progress=not args.quiet,
                                    protocol=args.protocol, split=args.split, on_error=args.on_error, command=command)
     print(calibration.format_report(report))
@@ -205,7 +202,7 @@ def cmd_continual_bench(args) -> int:
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
                         *([f"--jobs {args.jobs}"] if args.jobs not in (None, 1) else []),
                         *(["--on-error skip"] if args.on_error == "skip" else [])])
-    text = continual_bench(args.preset, args.data, out, jobs=args.jobs or DEFAULT_JOBS, threads=args.threads, seeds=args.seeds,
+    text = continual_bench(args.preset, args.data, out, jobs=args.jobs or 0, threads=args.threads, seeds=args.seeds,
                            force=args.force, progress=not args.quiet, command=command, on_error=args.on_error)
     print(text)
     print(f"saved {out}/report.md, {out}/results.csv and the plots")
@@ -250,7 +247,7 @@ def cmd_bench(args) -> int:
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
                         *([f"--jobs {args.jobs}"] if args.jobs not in (None, 1) else []),
                         *(["--on-error skip"] if args.on_error == "skip" else [])])
-    text = bench(args.preset, args.data, out, jobs=args.jobs or DEFAULT_JOBS, threads=args.threads, seeds=args.seeds,
+    text = bench(args.preset, args.data, out, jobs=args.jobs or 0, threads=args.threads, seeds=args.seeds,
                  force=args.force, progress=not args.quiet, command=command, protocol=args.protocol, split=args.split,
                  dry_run=args.plan, on_error=args.on_error, variants=args.variants)
     print(text)
@@ -519,9 +516,9 @@ def _add_run_all_options(p) -> None:
     """The options of a command that runs many configurations over seeds (``poise.bench.run_all``)."""
     p.add_argument("--seeds", type=_at_least(0), nargs="+", help="override the preset's seeds")
     p.add_argument("--jobs", type=_at_least(1), default=None,
-                   help=f"runs at once, in separate processes (default: the {DEFAULT_JOBS} CPU cores, one torch thread "
-                        f"each: on 2 cores 2 runs x 1 thread train 1.3-1.5x more runs an hour than 1 x 2, and a "
-                        f"two-thread step slows down badly when anything else runs)")
+                   help="runs at once, in separate processes (default: one per CPU this process may use, one torch "
+                        "thread each: on 2 cores 2 runs x 1 thread train 1.3-1.5x more runs an hour than 1 x 2, and a "
+                        "two-thread step slows down badly when anything else runs)")
     p.add_argument("--threads", type=_at_least(0), default=0,
                    help="torch threads per run (default: CPU cores / jobs)")
     p.add_argument("--force", action="store_true", help="run again the runs already in OUT")

@@ -258,7 +258,7 @@ def test_run_all_shares_the_cores_out_over_the_jobs(monkeypatch):
 
     from poise.bench.runs import run_all
 
-    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    monkeypatch.setattr("poise.bench.runs.usable_cpus", lambda: 4)
     seen = []
 
     def fake(config, threads, force):
@@ -295,8 +295,6 @@ def _workers(parent: int) -> list:
 
 
 def _alive(pid: int) -> bool:
-    import os
-
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split(") ")[1][0] != "Z"  # a zombie has exited

@@ -58,14 +58,14 @@ def optimiser_of(variant) -> str:
     return f"{spec['optimizer']} {spec['lr']:g}"
 
 
-PRECISION_MM = 1.5  # the half-width a comparison should be decided to (issue 26)
+DECIDED_MM = 1.5  # the 95 % half-width a comparison should be decided to (issue 26)
 
 
 def noise_floor(rows, preset: Preset) -> str:
     """The A/A noise floor: the reference row (joint training) against itself under other seeds, whose paired
     difference has sqrt(2) x its between-seed std (the two runs share nothing). A variant paired with it at the
     same seed shares the seed's initialisation and data order, so its own noise can be lower: this is the
-    conservative floor, and the seeds it needs for a 95 % interval of +-PRECISION_MM."""
+    conservative floor, and the seeds it needs for a 95 % interval of +-DECIDED_MM."""
     reference = next((v for v in preset.variants if v.against is None), None)
     sel = select(rows, variant=reference.label, fusion=preset.fusions[0], subset="all") if reference else []
     if len(sel) < 2:
@@ -73,17 +73,18 @@ def noise_floor(rows, preset: Preset) -> str:
     n = len(sel)
     lines = [f"Joint training (`{reference.label}`, {preset.fusions[0]}) against itself under other seeds, estimated "
              f"from its {n} seeds: a paired difference between two variants is decided to the half-width below "
-             f"at {n} seeds, and to ±{PRECISION_MM} mm only with the seeds in the last column.", "",
-             f"| metric | between-seed std | A/A paired std (√2 ×) | 95 % half-width, {n} seeds | seeds for ±{PRECISION_MM} mm |",
+             f"at {n} seeds, and to ±{DECIDED_MM} mm only with the seeds in the last column.", "",
+             f"| metric | between-seed std | A/A paired std (√2 ×) | 95 % half-width, {n} seeds | seeds for ±{DECIDED_MM} mm |",
              "|---|---|---|---|---|"]
     for key, name in (("test_mpjpe_mm", "MPJPE"), ("test_rootrel_mpjpe_mm", "root-relative MPJPE"),
                       ("test_pa_mpjpe_mm", "PA-MPJPE")):
         values = [r[key] for r in sel if key in r and not math.isnan(r[key])]
         if len(values) < 2:
             continue
-        sd = mean_sd(values)[1] * math.sqrt(2)
-        need = seeds_for(sd, PRECISION_MM)
-        lines.append(f"| {name} | {sd / math.sqrt(2):.2f} mm | {sd:.2f} mm | ±{t_half_width(sd, n):.2f} mm | "
+        between = mean_sd(values)[1]
+        paired_sd = between * math.sqrt(2)
+        need = seeds_for(paired_sd, DECIDED_MM)
+        lines.append(f"| {name} | {between:.2f} mm | {paired_sd:.2f} mm | ±{t_half_width(paired_sd, n):.2f} mm | "
                      f"{need if need else '> 1000'} |")
     return "\n".join(lines)
 

@@ -229,15 +229,22 @@ def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False,
     return [by_name[str(Path(c.out) / c.run_name)] for c in configs]
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's or taskset's limit, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def run_all(configs: list, run_one, line, what: str, jobs: int = 1, threads: int = 0, force: bool = False,
             progress: bool = True) -> list:
     """``run_one(config, threads, force)`` for every config, ``jobs`` at a time in spawned processes, with a
     progress bar and ``line(config, row)`` printed as each finishes; the rows in ``configs``' order. The first
-    failure stops the pool and names its run. ``threads`` 0: the CPU cores shared out over the jobs (two
-    two-thread processes on 2 cores run several times slower than two one-thread ones)."""
+    failure stops the pool and names its run. ``jobs`` 0: one per usable CPU; ``threads`` 0: the usable CPUs
+    shared out over the jobs (two two-thread processes on 2 cores run several times slower than two one-thread
+    ones)."""
     from tqdm import tqdm
 
-    threads = threads or max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    jobs = jobs or usable_cpus()
+    threads = threads or max(1, usable_cpus() // jobs)
 
     rows: dict = {}
     bar = tqdm(total=len(configs), desc=what, unit="run", disable=not progress)
