@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from poise.bench.presets import ALL, BASELINE, CONVERGED_EPOCHS, SHARED, Preset
-from poise.bench.runs import execute, plan, subset_name
+from poise.bench.runs import data_text, execute, plan, subset_name
 from poise.errors import PoiseError
 
 R, L, M, W = ALL
@@ -108,7 +108,7 @@ def report(rows: list, mean_pose: dict, **about) -> dict:
             low, high = (s[f"paper_{metric}_ratio"] * (1 + sign * RATIO_TOLERANCE[metric]) for sign in (-1, 1))
             s[f"{metric}_ratio_ok"] = bool(low <= s[f"{metric}_ratio"] <= high)
         s["information"] = (1 - s["test_mpjpe_mm"] / mean_pose["mpjpe_mm"]) if len(s["modalities"]) == 1 else None
-    return {"sets": sets, "mean_pose": mean_pose, "checks": checks(sets), **about}
+    return {"sets": sets, "mean_pose": mean_pose, "checks": checks(sets), "trained_on": data_text(rows), **about}
 
 
 def checks(sets: dict) -> list:
@@ -147,7 +147,8 @@ def format_report(rep: dict) -> str:
              f"{rep.get('protocol')}, split {rep.get('split')} ({mp['train_frames']} training and "
              f"{mp['test_frames']} test frames). Joint training with the bench's recipe, last epoch, mean ± std "
              f"over seeds. The training frames' mean pose scores {mp['mpjpe_mm']:.1f} mm MPJPE "
-             f"({mp['rootrel_mpjpe_mm']:.1f} mm root-relative) on the test split.", "",
+             f"({mp['rootrel_mpjpe_mm']:.1f} mm root-relative) on the test split. "
+             f"{rep.get('trained_on', '')}", "",
              "| set | MPJPE (mm) | PA-MPJPE (mm) | root-relative MPJPE (mm) | Table 3 MPJPE / PA | MPJPE ratio to all "
              "(Table 3) | PA ratio to all (Table 3) | information (1 - MPJPE / mean pose) | val change, last 20 % (mm) "
              "| seeds |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -45,22 +45,25 @@ def cmd_calibrate(args) -> int:
     from pathlib import Path
 
     from poise import calibration
-    from poise.bench.presets import CONVERGED_EPOCHS
+    from poise.bench.presets import CONVERGED_EPOCHS, SHARED
     from poise.bench.runs import plan, plan_text
 
     seeds = tuple(args.seeds or calibration.SEEDS)
     epochs = args.epochs or CONVERGED_EPOCHS
+    settings = {**SHARED, "epoch_frames": args.epoch_frames} if args.epoch_frames else None
     if args.plan:
-        preset = calibration.preset(seeds, epochs)
+        preset = calibration.preset(seeds, epochs, settings)
         print(plan_text(preset, plan(preset, args.data, Path(args.out), args.protocol, args.split)))
         return 0
     command = " ".join(["poise calibrate", *([f"--data {args.data}"] if args.data != DEFAULT_DEMO else []),
                         *([f"--seeds {' '.join(map(str, seeds))}"] if args.seeds else []),
                         *([f"--epochs {epochs}"] if args.epochs else []),
+                        *([f"--epoch-frames {args.epoch_frames}"] if args.epoch_frames else []),
                         *([f"--out {args.out}"] if args.out != "runs/calibration" else [])])
     report = calibration.calibrate(args.data, args.out, seeds=seeds, epochs=epochs, jobs=args.jobs or 0,
                                    threads=args.threads, force=args.force, progress=not args.quiet,
-                                   protocol=args.protocol, split=args.split, on_error=args.on_error, command=command)
+                                   protocol=args.protocol, split=args.split, on_error=args.on_error, command=command,
+                                   settings=settings)
     print(calibration.format_report(report))
     paths = calibration.save(report, args.out)
     print("saved " + ", ".join(str(p) for p in paths))
@@ -245,11 +248,12 @@ def cmd_bench(args) -> int:
                         *([f"--out {args.out}"] if args.out else []),
                         *([f"--variants {' '.join(args.variants)}"] if args.variants else []),
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
+                        *([f"--epoch-frames {args.epoch_frames}"] if args.epoch_frames else []),
                         *([f"--jobs {args.jobs}"] if args.jobs not in (None, 1) else []),
                         *(["--on-error skip"] if args.on_error == "skip" else [])])
     text = bench(args.preset, args.data, out, jobs=args.jobs or 0, threads=args.threads, seeds=args.seeds,
                  force=args.force, progress=not args.quiet, command=command, protocol=args.protocol, split=args.split,
-                 dry_run=args.plan, on_error=args.on_error, variants=args.variants)
+                 dry_run=args.plan, on_error=args.on_error, variants=args.variants, epoch_frames=args.epoch_frames or 0)
     print(text)
     if not args.plan:
         print(f"saved {out}/report.md, {out}/results.csv and the plots")
@@ -268,6 +272,12 @@ def _parse_param(text: str):
     except yaml.YAMLError:
         raise PoiseError(f"--param {text!r}: cannot read the value {value!r}; write a number, true/false or a word, "
                          f"e.g. --param alpha_s=20000") from None
+
+
+def _add_epoch_frames(p) -> None:
+    p.add_argument("--epoch-frames", type=_at_least(1), default=None,
+                   help="train each epoch on this many frames, drawn anew each epoch (for a P1-scale root: "
+                   "2850, the demo's epoch size; default: every training frame)")
 
 
 def _at_least(low: int):
@@ -311,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="S1")
     p.add_argument("--epochs", type=_at_least(1), default=None,
                    help="epochs per run (default: the bench's converged length)")
+    _add_epoch_frames(p)
     p.add_argument("--out", default="runs/calibration", help="folder of the runs, calibration.md and .json")
     p.add_argument("--plan", action="store_true", help="list the runs and the time estimate; train nothing")
     _add_run_all_options(p)
@@ -465,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default="P1")
     p.add_argument("--split", default="S1")
     p.add_argument("--plan", action="store_true", help="print the runs the preset would train, and train nothing")
+    _add_epoch_frames(p)
     p.add_argument("--variants", nargs="+", metavar="LABEL",
                    help="only these variants of the preset and the baselines they are paired with (with --seeds: "
                         "more seeds where an interval is too wide; the report then covers only these)")

@@ -192,6 +192,7 @@ class TrainConfig(ConfigFile):
     mmwave_points: int = 64
     train_stride: int = 1  # train on every k-th frame of each sequence (the test split always uses every frame)
     train_subjects: int = 0  # 0: every training subject of the split; k: k per action, drawn from the seed
+    epoch_frames: int = 0  # 0: every trained-on frame each epoch; k: k of them, drawn anew each epoch (large roots)
     on_error: str = "raise"  # a damaged data file: raise (name it and stop) or skip (leave its frame out, report it)
     seed: int = 0
     device: str = "auto"  # auto (CUDA when available), cpu or cuda; under torchrun each rank takes its own GPU
@@ -207,7 +208,7 @@ class TrainConfig(ConfigFile):
         self.modalities = modality_list(self.modalities)
         positive_ints(self, "epochs", "batch_size", "dim", "lidar_points", "mmwave_points", "assess_frames", "lr_step",
                       "train_stride", "eval_stride", "eval_every")
-        for key in ("rgb_window", "train_subjects"):
+        for key in ("rgb_window", "train_subjects", "epoch_frames"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise PoiseError(f"config key {key!r} must be an integer >= 0, got {value!r}")

@@ -61,7 +61,7 @@ CHECKPOINT = "checkpoint.pt"
 # writes the new config, so that nothing of the old run can be resumed or read back under the new one
 RUN_FILES = (CHECKPOINT, CHECKPOINT + ".tmp", "metrics.csv", "metrics.json", "contributions.csv", "curves.png",
              "contributions.png", "robust.json", "robust.md", "robust.png", "contrib.json", "contrib.png",
-             "report.html", "skeletons.png", "unimodal.png", "*.partial", "config.yaml", "method.json")
+             "report.html", "skeletons.png", "unimodal.png", "*.partial", "config.yaml", "method.json", "data.json")
 HOLDOUT_SEED = 7  # the held-out sequences are drawn from (seed, HOLDOUT_SEED)
 SUBJECTS_SEED = 11  # the training subjects of ``train_subjects`` are drawn from (seed, SUBJECTS_SEED)
 
@@ -253,12 +253,14 @@ def assess(run: Run) -> tuple[dict, dict]:
 
 def epoch_order(run: Run) -> tuple[np.ndarray, np.ndarray]:
     """This epoch's sample list (the method's ``epoch_samples``, default every trained-on frame once) and a
-    shuffled order of positions in it; both depend only on (seed, epoch, method state), so a resumed run
-    sees the same batches."""
+    shuffled order of positions in it, cut to ``epoch_frames`` when set (a P1-scale root: consecutive frames are
+    near-duplicates, so an epoch of a fresh draw of k frames costs k / batch_size steps, and the independent draws
+    reach almost every frame over a run); both depend only on (seed, epoch, method state), so a resumed run sees
+    the same batches. The cut applies to a method's own sample list too (modality re-sampling's duplicates)."""
     samples = run.method.epoch_samples(run)
     samples = run.train_rows if samples is None else np.asarray(samples, dtype=np.int64)
     order = np.random.default_rng([run.config.seed, run.epoch_offset + run.epoch]).permutation(len(samples))
-    return samples, order
+    return samples, order[: run.config.epoch_frames or None]
 
 
 def train_epoch(run: Run, progress: bool = True) -> float:
@@ -473,10 +475,14 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, r
     with run_lock(run_dir) if distributed.is_main() else contextlib.nullcontext():
         run = build_run(config, run_dir, progress, rebuild_cache)  # a start that fails here leaves no run folder behind
         if distributed.is_main():
+            from poise.data.synth.writer import provenance
+
+            data = provenance(config.data)  # which data, which generator (never raises)
             clear_run(run_dir)  # --overwrite: the old run's state goes before the new config comes
             config.save(run_dir / "config.yaml")
             (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params(),
                                                              "optimizer": optim.resolve(config, run.method)}, indent=1))
+            (run_dir / "data.json").write_text(json.dumps(data, indent=1))
         return fit_logged(run, progress, tensorboard, fresh=True)
 
 

@@ -9,6 +9,7 @@ from poise import calibration
 from poise.bench.presets import TINY_TRAIN
 from poise.bench.runs import subset_name
 from poise.cli import main
+from poise.errors import PoiseError
 
 
 def rows_from(table: dict, scale: float = 1.0, seeds=(0, 1)) -> list:
@@ -55,9 +56,35 @@ def test_calibrate_trains_every_set_and_reads_them_back(tiny, tmp_path):
     assert json.loads(paths[0].read_text())["sets"]["all"]["seeds"] == [0]
     again = calibration.calibrate(tiny, out, seeds=(0,), epochs=1, progress=False, split="S3", settings=settings)
     assert again["sets"] == report["sets"]  # read back, not retrained
+    from poise.data.synth.writer import GENERATOR_VERSION
+
+    written = f"poise generator v{GENERATOR_VERSION}, preset tiny, seed 3"
+    assert report["trained_on"] == f"Runs trained on: {written}." and written in calibration.format_report(report)
+    record = json.loads((out / "runs" / "baseline-concat-all-seed0" / "data.json").read_text())
+    assert record["generator"] == {"version": GENERATOR_VERSION, "preset": "tiny", "seed": 3}
+    record["generator"]["version"] = GENERATOR_VERSION - 1  # as if the root was rewritten by a newer generator
+    (out / "runs" / "baseline-concat-all-seed0" / "data.json").write_text(json.dumps(record))
+    with pytest.raises(PoiseError, match=f"trained on poise generator v{GENERATOR_VERSION - 1}.*now holds poise "
+                                         f"generator v{GENERATOR_VERSION}"):
+        calibration.calibrate(tiny, out, seeds=(0,), epochs=1, progress=False, split="S3", settings=settings)
+
+
+def test_runs_on_different_data_are_flagged_not_mixed_silently():
+    from poise.bench.runs import data_text
+
+    rows = rows_from(calibration.TABLE_3)
+    rows[0]["data"] = "poise generator v3, preset demo, seed 0"
+    text = data_text(rows)
+    assert text.startswith("**Warning: these runs trained on different data**") and "generator v3" in text
+    assert "not recorded (a run from before 2026-12-06)" in text  # the other rows have no record
 
 
 def test_the_command_plans_33_runs(capsys):
     assert main(["calibrate", "--plan"]) == 0
     text = capsys.readouterr().out
     assert "33 runs" in text and "baseline-concat-M+W-seed2" in text
+    assert "epoch_frames" not in text
+    assert main(["calibrate", "--plan", "--epoch-frames", "2850"]) == 0  # a P1-scale root: a fresh draw each epoch
+    assert capsys.readouterr().out.count("epoch_frames=2850") == 33
+    assert main(["bench", "--preset", "quick", "--plan", "--epoch-frames", "100"]) == 0
+    assert "epoch_frames=100" in capsys.readouterr().out

@@ -23,7 +23,7 @@ def test_a_run_writes_its_directory_and_learns(tiny, tmp_path):
     run = train(tiny_config(tiny, tmp_path, epochs=3), progress=False)
     d = run.dir
     for name in ("config.yaml", "metrics.csv", "metrics.json", "contributions.csv", "checkpoint.pt", "curves.png",
-                 "contributions.png", "method.json"):
+                 "contributions.png", "method.json", "data.json"):
         assert (d / name).is_file(), name
     history = json.loads((d / "metrics.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
@@ -303,7 +303,7 @@ def test_an_overwrite_killed_in_its_first_epoch_leaves_nothing_of_the_old_run(ti
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(tiny, tmp_path, epochs=2, lr=0.01, seed=7), progress=False, overwrite=True)
     left = sorted(p.name for p in old.dir.iterdir())
-    assert left == [".lock", "config.yaml", "method.json", "notes.txt"], left
+    assert left == [".lock", "config.yaml", "data.json", "method.json", "notes.txt"], left
     assert TrainConfig.load(old.dir / "config.yaml").lr == 0.01
     with pytest.raises(ValueError, match="not a run directory with a checkpoint"):
         resume(old.dir, progress=False)
@@ -340,3 +340,33 @@ def test_a_kill_between_the_result_files_and_the_checkpoint_resumes_to_the_same_
     (cut / "metrics.csv").write_text("epoch\n1\n")
     resume(cut, progress=False)
     assert numbers(cut) == numbers(straight.dir) and len((cut / "metrics.csv").read_text().splitlines()) == 3
+
+
+def test_epoch_frames_trains_a_fresh_draw_of_k_frames_each_epoch(tiny, tmp_path):
+    """A P1-scale root is too big to train on every frame every epoch: ``epoch_frames`` = k trains an epoch on k
+    trained-on frames (k / batch_size steps), a new draw each epoch (from the seed and the epoch, so a resumed
+    run repeats it)."""
+    from poise.errors import PoiseError
+    from poise.train import build_run, epoch_order, train_epoch
+
+    run = build_run(tiny_config(tiny, tmp_path, epochs=2, epoch_frames=50, holdout=0.5, protocol="P3", split="S1",
+                                batch_size=16),
+                    tmp_path / "r", progress=False)
+    samples, first = epoch_order(run)
+    run.epoch = 1
+    _, second = epoch_order(run)
+    assert len(first) == len(second) == 50 and len(set(first.tolist())) == 50
+    assert set(samples[first].tolist()) <= set(run.train_rows.tolist())
+    assert set(first.tolist()) != set(second.tolist())
+    run.epoch = 0
+    assert np.array_equal(epoch_order(run)[1], first)
+    drawn = []
+    batch = run.train.batch
+    run.train.batch = lambda rows: drawn.append(len(rows)) or batch(rows)  # what the epoch asks the data for
+    train_epoch(run, progress=False)
+    assert drawn == [run.config.batch_size] * (50 // run.config.batch_size)  # batch_size 16: 3 full batches
+    every = build_run(tiny_config(tiny, tmp_path, epochs=1, holdout=0.5, protocol="P3", split="S1", name="all"),
+                      tmp_path / "a", progress=False)
+    assert len(epoch_order(every)[1]) == len(every.train_rows) > 50
+    with pytest.raises(PoiseError, match="'epoch_frames' must be an integer >= 0"):
+        TrainConfig(epoch_frames=-5)

@@ -26,9 +26,10 @@ __all__ = ["ALL", "PRESETS", "SHARED", "Ablation", "Preset", "Variant", "bench",
 
 def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None, force: bool = False,
           progress: bool = True, command: str = "", protocol: str = "P1", split: str = "S1",
-          dry_run: bool = False, on_error: str = "raise", variants=None) -> str:
-    """Run a preset (optionally with other ``seeds``, or only some ``variants`` and their pairs) into ``out``;
-    returns the report's Markdown, or with ``dry_run`` the plan of runs (nothing trained)."""
+          dry_run: bool = False, on_error: str = "raise", variants=None, epoch_frames: int = 0) -> str:
+    """Run a preset (optionally with other ``seeds``, or only some ``variants`` and their pairs; ``epoch_frames``:
+    each epoch on a fresh draw of that many frames, for a P1-scale root) into ``out``; returns the report's
+    Markdown, or with ``dry_run`` the plan of runs (nothing trained)."""
     if preset_name not in PRESETS:
         raise PoiseError(f"unknown bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
@@ -36,6 +37,8 @@ def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, see
         preset = replace(preset, seeds=tuple(seeds))
     if variants:
         preset = preset.only(variants)
+    if epoch_frames:
+        preset = replace(preset, train={**preset.train, "epoch_frames": epoch_frames})
     out = Path(out)
     configs = plan(preset, data, out, protocol, split, on_error)
     if dry_run:

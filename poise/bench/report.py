@@ -25,7 +25,7 @@ import numpy as np
 
 from poise.bench.presets import ALL, BASELINE, SHORT, SINGLES, Preset
 from poise.bench.robustness import plot_robust, robust_sections
-from poise.bench.runs import subset_name
+from poise.bench.runs import data_text, subset_name
 from poise.bench.stats import (diff_text, fmt, half_width, mean_sd, noise_clause, paired, seeds_for, select,
                                t_half_width, verdict)
 
@@ -290,7 +290,7 @@ def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: fl
     settings = ", ".join(f"{k}={v}" for k, v in preset.train.items())
     md = [f"# poise bench: preset `{name}`", "",
           f"Command: `{command}`", "",
-          f"Preset: {preset.about}. Data: {data}.", "",
+          f"Preset: {preset.about}. Data: {data}. {data_text(rows)}", "",
           f"{len(rows)} runs, epochs {_epochs_text(preset)}, seeds {list(preset.seeds)}; {settings}. Last-epoch test "
           f"MPJPE / PA-MPJPE in mm, mean ± std over seeds. Wall time of this invocation {seconds / 60:.1f} min "
           f"(runs already finished are read back, not retrained); training time "

@@ -67,7 +67,8 @@ def plan_text(preset: Preset, configs: list) -> str:
     for c in configs:
         spec = optim.resolve(c, methods.get(c.method, **c.method_params))
         lines.append(f"{c.run_name:44s} method={c.method:17s} optimizer={spec['optimizer']:4s} fusion={c.fusion:9s} "
-                     f"modalities={','.join(SHORT[m] for m in c.modalities):7s} seed={c.seed} epochs={c.epochs}")
+                     f"modalities={','.join(SHORT[m] for m in c.modalities):7s} seed={c.seed} epochs={c.epochs}"
+                     + (f" epoch_frames={c.epoch_frames}" if c.epoch_frames else ""))
     epochs = sum(c.epochs for c in configs)
     fast, slow = SECONDS_PER_EPOCH
     full = sum(c.epochs for c in configs if len(c.modalities) == len(ALL))
@@ -79,6 +80,25 @@ def plan_text(preset: Preset, configs: list) -> str:
     return "\n".join(lines)
 
 
+def data_of(run_dir: Path) -> str:
+    """The data a run trained on, in words, from its ``data.json`` (runs before 2026-12-06 have none)."""
+    from poise.data.synth.writer import provenance_text
+
+    path = Path(run_dir) / "data.json"
+    return provenance_text(json.loads(path.read_text()) if path.is_file() else None)
+
+
+def data_text(rows: list) -> str:
+    """One line on the data a bench's runs trained on; a warning when they differ (e.g. generator versions)."""
+    from poise.data.synth.writer import provenance_text
+
+    kinds = sorted({r.get("data") or provenance_text(None) for r in rows})
+    if len(kinds) == 1:
+        return f"Runs trained on: {kinds[0]}."
+    return ("**Warning: these runs trained on different data** (" + "; ".join(kinds) + "): their numbers do not "
+            "compare; re-run the older ones (`--force`) on one dataset.")
+
+
 def summary(config, history: list, run_dir: Path, label: str) -> dict:
     """The bench's row of one run: its last epoch, how much it still moved over its last 20 % of epochs, and
     the method's mechanism numbers (AWC's penalty shares averaged over its window, OGM-GE / AGM coefficients)."""
@@ -87,7 +107,7 @@ def summary(config, history: list, run_dir: Path, label: str) -> dict:
            "subset": subset_name(config.modalities), "seed": config.seed, "epochs": len(history),
            "test_mpjpe_mm": last["test_mpjpe_mm"], "test_pa_mpjpe_mm": last["test_pa_mpjpe_mm"],
            "train_mpjpe_mm": last["train_mpjpe_mm"], "gt_std_mm": last.get("gt_std_mm", math.nan),
-           "seconds": sum(h["seconds"] for h in history), "run": str(run_dir)}
+           "seconds": sum(h["seconds"] for h in history), "run": str(run_dir), "data": data_of(run_dir)}
     if "test_rootrel_mpjpe_mm" in last:  # runs before 2026-12-06 did not record it
         row["test_rootrel_mpjpe_mm"] = last["test_rootrel_mpjpe_mm"]
     if "val_mpjpe_mm" in last:
@@ -168,12 +188,29 @@ def run_one(config, threads: int = 0, force: bool = False, robust: bool = False)
             raise PoiseError(f"{run_dir} holds a run with other settings than this bench asks for "
                              f"({settings_diff(existing, config)}); use another --out, or --force to retrain it")
         check_method_params(run_dir, config)
+        check_same_data(run_dir, config)
         if len(history) < config.epochs:
             history = resume(run_dir, progress=False).history
     else:
         history = train(config, progress=False, overwrite=True).history
     row = summary(config, history, run_dir, config.run_name.split("-")[0])
     return {**row, **robust_row(run_dir, len(history))} if robust else row
+
+
+def check_same_data(run_dir: Path, config) -> None:
+    """A run is reused only on the data it trained on: a root that poise has since rewritten with another
+    generator (or preset, or seed) has the same path but other frames. Runs from before 2026-12-06 recorded no
+    ``data.json``; the report says so for them."""
+    from poise.data.synth.writer import provenance, provenance_text
+
+    path = run_dir / "data.json"
+    if not path.is_file():
+        return
+    then, now = json.loads(path.read_text()).get("generator"), provenance(config.data)["generator"]
+    if then != now:
+        raise PoiseError(f"{run_dir} trained on {provenance_text({'generator': then})}, but {config.data} now holds "
+                         f"{provenance_text({'generator': now})}: its numbers are not this data's. Point --data at "
+                         f"the data it trained on, use another --out, or --force to retrain it")
 
 
 def settings_diff(existing, asked) -> str:

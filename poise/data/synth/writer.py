@@ -157,6 +157,28 @@ def read_manifest(out) -> dict | None:
     return manifest
 
 
+def provenance(root) -> dict:
+    """What a run trains on, for its ``data.json``: the root, and the generator version, preset and seed when
+    poise wrote it (None: not written by poise, e.g. the real MM-Fi)."""
+    try:
+        manifest = read_manifest(root)
+    except PoiseError as err:  # a damaged manifest: training does not need it, the record says so
+        return {"root": str(root), "generator": None, "manifest_error": str(err)}
+    written = None if manifest is None else {k: manifest.get(k) for k in ("version", "preset", "seed")}
+    return {"root": str(root), "generator": written}
+
+
+def provenance_text(record: dict | None) -> str:
+    """``provenance`` in words (None: a run from before runs recorded it)."""
+    if record is None:
+        return "not recorded (a run from before 2026-12-06)"
+    g = record.get("generator")
+    if g is None:
+        return "a root with an unreadable poise manifest" if "manifest_error" in record else \
+            "not written by poise (real MM-Fi?)"
+    return f"poise generator v{g.get('version')}, preset {g.get('preset')}, seed {g.get('seed')}"
+
+
 def sequence_folders(out: Path, manifest: dict) -> list[Path]:
     """The sequence folders the dataset of ``manifest`` consists of, E0x/Sxx/Axx under ``out``."""
     return [out / layout.environment_of(s) / s / a for s in manifest["subjects"] for a in manifest["actions"]]
