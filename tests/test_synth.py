@@ -80,6 +80,16 @@ def test_mmwave_suppresses_static_parts(monkeypatch):
     assert points.shape == (0, 5)
 
 
+def test_mmwave_frames_hold_their_neighbours_detections_as_mmfis_enhanced_clouds_do(monkeypatch):
+    """Each frame's file holds the detections of the previous, current and next radar frame (fewer at a
+    sequence's ends), in time order: the merge An & Ogras's code applies (toolbox issue #15)."""
+    frames = [np.full((k, 5), float(k)) for k in (1, 2, 3, 4)]
+    monkeypatch.setattr(mmwave, "detect_frame", lambda *args: frames.pop(0))
+    clouds = mmwave.scan(Performance.build("S02", "A27", seed=0), np.arange(4) / 10.0, np.random.default_rng(0))
+    assert [c[:, 0].tolist() for c in clouds] == [[1, 2, 2], [1, 2, 2, 3, 3, 3], [2, 2, 3, 3, 3, 4, 4, 4, 4],
+                                                  [3, 3, 3, 4, 4, 4, 4]]
+
+
 def test_agc_gain_is_bounded_and_iq_is_8_bit():
     gain = wifi.agc_gain_db(100_000, np.random.default_rng(0))
     assert np.abs(gain).max() < 6 * wifi.AGC_JUMP_DB and 0 < np.mean(np.diff(gain) != 0) < 2 * wifi.AGC_JUMP_RATE
@@ -114,11 +124,44 @@ def test_csi_phase_changes_with_path_length_as_2_pi_f_d_over_c():
     assert slope == pytest.approx(-2 * np.pi * d / wifi.C, rel=1e-3)
 
 
-def test_environments_differ_in_sensor_placement():
+def test_environments_share_the_sensor_platform_and_differ_in_the_room():
+    """Generator v4: LiDAR and radar sit on the camera's platform (the same pose relative to the camera in every
+    room, so a room's offset is what every sensor sees), the camera is nearly level at about pelvis height (MM-Fi's
+    mean pelvis is at y = 0.01-0.02 m), and the rooms differ in WiFi placement, reflectors and the subject's spot."""
     envs = [Environment.build(e) for e in layout.ENVIRONMENTS]
-    origins = np.array([e.lidar.origin for e in envs])
-    assert len({tuple(np.round(o, 3)) for o in origins}) == 4
+    for sensor in ("lidar", "radar"):
+        in_level = [getattr(e, sensor).origin @ e.cam_rot for e in envs]  # camera frame -> the level frame
+        np.testing.assert_allclose(in_level, [in_level[0]] * 4, atol=1e-12)
+        turns = [e.cam_rot.T @ getattr(e, sensor).axes for e in envs]
+        np.testing.assert_allclose(turns, [turns[0]] * 4, atol=1e-12)
+    assert len({tuple(np.round(e.wifi_tx, 3)) for e in envs}) == 4
+    assert all(abs(e.cam_pitch) < 0.02 and 0.95 < e.cam_height < 1.05 for e in envs)
     assert envs[3].subject_xz[0] > envs[0].subject_xz[0] + 0.2  # E04's subject stands further right
+    pelvis = np.array([Performance.build(s, "A03", seed=0).pose(np.array([0.0]))[0][0, 0]
+                       for s in ("S01", "S12", "S23", "S34")])
+    assert np.all(np.abs(pelvis[:, 1]) < 0.12)  # MM-Fi: y = 0.01-0.02 m on average; v3 reached -0.25
+
+
+def test_the_ground_truth_is_an_estimate_the_sensors_do_not_see(monkeypatch):
+    """The written labels are an estimate (poise.data.synth.annotation): they differ from the true joints by a
+    smooth error of about SIGMA_M per axis, larger at wrists and ankles, while the sensors see the true body
+    (exact labels leave every sensor's output as it was)."""
+    from poise.data.synth import annotation
+
+    truth = Performance.build("S02", "A27", seed=0).pose(np.arange(297) / 10.0)[0]
+    error = annotation.estimated(truth, np.random.default_rng(0)) - truth
+    assert np.sqrt((error ** 2).mean()) == pytest.approx(annotation.SIGMA_M, rel=0.05)
+    ends = np.sqrt((error[:, list(annotation.EXTREMITIES)] ** 2).mean())
+    assert ends > 1.3 * np.sqrt((error[:, [0, 7, 8]] ** 2).mean())
+    step = np.diff(error, axis=0)
+    assert np.sqrt((step ** 2).mean()) < 0.5 * annotation.SIGMA_M  # smooth: white noise would step by 1.4 sigma
+    data = writer.render("S02", "A27", seed=0)
+    assert 0.01 < np.linalg.norm(data["gt"] - truth, axis=-1).mean() < 0.05
+    monkeypatch.setattr(annotation, "SIGMA_M", 0.0)  # exact labels: every sensor's output unchanged
+    exact = writer.render("S02", "A27", seed=0)
+    np.testing.assert_allclose(exact["gt"], truth, atol=1e-12)
+    np.testing.assert_array_equal(exact["rgb"], data["rgb"])
+    assert all(np.array_equal(a, b) for a, b in zip(exact["mmwave"], data["mmwave"]))
 
 
 def test_all_27_actions_move_and_differ():
@@ -240,7 +283,7 @@ def test_sensor_outputs_have_the_mmfi_shapes_and_quirks():
     assert data["rgb"].shape == (297, 17, 2)
     assert all(c.shape[1] == 3 for c in data["lidar"]) and all(c.shape[1] == 5 for c in data["mmwave"])
     counts = np.array([len(c) for c in data["mmwave"]])
-    assert counts.max() <= mmwave.MAX_POINTS and counts.mean() > 5
+    assert counts.max() <= len(mmwave.MERGED) * mmwave.MAX_POINTS and counts.mean() > 5
     amp, phase = data["wifi-csi"]
     assert amp.shape == (297, *layout.CSI_SHAPE) and phase.shape == amp.shape
     assert np.isneginf(amp).any()  # deep fades, as in MM-Fi

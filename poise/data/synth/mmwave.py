@@ -17,6 +17,10 @@ The radar sees scattering centres on the body surface, not joints. Per frame:
 6. ghosts (floor multipath: the mirror image of a detection below the floor, longer range, weaker) and
    false alarms (uniform in the field of view, random Doppler);
 7. the detection list is capped at ``MAX_POINTS`` strongest points (the radar's output budget).
+Then, as MM-Fi's clouds were "enhanced" (toolbox issue #15: by the algorithm of An & Ogras, DAC 2022, whose
+multi-frame representation merges neighbouring frames; the same authors' mRI code concatenates the points of
+the previous, current and next frame), each frame's file holds the detections of the frames ``MERGED`` around it
+(fewer at a sequence's ends), in time order.
 Points are in the radar's frame: x right, y boresight, z up (metres); float64 rows as MM-Fi stores them.
 """
 
@@ -34,7 +38,8 @@ SCATTERERS = 600  # surface samples per frame before visibility
 CFAR_THRESHOLD = 0.25  # detection when cell power (normalised at 3 m, 1 m^2) beats this
 GHOST_RATE = 0.08  # probability that a detection also shows a floor-multipath ghost
 FALSE_ALARMS = 0.6  # expected false alarms per frame
-MAX_POINTS = 64
+MAX_POINTS = 64  # per radar frame, before merging
+MERGED = (-1, 0, 1)  # the frames whose detections one MM-Fi frame holds, relative to it
 DT_S = 0.02  # half-window for the velocity finite difference
 _POWER_SCALE = 3.0 ** 4 / 2e-3  # a 2e-3 m^2 patch facing the radar at 3 m has power 1
 
@@ -146,9 +151,11 @@ def _polar(r: np.ndarray, az: np.ndarray, el: np.ndarray) -> np.ndarray:
 
 
 def scan(performance, times: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-    """Radar point clouds (list of (N_i, 5) float64) for a performance at frame ``times`` (s)."""
+    """Radar point clouds (list of (N_i, 5) float64) for a performance at frame ``times`` (s), each frame's
+    holding the detections of the ``MERGED`` frames around it."""
     env = performance.env
     caps = [performance.capsules(*performance.pose(times + dt)) for dt in (0.0, -DT_S, DT_S)]
     (ends, radii), (before, _), (after, _) = caps
-    return [detect_frame(ends[f], before[f], after[f], radii, env.radar, env.floor_y, env.cam_rot, rng)
-            for f in range(len(times))]
+    frames = [detect_frame(ends[f], before[f], after[f], radii, env.radar, env.floor_y, env.cam_rot, rng)
+              for f in range(len(times))]
+    return [np.concatenate([frames[f + k] for k in MERGED if 0 <= f + k < len(frames)]) for f in range(len(frames))]

@@ -29,12 +29,12 @@ import scipy.io
 from tqdm import tqdm
 
 from poise.data import layout
-from poise.data.synth import lidar, mmwave, rgb, wifi
+from poise.data.synth import annotation, lidar, mmwave, rgb, wifi
 from poise.data.synth.scene import Performance
 from poise.errors import PoiseError
 
 MANIFEST = ".poise_synthetic.json"
-GENERATOR_VERSION = 3  # 3: a lost CSI packet repeats the last received one; bump when the simulator's output changes, so stale datasets are not reused
+GENERATOR_VERSION = 4  # 4: estimated labels, one sensor platform and a level camera, merged mmWave frames; bump when the simulator's output changes, so stale datasets are not reused
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ def _seq_rng(seed: int, subject: str, action: str, sensor: int) -> np.random.Gen
 
 
 def render(subject: str, action: str, seed: int) -> dict:
-    """All of one sequence's data in memory: ground truth and per-frame sensor outputs."""
+    """All of one sequence's data in memory: the ground truth (estimated, as MM-Fi's: ``annotation``) and the
+    per-frame sensor outputs (of the true pose)."""
     perf = Performance.build(subject, action, seed)
     times = np.arange(layout.FRAMES_PER_SEQUENCE) / layout.FRAME_RATE_HZ
     joints, rotations = perf.pose(times)
@@ -73,7 +74,7 @@ def render(subject: str, action: str, seed: int) -> dict:
     env = perf.env
     amp, phase = wifi.csi(perf, times, _seq_rng(seed, subject, action, 4))
     return {
-        "gt": joints,
+        "gt": annotation.estimated(joints, _seq_rng(seed, subject, action, 5)),  # the sensors see ``joints``
         "rgb": rgb.detect(joints, rotations, ends, radii, env.focal, _seq_rng(seed, subject, action, 1)),
         "lidar": lidar.scan(ends, radii, env.lidar, env.floor_y, env.cam_rot, env.clutter,
                             _seq_rng(seed, subject, action, 2)),

@@ -1,0 +1,3 @@
+import sys; sys.path.insert(0, __import__("os").path.dirname(__file__))
+import variant_level  # noqa
+import variant_merge3  # noqa
