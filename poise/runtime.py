@@ -8,7 +8,9 @@ helper (``tests/test_layering.py`` keeps it so).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import socket
 import warnings
 from pathlib import Path
@@ -71,9 +73,28 @@ def write_atomic(path, text: str) -> None:
     """``text`` into ``path`` through a temporary file and a rename: a reader, or a run killed mid-write, sees
     the old file or the new one, never half of one."""
     path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
+    replace_with(path, path.with_name(path.name + ".partial"), lambda partial: partial.write_text(text))
+
+
+def replace_with(path: Path, partial: Path, write) -> None:
+    """``write(partial)``, then rename it over ``path``. A failed write leaves no partial file behind, and a
+    full disk says so with the path (torch's own message is "unexpected pos N vs M")."""
+    try:
+        write(partial)
+    except BaseException as err:
+        partial.unlink(missing_ok=True)
+        if _disk_full(err):
+            free = shutil.disk_usage(path.parent).free
+            raise PoiseError(f"{path}: no space left on the device ({free / 2 ** 20:.1f} MiB free); free some space, "
+                             f"then continue (a run: --resume)") from None
+        raise
     os.replace(partial, path)
+
+
+def _disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError):
+        return err.errno == errno.ENOSPC
+    return isinstance(err, RuntimeError) and ("unexpected pos" in str(err) or "No space left" in str(err))
 
 
 def read_checkpoint(path, keys, then: str) -> dict:

@@ -37,7 +37,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +51,8 @@ from poise.contrib.shapley import modality_contributions
 from poise.data.dataset import MMFiDataset
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.models.pose import PoseModel, build_model
-from poise.runtime import (batches, configure, evaluate, prefetched, read_checkpoint, resolve_device, run_lock,
-                           to_device, write_atomic)
+from poise.runtime import (batches, configure, evaluate, prefetched, read_checkpoint, replace_with, resolve_device,
+                           run_lock, to_device, write_atomic)
 from poise.errors import PoiseError
 
 CHECKPOINT = "checkpoint.pt"
@@ -368,9 +367,7 @@ def save_checkpoint(run: Run, path: Path | None = None, stream: dict | None = No
     if run.device.type == "cuda":  # the GPU generator too, or a resumed CUDA run draws other noise
         state["cuda_rng"] = torch.cuda.get_rng_state(run.device)
     path = Path(path or run.dir / CHECKPOINT)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    replace_with(path, path.with_name(path.name + ".tmp"), lambda tmp: torch.save(state, tmp))
 
 
 def restore_model_and_method(state: dict, model: torch.nn.Module, method: methods.Method, device) -> None:

@@ -125,6 +125,26 @@ def test_interrupted_build_leaves_nothing_trusted(small_root, tmp_path, monkeypa
     assert len(ds) == 10 and [p.name for p in where.iterdir()] == [ds.cache.path.name]
 
 
+def test_a_build_the_disk_cannot_hold_is_refused_before_writing(small_root, tmp_path, monkeypatch):
+    """Issue 28, item 6: the stores are memory-mapped, and a mapped write on a full disk is a SIGBUS, not an
+    error; the build knows its size, so it checks the free space first, names the folder and leaves nothing."""
+    from poise.errors import PoiseError
+
+    where = tmp_path / "cache"
+    needed = []
+    real = cache_mod.check_free_space
+    monkeypatch.setattr(cache_mod, "check_free_space", lambda folder, n: needed.append(n) or real(folder, n))
+    ds = MMFiDataset(small_root, part="all", cache_dir=where, workers=0, **OPTS)
+    stores = [p for p in ds.cache.path.glob("*.npy") if not p.name.endswith(("offsets.npy", "frames.npy"))]
+    written = sum(p.stat().st_size for p in stores)
+    assert 0 < needed[0] <= written < needed[0] + 4096  # the estimate is the stores' size, headers aside
+    usage = type("Usage", (), {"free": needed[0]})  # short by the margin
+    monkeypatch.setattr(cache_mod.shutil, "disk_usage", lambda path: usage)
+    with pytest.raises(PoiseError, match=f"no space left for the MM-Fi cache in {tmp_path / 'other'}: it needs .* MiB"):
+        MMFiDataset(small_root, part="all", cache_dir=tmp_path / "other", workers=0, **OPTS)
+    assert list((tmp_path / "other").iterdir()) == []  # no key folder, no temp folder
+
+
 def test_falls_back_to_user_cache_when_root_is_read_only(small_root, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     real = cache_mod._writable

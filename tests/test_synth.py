@@ -423,3 +423,28 @@ def test_info_names_every_damaged_file_and_survives_a_missing_modality(tiny, tmp
 def test_info_on_a_missing_root_names_it(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_simulate_on_a_full_disk_names_the_sequence_and_keeps_the_finished_ones(tmp_path, monkeypatch):
+    """Issue 28, item 6: `[Errno 28]` without a path was all a full disk said. Now the sequence is named, its
+    partial folder goes, and a second run finishes the rest."""
+    import errno
+
+    from poise.errors import PoiseError
+
+    real, calls = writer.write_sequence, []
+
+    def fills_up(folder, data):
+        calls.append(folder)
+        if len(calls) == 2:
+            (folder / "rgb").mkdir()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(folder, data)
+
+    monkeypatch.setattr(writer, "write_sequence", fills_up)
+    out = tmp_path / "mmfi"
+    with pytest.raises(PoiseError, match=r"E0\d/S\d\d/A\d\d: no space left on the device .* run the same command again"):
+        writer.simulate(out, preset="tiny", workers=1, progress=False)
+    assert not list(out.glob("E0*/S*/.*.partial"))
+    monkeypatch.setattr(writer, "write_sequence", real)
+    assert writer.simulate(out, preset="tiny", workers=1, progress=False) == {"written": 3, "skipped": 1}

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -370,3 +371,35 @@ def test_epoch_frames_trains_a_fresh_draw_of_k_frames_each_epoch(tiny, tmp_path)
     assert len(epoch_order(every)[1]) == len(every.train_rows) > 50
     with pytest.raises(PoiseError, match="'epoch_frames' must be an integer >= 0"):
         TrainConfig(epoch_frames=-5)
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_partial_file(tiny, tmp_path, monkeypatch):
+    """Issue 28, item 6: torch says only "unexpected pos N vs M" when a checkpoint does not fit, and a text write
+    says [Errno 28] without a path. Both now name the file, say "no space left", and leave no partial file."""
+    import errno
+
+    import poise.train as loop
+    from poise.errors import PoiseError
+    from poise.runtime import write_atomic
+
+    run = train(tiny_config(tiny, tmp_path, epochs=1), progress=False)
+
+    def full(state, path):
+        Path(path).write_bytes(b"x" * 100)  # as far as it got
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 3938560 vs 3938448")
+
+    monkeypatch.setattr(loop.torch, "save", full)
+    with pytest.raises(PoiseError, match=r"checkpoint.pt: no space left on the device .* --resume"):
+        loop.save_checkpoint(run)
+    assert not (run.dir / "checkpoint.pt.tmp").exists() and (run.dir / "checkpoint.pt").is_file()
+
+    def enospc(self, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", enospc)
+    with pytest.raises(PoiseError, match="metrics.csv: no space left on the device"):
+        write_atomic(run.dir / "metrics.csv", "epoch\n")
+    assert not (run.dir / "metrics.csv.partial").exists()
+    monkeypatch.setattr(Path, "write_text", lambda self, text: (_ for _ in ()).throw(OSError(errno.EACCES, "denied")))
+    with pytest.raises(PermissionError):  # any other failure is not called a full disk
+        write_atomic(run.dir / "metrics.csv", "epoch\n")

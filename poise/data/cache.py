@@ -278,6 +278,24 @@ def build(dest, sequences: list[Sequence], modalities, csi_phase: bool = False, 
         raise
 
 
+FREE_SPACE_MARGIN = 256 * 2 ** 20  # bytes left over after a build, for everything else that writes there
+
+
+def _size(n: int) -> str:
+    return f"{n / 2 ** 30:.2f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.1f} MiB"
+
+
+def check_free_space(folder: Path, needed: int) -> None:
+    """Refuse a build the disk cannot hold, before writing: the stores are memory-mapped, and a write into a
+    mapped file on a full disk kills the process (SIGBUS) instead of raising."""
+    free = shutil.disk_usage(folder).free
+    if free < needed + FREE_SPACE_MARGIN:
+        raise PoiseError(f"no space left for the MM-Fi cache in {folder.parent}: it needs {_size(needed)} and "
+                         f"{_size(free)} is free. Free some space there (caches of other modality sets "
+                         f"beside it can go), or, from Python, build it on another disk (MMFiDataset(cache_dir=...)) "
+                         f"or read the files directly (cache=False)")
+
+
 def _write(tmp: Path, key: str, sequences, modalities, csi_phase, on_error, workers, progress) -> None:
     seq_ids = np.concatenate([np.full(len(s.frames), i, np.int32) for i, s in enumerate(sequences)])
     frame_ids = np.concatenate([np.asarray(s.frames, np.int32) for s in sequences])
@@ -286,21 +304,21 @@ def _write(tmp: Path, key: str, sequences, modalities, csi_phase, on_error, work
     np.save(tmp / "frames.npy", np.stack([seq_ids, frame_ids], axis=1))
     valid = np.ones(n_rows, dtype=bool)
 
-    def store(name, shape):
-        return np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape)
-
-    stores = {"gt": store("gt", (n_rows, 17, 3))}
+    shapes = {"gt": (n_rows, 17, 3)}
     offsets = {}
     for m in modalities:
         if m == "rgb":
-            stores[m] = store(m, (n_rows, *layout.RGB_SHAPE))
+            shapes[m] = (n_rows, *layout.RGB_SHAPE)
         elif m == "wifi-csi":
-            stores[m] = store(m, (n_rows, 2 if csi_phase else 1, *layout.CSI_SHAPE))
+            shapes[m] = (n_rows, 2 if csi_phase else 1, *layout.CSI_SHAPE)
         else:  # point clouds: sizes are known from the scan, so the concatenated store is allocated exactly
             counts = np.concatenate([s.n_points(m)[s.frames] for s in sequences])
             offsets[m] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
             np.save(tmp / f"{m}_offsets.npy", offsets[m])
-            stores[m] = store(m, (int(offsets[m][-1]), layout.POINT_COLUMNS[m]))
+            shapes[m] = (int(offsets[m][-1]), layout.POINT_COLUMNS[m])
+    check_free_space(tmp, sum(4 * int(np.prod(shape)) for shape in shapes.values()))
+    stores = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape)
+              for name, shape in shapes.items()}
 
     if workers is None:
         workers = min(8, os.cpu_count() or 1) if len(sequences) >= 8 else 0

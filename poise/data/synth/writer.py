@@ -14,6 +14,7 @@ sensor model, then MM-Fi's files (``layout`` names them). It is
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -34,7 +35,9 @@ from poise.data.synth.scene import Performance
 from poise.errors import PoiseError
 
 MANIFEST = ".poise_synthetic.json"
-GENERATOR_VERSION = 4  # 4: estimated labels, one sensor platform and a level camera, merged mmWave frames; bump when the simulator's output changes, so stale datasets are not reused
+# Bump when the simulator's output changes, so stale datasets are not reused. 4: estimated labels, one sensor
+# platform and a level camera, merged mmWave frames (docs/simulator.md, "Generator v4").
+GENERATOR_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,15 @@ def _job(args) -> str:
     partial = final.parent / f".{action}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    write_sequence(partial, render(subject, action, seed))
+    try:
+        write_sequence(partial, render(subject, action, seed))
+    except OSError as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        if err.errno != errno.ENOSPC:
+            raise
+        raise PoiseError(f"{final}: no space left on the device while writing it ({shutil.disk_usage(out).free / 2 ** 20:.1f} "
+                         f"MiB free); free some space and run the same command again: the finished sequences are kept, "
+                         f"this one is written again") from None
     if not final.exists():
         partial.rename(final)
         return "written"
