@@ -7,3 +7,22 @@ It subclasses ``ValueError`` so that callers of the library that catch ``ValueEr
 
 class PoiseError(ValueError):
     """A user-fixable problem; the message names the key, file or option and says what to do."""
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` says the disk is full: errno ENOSPC, or torch.save's "unexpected pos N vs M"."""
+    import errno
+
+    if isinstance(err, OSError):
+        return err.errno == errno.ENOSPC
+    return isinstance(err, RuntimeError) and ("unexpected pos" in str(err) or "No space left" in str(err))
+
+
+def no_space_left(path, then: str) -> PoiseError:
+    """A full disk as a user-fixable error: names ``path`` and the space left on its disk, then what to do."""
+    import shutil
+    from pathlib import Path
+
+    where = next(p for p in (Path(path), *Path(path).absolute().parents) if p.exists())
+    return PoiseError(f"{path}: no space left on the device ({shutil.disk_usage(where).free / 2 ** 20:.1f} MiB "
+                      f"free); {then}")

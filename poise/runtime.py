@@ -8,9 +8,7 @@ helper (``tests/test_layering.py`` keeps it so).
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import shutil
 import socket
 import warnings
 from pathlib import Path
@@ -20,7 +18,7 @@ import torch
 
 from poise import distributed
 from poise.metrics import mpjpe_mm, pa_mpjpe_mm
-from poise.errors import PoiseError
+from poise.errors import PoiseError, disk_full, no_space_left
 
 
 LOCK = ".lock"
@@ -83,18 +81,10 @@ def replace_with(path: Path, partial: Path, write) -> None:
         write(partial)
     except BaseException as err:
         partial.unlink(missing_ok=True)
-        if _disk_full(err):
-            free = shutil.disk_usage(path.parent).free
-            raise PoiseError(f"{path}: no space left on the device ({free / 2 ** 20:.1f} MiB free); free some space, "
-                             f"then continue (a run: --resume)") from None
+        if disk_full(err):
+            raise no_space_left(path, "free some space, then continue (a run: --resume)") from None
         raise
     os.replace(partial, path)
-
-
-def _disk_full(err: BaseException) -> bool:
-    if isinstance(err, OSError):
-        return err.errno == errno.ENOSPC
-    return isinstance(err, RuntimeError) and ("unexpected pos" in str(err) or "No space left" in str(err))
 
 
 def read_checkpoint(path, keys, then: str) -> dict:

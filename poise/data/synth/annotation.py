@@ -3,9 +3,9 @@
 MM-Fi does not say how its 3D joints were made; a third-party summary says from HRNet 2D keypoints
 (research/mmfi.md §3), no motion capture appears among its sensors, and toolbox issue #9 asks how accurate its
 keypoints are (unanswered). An estimated label carries an error that no sensor sees, so it sets a floor under
-every model's error. Paper 001's Table 3 shows such a floor:
-every modality set that contains RGB scores 34.1-35.0 mm PA-MPJPE, whatever is added to it (LiDAR, mmWave,
-WiFi, or all three), where exact labels (generator v3) let R+L reach 22 mm.
+every model's error. Paper 001's Table 3 shows such a floor: every modality set that contains RGB scores
+34.1-35.0 mm PA-MPJPE, whatever is added to it (LiDAR, mmWave, WiFi, or all three), where exact labels
+(generator v3) let R+L reach 22 mm.
 
 The model: each joint's label is off by a smooth random error (a triangulated keypoint's error changes with
 the pose, not from frame to frame), Gaussian with ``SIGMA_M`` per axis, correlated over ``CORRELATION_FRAMES``

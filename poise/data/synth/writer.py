@@ -14,7 +14,6 @@ sensor model, then MM-Fi's files (``layout`` names them). It is
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
@@ -32,7 +31,7 @@ from tqdm import tqdm
 from poise.data import layout
 from poise.data.synth import annotation, lidar, mmwave, rgb, wifi
 from poise.data.synth.scene import Performance
-from poise.errors import PoiseError
+from poise.errors import PoiseError, disk_full, no_space_left
 
 MANIFEST = ".poise_synthetic.json"
 # Bump when the simulator's output changes, so stale datasets are not reused. 4: estimated labels, one sensor
@@ -125,11 +124,10 @@ def _job(args) -> str:
         write_sequence(partial, render(subject, action, seed))
     except OSError as err:
         shutil.rmtree(partial, ignore_errors=True)
-        if err.errno != errno.ENOSPC:
+        if not disk_full(err):
             raise
-        raise PoiseError(f"{final}: no space left on the device while writing it ({shutil.disk_usage(out).free / 2 ** 20:.1f} "
-                         f"MiB free); free some space and run the same command again: the finished sequences are kept, "
-                         f"this one is written again") from None
+        raise no_space_left(final, "free some space and run the same command again: the finished sequences are "
+                                   "kept, this one is written again") from None
     if not final.exists():
         partial.rename(final)
         return "written"
