@@ -56,8 +56,7 @@ def _rod(z0: float, dz: float) -> np.ndarray:
 def test_mmwave_doppler_sign_follows_motion_along_the_line_of_sight(monkeypatch, speed, sign):
     monkeypatch.setattr(mmwave, "GHOST_RATE", 0.0)
     monkeypatch.setattr(mmwave, "FALSE_ALARMS", 0.0)
-    monkeypatch.setattr(mmwave, "AZ_NOISE_DEG", 0.0)
-    monkeypatch.setattr(mmwave, "EL_NOISE_DEG", 0.0)
+    monkeypatch.setattr(mmwave, "angle_noise_deg", lambda snr_db, elements: np.zeros_like(snr_db))
     radar = Pose(np.zeros(3), np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]]).T)  # x right, y = +z boresight
     radii = np.array([0.3])
     dz = speed * mmwave.DT_S
@@ -69,6 +68,15 @@ def test_mmwave_doppler_sign_follows_motion_along_the_line_of_sight(monkeypatch,
     assert np.all(np.abs(doppler - speed) <= 0.15 * abs(speed) + mmwave.VEL_RES_MPS)
     rng_m = np.linalg.norm(points[:, :3], axis=1)
     assert (rng_m > 2.0 - 0.3 - 0.05).all() and (rng_m < 2.0 + 0.05).all()  # the radar-facing half only
+
+
+def test_mmwave_angle_error_falls_with_snr_and_is_worse_in_elevation():
+    snr = np.array([0.0, 10.0, 20.0, 60.0])
+    az, el = mmwave.angle_noise_deg(snr, mmwave.AZ_ELEMENTS), mmwave.angle_noise_deg(snr, mmwave.EL_ELEMENTS)
+    assert np.all(np.diff(az) < 0) and np.all(np.diff(el) < 0) and np.all(el > az)
+    # 8 elements: beamwidth 0.886 * 2 / 8 rad = 12.69 deg; at 20 dB 12.69 / (1.6 sqrt(200)) = 0.561, with the floor 1.147
+    assert az[2] == pytest.approx(np.hypot(mmwave.ANGLE_FLOOR_DEG, 0.561), abs=0.002)
+    assert az[-1] == pytest.approx(mmwave.ANGLE_FLOOR_DEG, abs=0.01)  # a very strong detection: only the floor
 
 
 def test_mmwave_suppresses_static_parts(monkeypatch):
@@ -149,19 +157,40 @@ def test_the_ground_truth_is_an_estimate_the_sensors_do_not_see(monkeypatch):
     from poise.data.synth import annotation
 
     truth = Performance.build("S02", "A27", seed=0).pose(np.arange(297) / 10.0)[0]
-    error = annotation.estimated(truth, np.random.default_rng(0)) - truth
+    with monkeypatch.context() as patch:  # the pose's error alone
+        patch.setattr(annotation, "BODY_SIGMA_M", (0.0, 0.0, 0.0))
+        error = annotation.estimated(truth, np.random.default_rng(0)) - truth
     assert np.sqrt((error ** 2).mean()) == pytest.approx(annotation.SIGMA_M, rel=0.05)
     ends = np.sqrt((error[:, list(annotation.EXTREMITIES)] ** 2).mean())
     assert ends > 1.3 * np.sqrt((error[:, [0, 7, 8]] ** 2).mean())
     step = np.diff(error, axis=0)
     assert np.sqrt((step ** 2).mean()) < 0.5 * annotation.SIGMA_M  # smooth: white noise would step by 1.4 sigma
     data = writer.render("S02", "A27", seed=0)
-    assert 0.01 < np.linalg.norm(data["gt"] - truth, axis=-1).mean() < 0.05
-    monkeypatch.setattr(annotation, "SIGMA_M", 0.0)  # exact labels: every sensor's output unchanged
+    assert 0.03 < np.linalg.norm(data["gt"] - truth, axis=-1).mean() < 0.07
+    monkeypatch.setattr(annotation, "BODY_SIGMA_M", (0.0, 0.0, 0.0))  # exact labels: every sensor's output unchanged
+    monkeypatch.setattr(annotation, "SIGMA_M", 0.0)
     exact = writer.render("S02", "A27", seed=0)
     np.testing.assert_allclose(exact["gt"], truth, atol=1e-12)
     np.testing.assert_array_equal(exact["rgb"], data["rgb"])
     assert all(np.array_equal(a, b) for a, b in zip(exact["mmwave"], data["mmwave"]))
+
+
+def test_the_labels_whole_body_error_moves_every_joint_together(monkeypatch):
+    """Generator v5: the labels' body position is off by a smooth error, largest in depth (the stereo camera's
+    worst axis), which moves every joint of a frame alike, so Procrustes alignment (PA-MPJPE) removes it."""
+    from poise.data.synth import annotation
+    from poise.metrics import pa_mpjpe_mm
+
+    monkeypatch.setattr(annotation, "SIGMA_M", 0.0)
+    truth = Performance.build("S02", "A27", seed=0).pose(np.arange(297) / 10.0)[0]
+    labels = annotation.estimated(truth, np.random.default_rng(0))
+    error = labels - truth
+    np.testing.assert_allclose(error, error[:, :1].repeat(17, axis=1), atol=1e-12)  # one shift per frame
+    rms = np.sqrt((error[:, 0] ** 2).mean(0))
+    np.testing.assert_allclose(rms, annotation.BODY_SIGMA_M, rtol=0.35)
+    assert rms[2] > 1.4 * max(rms[0], rms[1])  # depth is the worst axis
+    assert np.sqrt((np.diff(error[:, 0], axis=0) ** 2).mean()) < 0.3 * rms.mean()  # smooth over 0.5 s
+    assert float(pa_mpjpe_mm(labels, truth)) < 1e-3  # mm
 
 
 def test_all_27_actions_move_and_differ():

@@ -12,8 +12,12 @@ The radar sees scattering centres on the body surface, not joints. Per frame:
    scatterers in one range-Doppler cell merge into one detection at their power-weighted centroid (two
    hands at the same range and speed become one point between them); a cell is detected when its power
    beats a CFAR threshold;
-5. angle estimation with few virtual antennas: large lateral error, ``AZ_NOISE_DEG`` in azimuth and
-   ``EL_NOISE_DEG`` in elevation, while range stays accurate;
+5. angle estimation with few virtual antennas: range stays accurate, the angles do not. The error of an angle
+   estimate falls with the detection's SNR as 1/sqrt(SNR) (Skolnik's accuracy rule, beamwidth / (1.6
+   sqrt(2 SNR)), the Cramer-Rao bound's form) and grows with the beamwidth of the array it is measured on:
+   ``AZ_ELEMENTS`` virtual antennas in azimuth (about 13 degrees), ``EL_ELEMENTS`` in elevation (about 51), on
+   top of ``ANGLE_FLOOR_DEG`` from the channels' residual phase calibration. A strong detection is placed to
+   about a degree in azimuth, a weak one or a ghost to several; elevation is always the worse;
 6. ghosts (floor multipath: the mirror image of a detection below the floor, longer range, weaker) and
    false alarms (uniform in the field of view, random Doppler);
 7. the detection list is capped at ``MAX_POINTS`` strongest points (the radar's output budget).
@@ -32,11 +36,14 @@ from poise.data.synth.lidar import ray_capsule_hits
 
 RANGE_RES_M = 0.044  # c / 2B at 3.4 GHz bandwidth
 VEL_RES_MPS = 0.06
-AZ_NOISE_DEG = 5.0
-EL_NOISE_DEG = 8.0
+AZ_ELEMENTS = 8  # IWR6843ISK: 2 azimuth TX x 4 RX, half a wavelength apart
+EL_ELEMENTS = 2  # one TX raised by half a wavelength: a two-element elevation baseline
+ANGLE_FLOOR_DEG = 1.0  # residual phase calibration between channels (a choice, not a measurement)
+ACCURACY_K = 1.6  # Skolnik: sigma = beamwidth / (k sqrt(2 SNR))
 SCATTERERS = 600  # surface samples per frame before visibility
 CFAR_THRESHOLD = 0.25  # detection when cell power (normalised at 3 m, 1 m^2) beats this
 GHOST_RATE = 0.08  # probability that a detection also shows a floor-multipath ghost
+GHOST_LOSS_DB = 8.0  # the ghost's extra path loss (floor reflection)
 FALSE_ALARMS = 0.6  # expected false alarms per frame
 MAX_POINTS = 64  # per radar frame, before merging
 MERGED = (-1, 0, 1)  # the frames whose detections one MM-Fi frame holds, relative to it
@@ -70,6 +77,13 @@ def _place(ends: np.ndarray, radii: np.ndarray, cap, u, theta, helper):
     e2 = np.cross(axis, e1)
     normal = np.cos(theta)[:, None] * e1 + np.sin(theta)[:, None] * e2
     return a + u[:, None] * (b - a) + radii[cap, None] * normal, normal
+
+
+def angle_noise_deg(snr_db: np.ndarray, elements: int) -> np.ndarray:
+    """Standard deviation (degrees) of an angle estimate on a half-wavelength array of ``elements`` antennas,
+    for detections of ``snr_db``."""
+    beamwidth = np.degrees(0.886 * 2 / elements)
+    return np.hypot(ANGLE_FLOOR_DEG, beamwidth / (ACCURACY_K * np.sqrt(2 * 10 ** (np.asarray(snr_db) / 10))))
 
 
 def radial_velocity(points: np.ndarray, velocity: np.ndarray, radar_origin: np.ndarray) -> np.ndarray:
@@ -115,11 +129,11 @@ def detect_frame(ends: np.ndarray, ends_before: np.ndarray, ends_after: np.ndarr
 
     q = pose.to_sensor(centroid)  # radar frame: x right, y boresight, z up
     rng_m = cells[:, 0] * RANGE_RES_M
-    az = np.arctan2(q[:, 0], q[:, 1]) + np.deg2rad(rng.normal(0, AZ_NOISE_DEG, len(q)))
-    el = np.arcsin(np.clip(q[:, 2] / np.maximum(np.linalg.norm(q, axis=-1), 1e-9), -1, 1)) + \
-        np.deg2rad(rng.normal(0, EL_NOISE_DEG, len(q)))
-    doppler = cells[:, 1] * VEL_RES_MPS
     snr_db = 10 * np.log10(cell_power / CFAR_THRESHOLD) + 6.0
+    az = np.arctan2(q[:, 0], q[:, 1]) + np.deg2rad(rng.normal(0, angle_noise_deg(snr_db, AZ_ELEMENTS)))
+    el = np.arcsin(np.clip(q[:, 2] / np.maximum(np.linalg.norm(q, axis=-1), 1e-9), -1, 1)) + \
+        np.deg2rad(rng.normal(0, angle_noise_deg(snr_db, EL_ELEMENTS)))
+    doppler = cells[:, 1] * VEL_RES_MPS
     rows = [np.column_stack([_polar(rng_m, az, el), doppler, snr_db])]
 
     # Floor multipath: radar -> floor -> body -> radar, seen below the floor at a longer range.
@@ -130,10 +144,11 @@ def detect_frame(ends: np.ndarray, ends_before: np.ndarray, ends_after: np.ndarr
         mirror[:, 1] = 2 * floor_y - level[:, 1]
         gq = pose.to_sensor(mirror @ cam_rot.T)
         g_rng = np.linalg.norm(gq, axis=-1)
-        g_az = np.arctan2(gq[:, 0], gq[:, 1]) + np.deg2rad(rng.normal(0, AZ_NOISE_DEG, len(gq)))
-        g_el = np.arcsin(np.clip(gq[:, 2] / g_rng, -1, 1)) + np.deg2rad(rng.normal(0, EL_NOISE_DEG, len(gq)))
+        g_snr = snr_db[ghost] - GHOST_LOSS_DB
+        g_az = np.arctan2(gq[:, 0], gq[:, 1]) + np.deg2rad(rng.normal(0, angle_noise_deg(g_snr, AZ_ELEMENTS)))
+        g_el = np.arcsin(np.clip(gq[:, 2] / g_rng, -1, 1)) + np.deg2rad(rng.normal(0, angle_noise_deg(g_snr, EL_ELEMENTS)))
         rows.append(np.column_stack([_polar(np.round(g_rng / RANGE_RES_M) * RANGE_RES_M, g_az, g_el),
-                                     doppler[ghost], snr_db[ghost] - 8.0]))
+                                     doppler[ghost], g_snr]))
     k = rng.poisson(FALSE_ALARMS)
     if k:
         fa = _polar(np.round(rng.uniform(1.0, 6.0, k) / RANGE_RES_M) * RANGE_RES_M,

@@ -35,8 +35,9 @@ from poise.errors import PoiseError, disk_full, no_space_left
 
 MANIFEST = ".poise_synthetic.json"
 # Bump when the simulator's output changes, so stale datasets are not reused. 4: estimated labels, one sensor
-# platform and a level camera, merged mmWave frames (docs/simulator.md, "Generator v4").
-GENERATOR_VERSION = 4
+# platform and a level camera, merged mmWave frames (docs/simulator.md, "Generator v4"). 5: the labels' whole-body
+# error, mmWave angle errors that fall with SNR ("Generator v5").
+GENERATOR_VERSION = 5
 
 
 @dataclass(frozen=True)
