@@ -49,6 +49,7 @@ from poise import distributed, methods, optim, precision
 from poise.config import TrainConfig
 from poise.contrib.shapley import modality_contributions
 from poise.data.dataset import MMFiDataset
+from poise.methods.base import snapshot
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.models.pose import PoseModel, build_model
 from poise.runtime import (batches, configure, evaluate, prefetched, read_checkpoint, replace_with, resolve_device,
@@ -103,6 +104,7 @@ class Run:
     record: dict = field(default_factory=dict)  # notes of the phase that method hooks add to
     loggers: list = field(default_factory=list)  # called on the main rank with each finished epoch's row
     assessed: tuple | None = None  # (scores, spreads) of the model as it left its last epoch; None: not asked yet
+    drift_anchor: dict | None = None  # each encoder's parameters at the end of the first epoch (``encoder_drift``)
 
     @property
     def last_epoch(self) -> bool:
@@ -320,6 +322,17 @@ def train_epoch(run: Run, progress: bool = True) -> float:
     return total / max(count, 1) * M_TO_MM
 
 
+def encoder_drift(run: Run) -> dict:
+    """``drift_<m>``: how far each encoder has moved since the end of the run's first epoch (L2 distance over its
+    parameters). A method that holds an encoder back leaves it closer than joint training of the same seed does
+    (identical up to then), which is how the bench reads whom AWC constrains; one host read per epoch."""
+    params = run.model.modality_parameters()
+    distances = torch.stack([torch.sqrt(sum((p.detach().double() - a.double()).square().sum()
+                                            for p, a in zip(params[m], anchor)))
+                             for m, anchor in run.drift_anchor.items()])
+    return {f"drift_{m}": d for m, d in zip(run.drift_anchor, distances.tolist())}
+
+
 def tested_model(run: Run) -> torch.nn.Module:
     """The model that is evaluated: the method's ``test_model`` (DivideMix: both networks' mean), or the model."""
     return run.method.test_model(run) or run.model
@@ -360,6 +373,8 @@ def save_checkpoint(run: Run, path: Path | None = None, stream: dict | None = No
              "scheduler": run.scheduler.state_dict(), "method": run.method.state_dict(),
              "method_modules": {k: m.state_dict() for k, m in run.method.modules().items()},
              "history": run.history, "torch_rng": torch.get_rng_state()}
+    if run.drift_anchor is not None:
+        state["drift_anchor"] = run.drift_anchor
     if run.scaler is not None:
         state["scaler"] = run.scaler.state_dict()
     if stream is not None:
@@ -392,6 +407,8 @@ def load_checkpoint(run: Run, then: str = "start a new run instead of --resume")
     if run.scaler is not None and "scaler" in state:
         run.scaler.load_state_dict(state["scaler"])
     run.epoch, run.history = state["epoch"], state["history"]
+    if "drift_anchor" in state:
+        run.drift_anchor = {m: [a.to(run.device) for a in anchor] for m, anchor in state["drift_anchor"].items()}
 
 
 def csv_text(rows: list[dict], columns=None) -> str:
@@ -430,6 +447,11 @@ def fit(run: Run, progress: bool = True) -> Run:
         lr = optim.base_lr(run.optimizer)
         train_mm = train_epoch(run, progress)
         row = {"epoch": run.epoch + 1, "lr": lr, "train_mpjpe_mm": train_mm}
+        if run.epoch == 0:
+            params = run.model.modality_parameters()
+            run.drift_anchor = {m: snapshot(params[m]) for m in run.model.modalities}
+        if run.drift_anchor is not None:  # None: resumed from a checkpoint written before runs recorded it
+            row.update(encoder_drift(run))
         if evaluates(run):
             row.update(epoch_evaluation(run))
             run.assessment()

@@ -169,13 +169,44 @@ def test_the_summary_averages_awcs_shares_over_its_window(tmp_path):
                 **{f"shapley_{m}": 1.0 for m in bench.ALL}, **{f"unimodal_std_mm_{m}": 1.0 for m in bench.ALL},
                 **{f"awc_share_{m}": share if m == "rgb" else (1 - share) / 3 for m in bench.ALL},
                 **{f"awc_superior_{m}": int(m == "rgb") for m in bench.ALL},
-                **{f"awc_fisher_{m}": 2.0 for m in bench.ALL}}
+                **{f"awc_fisher_{m}": 2.0 for m in bench.ALL}, **{f"awc_force_{m}": share / 10 for m in bench.ALL}}
 
     history = [epoch(1, 0, 0.0), epoch(2, 1, 0.5), epoch(3, 1, 0.7), epoch(4, 0, 0.0), epoch(5, 0, 0.0)]
     row = summary(TrainConfig(method="awc"), history, tmp_path, "awc")
     assert row["awc_share_rgb"] == pytest.approx(0.6) and row["awc_superior_rgb"] == 1.0
     assert row["awc_superior_lidar"] == 0.0 and row["awc_fisher_rgb"] == 2.0
+    assert row["awc_force_wifi-csi"] == pytest.approx(0.06)  # over the window's epochs, as the shares
     assert row["val_change_mm"] == pytest.approx(-1.0)  # epoch 5 against epoch 4 (the last 20 % of 5 epochs)
+
+
+def test_the_force_table_pairs_awcs_drift_with_the_baselines_of_the_same_seed(tmp_path):
+    """'Whom AWC holds back': the force ratio averaged over the window, and each encoder's drift against the paired
+    run's at the same epochs (penalised epochs only), seed by seed."""
+    import json
+
+    from poise.bench.report import awc_force_table, held_back
+
+    def run(name, drift, active=None):
+        history = [{"epoch": e + 1, "awc_active": int(active is not None and e in active),
+                    **{f"drift_{m}": d * (1.0 if m == "rgb" else 2.0) for m in bench.ALL}} for e, d in enumerate(drift)]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(history))
+        return str(tmp_path / name)
+
+    rows = []
+    for seed, awc_drift in ((0, [0.0, 1.0, 1.0, 5.0]), (1, [0.0, 1.0, 3.0, 5.0])):
+        rows.append(dict(variant="baseline", fusion="concat", subset="all", seed=seed,
+                         run=run(f"b{seed}", [0.0, 2.0, 4.0, 6.0])))
+        rows.append(dict(variant="awc", fusion="concat", subset="all", seed=seed, run=run(f"a{seed}", awc_drift, {1, 2}),
+                         **{f"awc_force_{m}": 0.1 * (seed + 1) for m in bench.ALL}))
+    preset = bench.PRESETS["quick"]
+    awc = preset.variant("awc")
+    assert held_back(rows, rows[1], awc, "rgb") == pytest.approx((1 / 2 + 1 / 4) / 2)  # epochs 2 and 3 only
+    assert held_back(rows, rows[3], awc, "lidar") == pytest.approx((1 / 2 + 3 / 4) / 2)  # both runs' lidar x2
+    table = awc_force_table(rows, preset)
+    assert "| awc | concat | 15.0% | 15.0% | 15.0% | 15.0% | 0.50 ± 0.18 |" in table
+    rows[0]["run"] = run("old", [0.0])  # a pair from before runs recorded drift: no number, not a wrong one
+    assert math.isnan(held_back(rows, rows[1], awc, "rgb"))
 
 
 def test_a_carried_robust_run_is_read_from_its_robust_json_or_says_what_it_lacks(tmp_path):

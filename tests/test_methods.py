@@ -139,6 +139,31 @@ def test_awc_records_each_modalitys_share_of_the_penalty(fake_batch):
     assert sum(row[f"awc_share_{m}"] for m in run.model.modalities) == pytest.approx(1.0)
 
 
+def test_awc_force_ratio_is_the_penalty_gradient_against_the_rest(fake_batch):
+    """awc_force_<m>: ||alpha F (theta - theta*)|| / ||grad - alpha F (theta - theta*)|| over m's parameters,
+    averaged over the epoch's steps; an encoder that has not moved feels no pull."""
+    run, awc = awc_after_epoch_0(fake_batch, alpha_s=2.0, alpha_i=1.0)
+    run.epoch = 1
+    awc.on_epoch_start(run)
+    shift(run.model, "rgb", 0.1)
+    pull = torch.sqrt(sum((2.0 * f * 0.1).square().sum() for f in awc.fisher["rgb"]))
+    ratios = []
+    for value in (0.5, 2.0):  # two steps: the rest of the gradient is the loss's, here set by hand
+        set_grads(run.model, value)
+        for p, f in zip(awc.params_of["rgb"], awc.fisher["rgb"]):
+            p.grad += 2.0 * f * 0.1  # the penalty's share of the gradient, as backward would add it
+        awc.after_backward(run, None)
+        n = sum(p.numel() for p in awc.params_of["rgb"])
+        ratios.append(float(pull / (value * n ** 0.5)))
+    row = awc.epoch_metrics(run)
+    assert row["awc_force_rgb"] == pytest.approx(np.mean(ratios), rel=1e-4)
+    assert row["awc_force_lidar"] == 0.0 and row["awc_force_mmwave"] == 0.0  # not moved: no pull
+    run.epoch = 0  # outside the window nothing is recorded
+    awc.on_epoch_start(run)
+    awc.after_backward(run, None)
+    assert awc.epoch_metrics(run)["awc_force_rgb"] == 0.0
+
+
 def test_awc_normalised_fisher_gives_every_encoder_the_same_mean(fake_batch):
     _, raw = awc_after_epoch_0(fake_batch)
     _, norm = awc_after_epoch_0(fake_batch, normalise=True)

@@ -82,6 +82,24 @@ def test_the_evaluation_cadence_changes_no_number(tiny, tmp_path, method, params
     assert [r.split(",")[0] for r in rows[1:]] == [str(h["epoch"]) for h in sparse.history if "shapley_rgb" in h]
 
 
+def test_drift_shows_whom_awc_holds_back(tiny, tmp_path):
+    """Every run records how far each encoder moved since its first epoch (``drift_<m>``); joint training and AWC
+    of one seed are the same run until AWC's window opens, and a strong penalty then keeps every encoder nearer
+    its anchor than joint training's (0.5-0.7x here: under Adam a dominant pull moves a parameter by about the
+    learning rate a step, back and forth about theta*), with a force ratio recorded per encoder."""
+    kw = dict(epochs=3, lr_step=10)
+    base = train(tiny_config(tiny, tmp_path, name="base", **kw), progress=False).history
+    awc = train(tiny_config(tiny, tmp_path, name="awc", method="awc", method_params={
+        "window": 2, "alpha_s": 1e7, "alpha_i": 1e7, "fisher_frames": 64}, **kw), progress=False).history
+    modalities = ("rgb", "lidar", "mmwave", "wifi-csi")
+    assert all(base[0][f"drift_{m}"] == awc[0][f"drift_{m}"] == 0.0 for m in modalities)
+    for b, a in zip(base[1:], awc[1:]):
+        for m in modalities:
+            assert 0 < a[f"drift_{m}"] < 0.8 * b[f"drift_{m}"], (a["epoch"], m)  # Adam: it oscillates about theta*
+            assert a[f"awc_force_{m}"] > 10  # the penalty's pull dominates the loss's
+    assert base[1]["drift_rgb"] < base[2]["drift_rgb"]  # joint training keeps moving
+
+
 def test_a_modality_subset_trains_only_those_encoders(tiny, tmp_path):
     run = train(tiny_config(tiny, tmp_path, epochs=1, modalities=["rgb", "lidar"]), progress=False)
     assert run.model.modalities == ("rgb", "lidar") and set(run.scores()) == {"rgb", "lidar"}

@@ -168,6 +168,36 @@ def awc_table(rows, preset: Preset) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def held_back(rows, row, variant, modality: str) -> float:
+    """How far ``row``'s encoder of ``modality`` moved, against its pair of the same seed: the mean over the
+    penalised epochs of drift (this run) / drift (pair) at the same epoch; nan when either run did not record
+    it (runs before 2026-12-06)."""
+    pair = select(rows, variant=variant.against, fusion=row["fusion"], subset=row["subset"], seed=row["seed"])
+    if not pair:
+        return math.nan
+    mine, theirs = _history(row), {h["epoch"]: h for h in _history(pair[0])}
+    key = f"drift_{modality}"
+    ratios = [h[key] / theirs[h["epoch"]][key] for h in mine if h.get("awc_active") and key in h
+              and key in theirs.get(h["epoch"], {}) and theirs[h["epoch"]][key] > 0]
+    return float(np.mean(ratios)) if ratios else math.nan
+
+
+def awc_force_table(rows, preset: Preset) -> str:
+    """Whom AWC holds back: each encoder's force ratio (||grad penalty|| / ||grad loss|| on its parameters, mean
+    over the window's steps) and its displacement since epoch 0 against the paired run of the same seed."""
+    lines = ["| variant | fusion | " + " | ".join(f"{SHORT[m]} force" for m in ALL) + " | "
+             + " | ".join(f"{SHORT[m]} moved (x pair)" for m in ALL) + " |", "|---" * (2 + 2 * len(ALL)) + "|"]
+    for v in preset.variants:
+        for fusion in preset.fusions_of(v):
+            sel = [r for r in select(rows, variant=v.label, fusion=fusion, subset="all") if "awc_force_rgb" in r]
+            if sel:
+                moved = [[held_back(rows, r, v, m) for r in sel] for m in ALL]
+                lines.append(f"| {v.label} | {fusion} | "
+                             + " | ".join(f"{np.mean([r[f'awc_force_{m}'] for r in sel]):.1%}" for m in ALL) + " | "
+                             + " | ".join(fmt([y for y in x if not math.isnan(y)], 2) for x in moved) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 # the per-modality number each method acts on, as ``runs.summary`` keeps it: (key, what it is)
 METHOD_STATISTICS = {"ogm_ge": ("ogm_ge_k", "mean gradient coefficient k"), "agm": ("agm_k", "mean gradient coefficient k"),
                      "arl": ("arl_k", "mean coefficient k (gradients x (1 + k))"),
@@ -312,6 +342,8 @@ def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: fl
         md += [f"## Ablation: {ablation.title}", "", ablation_table(rows, ablation, preset), "",
                *([ablation.note, ""] if ablation.note else [])]
     for title, table in (("Who gets AWC's penalty", awc_table(rows, preset)),
+                         ("Whom AWC holds back: force ratio over the window, displacement against the pair",
+                          awc_force_table(rows, preset)),
                          ("What each modulating method acts on, per modality", coefficients_table(rows, preset)),
                          ("Convergence", convergence_table(rows, preset))):
         if table:

@@ -122,7 +122,7 @@ def summary(config, history: list, run_dir: Path, label: str) -> dict:
         row[f"unimodal_std_mm_{m}"] = last[f"unimodal_std_mm_{m}"]
     window = [h for h in history if h.get("awc_active")]
     for m in config.modalities:
-        for key in ("awc_share", "awc_superior"):
+        for key in ("awc_share", "awc_superior", "awc_force"):
             if window and f"{key}_{m}" in window[0]:
                 row[f"{key}_{m}"] = sum(h[f"{key}_{m}"] for h in window) / len(window)
         for key in ("awc_fisher", "ogm_ge_k", "agm_k", "arl_k", "modality_resample_added"):  # mean over epochs

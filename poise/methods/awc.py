@@ -27,7 +27,11 @@ yielding high FIM values"; our reading:
   encoders they may not (an encoder's Fisher depends on its size, input scale and architecture as much as on
   how much the modality has learned), so each epoch's row of ``metrics.csv`` records every modality's share
   of the penalty (``awc_share_<m>``), its Fisher sum (``awc_fisher_<m>``) and its group
-  (``awc_superior_<m>``). ``normalise=True`` is our documented variant: each encoder's Fisher is rescaled so
+  (``awc_superior_<m>``). The share does not say whom the penalty holds back: ``awc_force_<m>`` is the
+  penalty's pull on each encoder against the loss's, ||grad of its penalty term|| / ||grad of the rest of the
+  objective|| on its parameters, averaged over the epoch's steps, and the loop's ``drift_<m>`` (how far each
+  encoder has moved since epoch 0, where theta* is taken) against joint training's of the same seed is how far
+  it was held back. ``normalise=True`` is our documented variant: each encoder's Fisher is rescaled so
   that its mean per parameter equals the mean over all encoders' parameters. Within an encoder the Fisher
   still ranks the parameters; between encoders only alpha_S / alpha_I (and how far each encoder moves) set
   the strength, as 000's argument intends.
@@ -88,6 +92,7 @@ class AWC(Method):
         self.K = self.window
         self.params_of: dict = {}
         self._terms: dict[str, list] = {}  # this epoch's penalty per modality and step, left on the device
+        self._force: dict[str, list] = {}  # this epoch's force ratio per modality and step, on the device
         self._steps = 0
         self._superior_now: list[str] = []  # the superior group during this epoch
 
@@ -122,6 +127,7 @@ class AWC(Method):
 
     def on_epoch_start(self, run) -> None:
         self._terms, self._steps = {m: [] for m in run.model.modalities}, 0
+        self._force = {m: [] for m in run.model.modalities}
         self._superior_now = list(self.superior) if self.active(run) else []
 
     def extra_loss(self, run, step):
@@ -132,6 +138,21 @@ class AWC(Method):
             self._terms[m].append(t.detach())  # read once, at the end of the epoch: no host sync per step
         self._steps += 1
         return sum(terms.values())
+
+    def after_backward(self, run, step) -> None:
+        """The force ratio of each encoder: the penalty's gradient alpha F (theta - theta*) against the rest of
+        its gradient (the loss's), kept on the device."""
+        if not self.active(run):
+            return
+        for m in self.anchor:
+            pull, rest = [], []
+            for p, a, f in zip(self.params_of[m], self.anchor[m], self.fisher[m]):
+                if p.grad is not None:
+                    g = self.weight(m) * f.to(p) * (p.detach() - a.to(p))
+                    pull.append(g.square().sum())
+                    rest.append((p.grad - g).square().sum())
+            if pull:
+                self._force[m].append(torch.sqrt(sum(pull) / sum(rest).clamp_min(1e-30)))
 
     def on_epoch_end(self, run) -> None:
         if run.epoch == 0:
@@ -176,6 +197,9 @@ class AWC(Method):
             out[f"awc_fisher_{m}"] = self.fisher_sums.get(m, 0.0)
         for m in run.model.modalities:
             out[f"awc_superior_{m}"] = int(m in self._superior_now)
+        for m in run.model.modalities:
+            force = self._force.get(m)
+            out[f"awc_force_{m}"] = float(torch.stack(force).double().mean()) if force else 0.0
         return out
 
     def state_dict(self) -> dict:
