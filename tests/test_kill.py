@@ -1,0 +1,192 @@
+"""Issue 28, item 3: a run killed at any write ends, once continued, exactly as an uninterrupted run.
+
+A kill is simulated at every point where a run writes a file: just before an atomic rename (its ``.partial`` /
+``.tmp`` file written, as SIGKILL would leave it), before a plain write (the run's config, method and data
+records) and before a plot. The run is then continued as a user would: ``--resume`` where a checkpoint exists,
+otherwise the same command again. Every file the uninterrupted run wrote must end identical (the per-epoch
+``seconds`` aside), with nothing half-written left beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import poise.plots
+import poise.runtime
+from poise.config import TrainConfig
+from poise.train import CHECKPOINT, resume, train
+
+
+class Killed(BaseException):
+    """SIGKILL, as an exception: nothing after it runs (BaseException: no ``except Exception`` catches it)."""
+
+
+class KillAt:
+    """Counts the writes into ``run_dir`` (not the data's cache); raises ``Killed`` at write number ``at``
+    (None: never)."""
+
+    def __init__(self, monkeypatch, run_dir: Path, at: int | None):
+        self.at, self.count = at, 0
+        replace, write_text, save = os.replace, Path.write_text, poise.plots.save
+
+        self.tick = tick = lambda path: self._tick(path, run_dir)
+
+        def killed_replace(src, dst, *a, **kw):
+            tick(dst)
+            return replace(src, dst, *a, **kw)
+
+        def killed_write_text(path, *a, **kw):
+            tick(path)
+            return write_text(path, *a, **kw)
+
+        def killed_save(fig, path):
+            tick(path)
+            return save(fig, path)
+
+        monkeypatch.setattr(poise.runtime.os, "replace", killed_replace)
+        monkeypatch.setattr(Path, "write_text", killed_write_text)
+        monkeypatch.setattr(poise.plots, "save", killed_save)
+
+    def _tick(self, path, run_dir: Path) -> None:
+        if Path(path).parent == run_dir:
+            self.count += 1
+            if self.count == self.at:
+                raise Killed
+
+
+def files_of(run_dir: Path) -> dict:
+    """What a finished run left: every file's bytes, with the metrics' timings and the checkpoint's contents
+    compared as values (a checkpoint's bytes hold pickled storage ids)."""
+    out = {}
+    for path in sorted(run_dir.iterdir()):
+        if path.name == ".lock":
+            continue
+        if path.name == CHECKPOINT:
+            state = torch.load(path, weights_only=True)
+            out[path.name] = {"model": state["model"], "epoch": state["epoch"],
+                              "history": [{k: v for k, v in h.items() if k != "seconds"} for h in state["history"]]}
+        elif path.name == "metrics.json":
+            out[path.name] = [{k: v for k, v in h.items() if k != "seconds"} for h in json.loads(path.read_text())]
+        elif path.name == "metrics.csv":
+            rows = path.read_text().splitlines()
+            cut = rows[0].split(",").index("seconds")
+            out[path.name] = [",".join(r.split(",")[:cut]) for r in rows]
+        elif path.suffix == ".png":
+            out[path.name] = path.stat().st_size > 0
+        else:
+            out[path.name] = path.read_bytes()
+    return out
+
+
+def same(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        if key == CHECKPOINT:
+            if a[key]["epoch"] != b[key]["epoch"] or a[key]["history"] != b[key]["history"] or any(
+                    not torch.equal(x, y) for x, y in zip(a[key]["model"].values(), b[key]["model"].values())):
+                return False
+        elif a[key] != b[key]:
+            return False
+    return True
+
+
+def test_a_training_run_killed_at_any_write_continues_to_the_same_files(tiny, tmp_path, monkeypatch):
+    config = TrainConfig(data=str(tiny), split="S3", epochs=2, batch_size=64, dim=16, lidar_points=64,
+                         mmwave_points=16, assess_frames=64, out=str(tmp_path / "runs"), name="k", lr_step=1,
+                         eval_every=1, train_stride=4, eval_stride=4)
+    run_dir = tmp_path / "runs" / "k"
+    with monkeypatch.context() as patch:
+        counter = KillAt(patch, run_dir, None)
+        train(config, progress=False)
+    expected, writes = files_of(run_dir), counter.count
+    assert writes >= 13  # config, method, data; per epoch 3 result files and a checkpoint; 2 plots
+    for at in range(1, writes + 1):
+        for path in run_dir.iterdir():
+            path.unlink()
+        with monkeypatch.context() as patch:
+            KillAt(patch, run_dir, at)
+            with pytest.raises(Killed):
+                train(config, progress=False)
+        if (run_dir / CHECKPOINT).exists():
+            resume(run_dir, progress=False)
+        else:  # killed before the first checkpoint: the same command again (the bench does the same)
+            train(config, progress=False)
+        left = files_of(run_dir)
+        assert same(left, expected), (at, sorted(left), sorted(expected))
+
+
+def test_a_continual_stream_killed_at_any_write_continues_to_the_same_files(stream_root, tmp_path, monkeypatch):
+    """The same for ``poise continual``: its config, each task's losses file, result files and checkpoint."""
+    import numpy as np
+
+    from poise.continual.config import ContinualConfig
+    from poise.continual.runner import resume as resume_stream, run_continual
+
+    config = ContinualConfig(data=str(stream_root), out=str(tmp_path), name="k", split="S2", tasks=2, epochs=1,
+                             method="ewc", dim=16, lidar_points=32, mmwave_points=16, train_stride=4, batch_size=32,
+                             assess_frames=64, fisher_frames=32, noisy_modality="rgb", ratio=0.4)
+    run_dir = tmp_path / "k"
+    savez = np.savez_compressed
+
+    def counted_savez(path, *a, _counter, **kw):
+        _counter.tick(path)
+        return savez(path, *a, **kw)
+
+    def run(at):
+        with monkeypatch.context() as patch:
+            counter = KillAt(patch, run_dir, at)
+            patch.setattr(np, "savez_compressed", lambda path, *a, **kw: counted_savez(path, *a, _counter=counter, **kw))
+            run_continual(config, progress=False)
+        return counter.count
+
+    writes = run(None)
+    expected = stream_files(run_dir)
+    assert writes >= 9  # config; per task 3 result files, a checkpoint (and a losses file where NIS or noise ran)
+    for at in range(1, writes + 1):
+        for path in run_dir.iterdir():
+            path.unlink()
+        with pytest.raises(Killed):
+            run(at)
+        if (run_dir / CHECKPOINT).exists():
+            resume_stream(run_dir, progress=False)
+        else:
+            run_continual(config, progress=False)
+        left = stream_files(run_dir)
+        assert same(left, expected), (at, [k for k in left if not same({k: left[k]}, {k: expected.get(k)})])
+
+
+def stream_files(run_dir: Path) -> dict:
+    """``files_of`` for a stream: its checkpoint compared by the model and the stream's state."""
+    import numpy as np
+
+    out = {}
+    for path in sorted(run_dir.iterdir()):
+        if path.name == ".lock":
+            continue
+        if path.name == CHECKPOINT:
+            state = torch.load(path, weights_only=True)
+            out[path.name] = {"model": state["model"], "epoch": state["stream"]["task"],
+                              "history": [state["stream"]["matrix"], untimed(json.loads(state["stream"]["records"]))]}
+        elif path.name == "tasks.json":
+            out[path.name] = untimed(json.loads(path.read_text()))
+        elif path.suffix == ".npz":
+            with np.load(path) as saved:
+                out[path.name] = {k: saved[k].tolist() for k in saved.files}
+        else:
+            out[path.name] = path.read_bytes()
+    return out
+
+
+def untimed(value):
+    """``value`` (parsed JSON) without its ``seconds`` entries, at any depth."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
