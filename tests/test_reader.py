@@ -76,6 +76,43 @@ def test_missing_modality_folder(small_root):
     assert len(scan(small_root, modalities=["rgb", "mmwave", "wifi-csi"])) == 2
 
 
+def test_a_symbolic_link_that_loops_or_points_nowhere_is_named(small_root):
+    """Issue 28, item 8: a link loop (or a dangling link) where the reader expects a frame, a ground truth, a
+    modality folder, an environment or the root is named as such, never a bare [Errno 40] or "missing"."""
+    loop = frame(small_root, "rgb", 2)
+    loop.unlink()
+    loop.symlink_to(loop.name)  # points at itself
+    with pytest.raises(MMFiFormatError, match=r"rgb/frame003\.npy is a symbolic link that loops back on itself"):
+        scan(small_root)
+    with pytest.warns(UserWarning, match="skipped"):
+        ds = MMFiDataset(small_root, part="all", on_error="skip", cache=False)
+    assert len(ds) == 9 and "broken link: 1" in str(ds.report) and "missing file" not in str(ds.report)
+    loop.unlink()
+    shutil.copy(frame(small_root, "rgb", 1), loop)
+
+    gt = seq_dir(small_root) / layout.GROUND_TRUTH
+    gt.unlink()
+    gt.symlink_to("elsewhere.npy")
+    with pytest.raises(MMFiFormatError, match=r"ground_truth\.npy is a symbolic link to 'elsewhere\.npy', which "
+                                              r"does not exist; it should be the sequence's ground_truth\.npy"):
+        scan(small_root)
+    gt.unlink()
+    folder = seq_dir(small_root, "E04", "S33")
+    shutil.rmtree(folder / "lidar")
+    (folder / "lidar").symlink_to("lidar")
+    with pytest.raises(MMFiFormatError, match=r"S33/A02/lidar is a symbolic link that loops back on itself; it "
+                                              r"should be the 'lidar' folder"):
+        scan(small_root, subjects=["S33"])
+    (small_root / "E02").symlink_to("E02")
+    with pytest.raises(MMFiFormatError, match=r"E02 is a symbolic link that loops back on itself; it should be a folder"):
+        scan(small_root)
+    root = small_root.parent / "root-link"
+    root.symlink_to(root.name)
+    with pytest.raises(MMFiFormatError, match=r"root-link is a symbolic link that loops back on itself; it should be "
+                                              r"the folder that holds E01\.\.E04"):
+        scan(root)
+
+
 def test_frame_count_mismatch(small_root):
     frame(small_root, "lidar", 3).unlink()
     with pytest.raises(MMFiFormatError, match=r"E01/S01/A02/lidar has 4 frame files, ground_truth.npy has 5 frames "

@@ -19,6 +19,7 @@ drops the whole frame), and ``clean_csi`` never divides by zero or leaves NaN.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import warnings
@@ -214,11 +215,37 @@ def check_modalities(modalities) -> tuple[str, ...]:
     return tuple(m for m in layout.MODALITIES if m in modalities)
 
 
+def broken_link(path: Path) -> str | None:
+    """Why ``path`` cannot be followed, when it is a symbolic link that loops or points at nothing (else None)."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python 3.11 reports a loop so
+        return "is a symbolic link that loops back on itself"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "is a symbolic link that loops back on itself"
+        return f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
+    return None
+
+
+def _check_link(path: Path, what: str) -> None:
+    """Raise when ``path`` is a broken symbolic link, naming it and ``what`` it should be."""
+    problem = broken_link(path)
+    if problem:
+        raise MMFiFormatError(f"{path} {problem}; it should be {what}: replace the link with it, or remove it",
+                              path=path, reason="broken link")
+
+
 def _visible_dirs(path: Path, pattern: re.Pattern) -> list[str]:
-    """Sorted sub-folder names of ``path`` matching ``pattern`` (names starting with '.' are ignored)."""
+    """Sorted sub-folder names of ``path`` matching ``pattern`` (names starting with '.' are ignored); a matching
+    name that is a broken symbolic link is an error, not a folder silently passed over."""
     with os.scandir(path) as it:
-        return sorted(e.name for e in it
-                      if not e.name.startswith(".") and pattern.fullmatch(e.name) and e.is_dir())
+        entries = [e for e in it if not e.name.startswith(".") and pattern.fullmatch(e.name)]
+    for e in entries:
+        _check_link(path / e.name, "a folder")
+    return sorted(e.name for e in entries if e.is_dir())
 
 
 def scan(root, actions=None, subjects=None, modalities=layout.MODALITIES, on_error: str = "raise",
@@ -232,6 +259,7 @@ def scan(root, actions=None, subjects=None, modalities=layout.MODALITIES, on_err
     modalities = check_modalities(modalities)
     report = ReadReport() if report is None else report
     root = Path(root)
+    _check_link(root, "the folder that holds E01..E04")
     if not root.is_dir():
         raise MMFiFormatError(f"MM-Fi root {str(root)!r} does not exist or is not a folder: pass the folder that "
                               f"holds E01..E04 (or generate one with `poise simulate`)", path=root)
@@ -310,6 +338,11 @@ def _index_sequence(path: Path, env, subject, action, modalities, on_error, repo
 
     for modality in modalities:
         folder = path / modality
+        if problem := broken_link(folder):
+            message = f"{folder} {problem}; it should be the {modality!r} folder: replace the link with it, or remove it"
+            _fail(on_error, message, folder, modality, "broken link")
+            report.skip_sequence(name, message)
+            return None
         if not folder.is_dir():
             message = (f"{folder}: missing folder {modality!r}; drop {modality!r} from modalities or regenerate "
                        f"the sequence")
@@ -319,7 +352,7 @@ def _index_sequence(path: Path, env, subject, action, modalities, on_error, repo
         ext = layout.EXTENSIONS[modality]
         sizes = np.full(n_frames, -1, dtype=np.int64)
         mtimes = np.zeros(n_frames, dtype=np.int64)
-        extra = []
+        extra, broken = [], set()
         with os.scandir(folder) as it:
             for entry in it:
                 m = _FRAME_RE.fullmatch(entry.name)
@@ -327,6 +360,13 @@ def _index_sequence(path: Path, env, subject, action, modalities, on_error, repo
                     continue
                 index = int(m.group(1)) - 1
                 if 0 <= index < n_frames and entry.name == layout.frame_name(index, modality):
+                    if problem := broken_link(folder / entry.name):  # left missing: the frame is dropped below
+                        _fail(on_error, f"{folder / entry.name} {problem}; it should be frame {index + 1}'s file: "
+                              f"replace the link with it, or pass --on-error skip to leave the frame out",
+                              folder / entry.name, modality, "broken link")
+                        report.skip(modality, "broken link", str(folder / entry.name))
+                        broken.add(index)
+                        continue
                     st = entry.stat()
                     sizes[index], mtimes[index] = st.st_size, st.st_mtime_ns
                 else:
@@ -354,7 +394,8 @@ def _index_sequence(path: Path, env, subject, action, modalities, on_error, repo
                   f"({'; '.join(detail)}) in {folder}; regenerate the sequence, or pass --on-error skip (on_error: skip in a config) to leave "
                   f"the unmatched frames out", folder, modality, "frame count mismatch")
             for i in missing:
-                report.skip(modality, "missing file", seq.file(modality, i))
+                if i not in broken:  # already reported as a broken link
+                    report.skip(modality, "missing file", seq.file(modality, i))
             for e in extra:
                 report.note(modality, "frame file without ground truth, ignored", folder / e)
             keep[missing] = False
@@ -397,6 +438,7 @@ def _npy_shape(path, what: str, key: str) -> np.ndarray:
 def read_ground_truth(path) -> np.ndarray:
     """``ground_truth.npy`` as float32 (F, 17, 3), metres. Checks the shape; NaN rows are left to the caller."""
     path = Path(path)
+    _check_link(path, f"the sequence's {layout.GROUND_TRUTH}")
     if not path.is_file():
         raise MMFiFormatError(f"{path}: missing {layout.GROUND_TRUTH}; every sequence folder needs one "
                               f"((297, 17, 3) float, metres): regenerate the sequence", path, GT_KEY, "missing file")
