@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from poise import distributed, methods, optim, precision
+from poise import distributed, memory, methods, optim, precision
 from poise.config import TrainConfig
 from poise.contrib.shapley import modality_contributions
 from poise.data.dataset import MMFiDataset
@@ -189,6 +189,7 @@ def holdout_rows(train: MMFiDataset, fraction: float, seed: int, rows=None) -> t
 
 def build_run(config: TrainConfig, run_dir: Path, progress: bool = True, rebuild_cache: bool = False) -> Run:
     method = methods.get(config.method, **config.method_params)  # fail on a bad name before loading data
+    memory.check_fits(config, resolve_device(config.device))  # and on a size the machine cannot hold
     if config.batch_size % distributed.world():
         raise PoiseError(f"batch_size={config.batch_size} does not split evenly over {distributed.world()} "
                          f"processes; under torchrun choose a batch_size divisible by --nproc_per_node")

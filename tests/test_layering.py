@@ -9,7 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "poise"
 ABOVE = ("poise.train", "poise.bench", "poise.cli", "poise.continual", "poise.calibration")
-LOWER = ("data", "models", "contrib", "methods", "runtime.py", "fisher.py", "optim.py", "metrics.py", "config.py")
+LOWER = ("data", "models", "contrib", "methods", "runtime.py", "fisher.py", "optim.py", "metrics.py", "config.py",
+         "memory.py")
 
 
 def imported_modules(path: Path) -> set[str]:
