@@ -9,6 +9,7 @@ import pytest
 import scipy.io
 import torch
 
+from poise.cli import main
 from poise.data import layout
 from poise.data.dataset import MMFiDataset, fixed_size
 from poise.data.mmfi import MMFiFormatError, clean_csi, read_csi, read_points, read_rgb, scan
@@ -76,7 +77,7 @@ def test_missing_modality_folder(small_root):
     assert len(scan(small_root, modalities=["rgb", "mmwave", "wifi-csi"])) == 2
 
 
-def test_a_symbolic_link_that_loops_or_points_nowhere_is_named(small_root):
+def test_a_symbolic_link_that_loops_or_points_nowhere_is_named(small_root, capsys):
     """Issue 28, item 8: a link loop (or a dangling link) where the reader expects a frame, a ground truth, a
     modality folder, an environment or the root is named as such, never a bare [Errno 40] or "missing"."""
     loop = frame(small_root, "rgb", 2)
@@ -87,6 +88,8 @@ def test_a_symbolic_link_that_loops_or_points_nowhere_is_named(small_root):
     with pytest.warns(UserWarning, match="skipped"):
         ds = MMFiDataset(small_root, part="all", on_error="skip", cache=False)
     assert len(ds) == 9 and "broken link: 1" in str(ds.report) and "missing file" not in str(ds.report)
+    assert main(["info", str(small_root), "--quiet"]) == 1  # as a user meets it: named, and a script notices
+    assert "rgb      broken link: 1 frames, e.g. " in capsys.readouterr().out
     loop.unlink()
     shutil.copy(frame(small_root, "rgb", 1), loop)
 
@@ -111,6 +114,8 @@ def test_a_symbolic_link_that_loops_or_points_nowhere_is_named(small_root):
     with pytest.raises(MMFiFormatError, match=r"root-link is a symbolic link that loops back on itself; it should be "
                                               r"the folder that holds E01\.\.E04"):
         scan(root)
+    assert main(["train", "--data", str(root), "--out", str(small_root.parent / "runs")]) == 2
+    assert "root-link is a symbolic link that loops back on itself" in capsys.readouterr().err
 
 
 def test_frame_count_mismatch(small_root):
