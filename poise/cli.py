@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -296,7 +297,10 @@ def _at_least(low: int):
 def build_parser() -> argparse.ArgumentParser:
     from poise.data.synth.writer import PRESETS
 
+    import poise
+
     parser = argparse.ArgumentParser(prog="poise", description="Balanced multi-modal 3D pose estimation on MM-Fi.")
+    parser.add_argument("--version", action="version", version=f"poise {poise.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="write a synthetic MM-Fi dataset in the real on-disk format",
@@ -542,8 +546,30 @@ def _terminated(signum, frame):
     raise KeyboardInterrupt  # SIGTERM ends a command as Ctrl-C does: what finished is said and kept
 
 
+class _Console(logging.Handler):
+    """The library's log (``logging.getLogger("poise")``) on stderr, through tqdm so that progress bars stay whole:
+    progress lines as they are, warnings prefixed ``poise: warning:``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        text = record.getMessage()
+        tqdm.write(text if record.levelno < logging.WARNING else f"poise: warning: {text}", file=sys.stderr)
+
+
+def log_to_console() -> None:
+    """What a command line wants: poise's own log, info and up, on stderr (one handler per process). A Python
+    user of the library chooses their own handlers (``logging.basicConfig(level=logging.INFO)`` shows the
+    progress lines; without any, Python prints warnings only)."""
+    logger = logging.getLogger("poise")
+    if not any(isinstance(h, _Console) for h in logger.handlers):
+        logger.addHandler(_Console())
+    logger.setLevel(logging.INFO)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    log_to_console()
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminated) if on_main_thread else None
     try:

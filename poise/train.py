@@ -36,6 +36,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -59,9 +60,11 @@ from poise.errors import PoiseError
 CHECKPOINT = "checkpoint.pt"
 # what a run (and the commands run on it) write into its directory: an --overwrite removes these before it
 # writes the new config, so that nothing of the old run can be resumed or read back under the new one
+logger = logging.getLogger(__name__)
 RUN_FILES = (CHECKPOINT, CHECKPOINT + ".tmp", "metrics.csv", "metrics.json", "contributions.csv", "curves.png",
              "contributions.png", "robust.json", "robust.md", "robust.png", "contrib.json", "contrib.png",
-             "report.html", "skeletons.png", "unimodal.png", "*.partial", "config.yaml", "method.json", "data.json")
+             "report.html", "skeletons.png", "unimodal.png", "*.partial", "config.yaml", "method.json", "data.json",
+             "env.json")
 HOLDOUT_SEED = 7  # the held-out sequences are drawn from (seed, HOLDOUT_SEED)
 SUBJECTS_SEED = 11  # the training subjects of ``train_subjects`` are drawn from (seed, SUBJECTS_SEED)
 
@@ -477,8 +480,8 @@ def fit(run: Run, progress: bool = True) -> Run:
             test = (f", test MPJPE {row['test_mpjpe_mm']:.1f} / PA {row['test_pa_mpjpe_mm']:.1f} mm"
                     if "test_mpjpe_mm" in row else "")
             shapley = [f"{m} {row[f'shapley_{m}']:.2f}" for m in run.model.modalities if f"shapley_{m}" in row]
-            tqdm.write(f"{run.label}epoch {run.epoch}/{run.config.epochs}: train {train_mm:.1f} mm{val}{test}"
-                       + ("; Shapley " + ", ".join(shapley) if shapley else ""))
+            logger.info(f"{run.label}epoch {run.epoch}/{run.config.epochs}: train {train_mm:.1f} mm{val}{test}"
+                     + ("; Shapley " + ", ".join(shapley) if shapley else ""))
     distributed.barrier()  # no rank leaves (and tears the process group down) while another still works
     return run
 
@@ -503,7 +506,25 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, r
             (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params(),
                                                              "optimizer": optim.resolve(config, run.method)}, indent=1))
             (run_dir / "data.json").write_text(json.dumps(data, indent=1))
+            write_environment(run)
         return fit_logged(run, progress, tensorboard, fresh=True)
+
+
+def write_environment(run, resumed: bool = False) -> None:
+    """``env.json``: the code, libraries, device and data the run trained with (``poise.environment``), one
+    record per start and per resume (a run continued elsewhere says so). ``run``: a Run or a ContinualRun."""
+    from poise.environment import record
+
+    path = run.dir / "env.json"
+    records = []
+    if resumed and path.is_file():
+        try:
+            records = json.loads(path.read_text())
+        except (OSError, ValueError):
+            records = []  # a damaged record is replaced, not trusted
+        records = records if isinstance(records, list) else []
+    records.append(record(run.config.data, run.train, run.device))
+    write_atomic(path, json.dumps(records, indent=1))
 
 
 def clear_run(run_dir: Path, files=RUN_FILES) -> None:
@@ -531,6 +552,8 @@ def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_ca
                              f"it. Pass more epochs to continue it, or start a new run")
         if epochs is not None and distributed.is_main():
             config.save(run_dir / "config.yaml")
+        if distributed.is_main():
+            write_environment(run, resumed=True)
         if run.epoch >= config.epochs and distributed.is_main():
             write_reports(run)  # nothing left to train: the files say what the checkpoint holds, whatever a kill left
         return fit_logged(run, progress, tensorboard)

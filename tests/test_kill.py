@@ -66,7 +66,9 @@ def files_of(run_dir: Path) -> dict:
     for path in sorted(run_dir.iterdir()):
         if path.name == ".lock":
             continue
-        if path.name == CHECKPOINT:
+        if path.name == "env.json":  # one record per start or resume: says how the run was made, not what it got
+            out[path.name] = isinstance(json.loads(path.read_text()), list)
+        elif path.name == CHECKPOINT:
             state = torch.load(path, weights_only=True)
             out[path.name] = {"model": state["model"], "epoch": state["epoch"],
                               "history": [{k: v for k, v in h.items() if k != "seconds"} for h in state["history"]]}
@@ -169,7 +171,9 @@ def stream_files(run_dir: Path) -> dict:
     for path in sorted(run_dir.iterdir()):
         if path.name == ".lock":
             continue
-        if path.name == CHECKPOINT:
+        if path.name == "env.json":
+            out[path.name] = isinstance(json.loads(path.read_text()), list)
+        elif path.name == CHECKPOINT:
             state = torch.load(path, weights_only=True)
             out[path.name] = {"model": state["model"], "epoch": state["stream"]["task"],
                               "history": [state["stream"]["matrix"], untimed(json.loads(state["stream"]["records"]))]}

@@ -100,6 +100,44 @@ def test_drift_shows_whom_awc_holds_back(tiny, tmp_path):
     assert base[1]["drift_rgb"] < base[2]["drift_rgb"]  # joint training keeps moving
 
 
+def test_env_json_records_code_libraries_device_and_data_per_start_and_resume(tiny, tmp_path, capsys):
+    """Issue 31, item 6: which poise (and git commit, from a checkout), which libraries, which device and which
+    data (generator and a fingerprint of its files) made a run; a resume adds its own record."""
+    import poise
+    from poise.cli import main
+
+    train(tiny_config(tiny, tmp_path, epochs=1, name="e"), progress=False)
+    run_dir = tmp_path / "runs" / "e"
+    (first,) = json.loads((run_dir / "env.json").read_text())
+    assert first["poise"] == poise.__version__ and first["torch"] == torch.__version__ and first["device"] == "cpu"
+    assert first["data"]["generator"]["preset"] == "tiny" and len(first["data"]["fingerprint"]) == 32
+    assert first["git"] is None or len(first["git"]["commit"]) == 40
+    resume(run_dir, progress=False, epochs=2)
+    records = json.loads((run_dir / "env.json").read_text())
+    assert len(records) == 2 and records[1]["data"]["fingerprint"] == first["data"]["fingerprint"]
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"poise {poise.__version__}"
+
+
+def test_progress_goes_through_the_poise_logger_and_the_command_line_prints_it(tiny, tmp_path, capsys, caplog):
+    """Issue 31, item 6: the library logs through ``logging.getLogger("poise")`` (a Python user silences or
+    redirects it); ``poise train`` prints those lines on stderr."""
+    import logging
+
+    import yaml
+
+    from poise.cli import main
+
+    with caplog.at_level(logging.INFO, logger="poise"):
+        train(tiny_config(tiny, tmp_path, epochs=1, name="logged"), progress=True)
+    assert any(r.name == "poise.train" and "epoch 1/1: train" in r.getMessage() for r in caplog.records)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tiny, tmp_path, epochs=1, name="cli").to_dict()))
+    assert main(["train", "--config", str(path)]) == 0
+    assert "epoch 1/1: train" in capsys.readouterr().err
+
+
 def test_a_modality_subset_trains_only_those_encoders(tiny, tmp_path):
     run = train(tiny_config(tiny, tmp_path, epochs=1, modalities=["rgb", "lidar"]), progress=False)
     assert run.model.modalities == ("rgb", "lidar") and set(run.scores()) == {"rgb", "lidar"}

@@ -8,15 +8,17 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import logging
 import math
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
 from poise.bench.presets import AGAINST_RUN, ALL, BASELINE, LR_DECAY_AT, LR_GAMMA, SHORT, Preset
 from poise.errors import PoiseError
+
+logger = logging.getLogger(__name__)
 
 
 SECONDS_PER_EPOCH = (3.0, 3.6)  # the lite model with all four modalities at the bench's settings in float32, 2
@@ -301,9 +303,8 @@ def run_all(configs: list, run_one, line, what: str, jobs: int = 1, threads: int
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (poise.cli): say what is kept
         bar.close()
         finished = [c.run_name for c in configs if c.run_name in rows]
-        print(f"{what}: stopped; {len(finished)} of {len(configs)} runs finished" +
-              (f" ({', '.join(finished)})" if finished else "") + "; re-run the same command to continue",
-              file=sys.stderr)
+        logger.warning(f"{what}: stopped; {len(finished)} of {len(configs)} runs finished"
+                    + (f" ({', '.join(finished)})" if finished else "") + "; re-run the same command to continue")
         raise
     bar.close()
     return [rows[c.run_name] for c in configs]

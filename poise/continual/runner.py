@@ -27,13 +27,13 @@ so a resumed run ends with the same numbers as an uninterrupted one on CPU.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from poise import memory, train as loop
 from poise.config import TrainConfig
@@ -45,9 +45,10 @@ from poise.errors import PoiseError
 from poise.models.pose import build_model
 from poise.runtime import evaluate, read_checkpoint, resolve_device, run_lock, to_device, write_atomic
 
+logger = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 STREAM_FILES = (CHECKPOINT, CHECKPOINT + ".tmp", "tasks.json", "results.json", "noise.json", "losses-task*.npz",
-                "*.json.partial", "report.html", "config.yaml")  # what a continual run writes (--overwrite clears)
+                "*.json.partial", "report.html", "config.yaml", "env.json")  # what a continual run writes (--overwrite clears)
 TASK_EPOCHS = 1000  # task t's phases draw the data of epochs 1000 t + 100 phase + e (phase 0: training)
 
 
@@ -286,7 +287,7 @@ def stream(run: ContinualRun, progress: bool = True) -> ContinualRun:
         run.task += 1
         save(run)
         if progress:
-            tqdm.write(results.task_line(run.task, n, summary(run), record))
+            logger.info(results.task_line(run.task, n, summary(run), record))
     return run
 
 
@@ -301,6 +302,7 @@ def run_continual(config: ContinualConfig, progress: bool = True, overwrite: boo
         run = build(config, run_dir, progress, rebuild_cache)  # a start that fails here leaves no run folder behind
         loop.clear_run(run_dir, STREAM_FILES)  # --overwrite: the old stream's state goes before the new config comes
         config.save(run_dir / "config.yaml")
+        loop.write_environment(run)
         return stream(run, progress)
 
 
@@ -316,6 +318,7 @@ def resume(run_dir, progress: bool = True, tasks: int | None = None, rebuild_cac
         restore(run)
         if tasks is not None:
             config.save(run_dir / "config.yaml")
+        loop.write_environment(run, resumed=True)
         if run.task >= len(run.train_tasks):
             write_results(run)  # nothing left to learn: the files say what the checkpoint holds
         return stream(run, progress)

@@ -31,12 +31,12 @@ interrupted build leaves no folder under the key, and a folder under the key is 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
 import shutil
 import socket
-import sys
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from hashlib import sha256
@@ -50,6 +50,7 @@ from . import layout
 from .mmfi import MMFiFormatError, ReadReport, Sequence, read_ground_truth, read_sequence
 from poise.errors import PoiseError
 
+logger = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: a read report per sequence, so each part reports only its own frames
 CACHE_DIRNAME = ".poise_cache"
 _HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
@@ -205,7 +206,7 @@ def open_cache(root, sequences: list[Sequence], modalities, csi_phase: bool = Fa
                 try:
                     return PackedCache(location / key)
                 except DamagedCache as err:
-                    print(f"poise: rebuilding a damaged cache ({err.problem})", file=sys.stderr)
+                    logger.warning("rebuilding a damaged cache (%s)", err.problem)
                     damaged.add(location / key)
     for location in locations:
         if _writable(location):

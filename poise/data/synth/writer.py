@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import shutil
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from poise.data.synth import annotation, lidar, mmwave, rgb, wifi
 from poise.data.synth.scene import Performance
 from poise.errors import PoiseError, disk_full, no_space_left
 
+logger = logging.getLogger(__name__)
 MANIFEST = ".poise_synthetic.json"
 # Bump when the simulator's output changes, so stale datasets are not reused. 4: estimated labels, one sensor
 # platform and a level camera, merged mmWave frames (docs/simulator.md, "Generator v4"). 5: the labels' whole-body
@@ -257,7 +258,7 @@ def simulate(out, preset: str = "demo", seed: int = 0, workers: int | None = Non
                                   f"files its manifest lists (and their .poise_cache)")
         kept = remove_written(out, old)  # the old data and the reader's cache of it, nothing else
         if kept:
-            print(f"poise simulate: kept {len(kept)} files it did not write, e.g. {kept[0]}", file=sys.stderr)
+            logger.warning("simulate: kept %d files it did not write, e.g. %s", len(kept), kept[0])
     refuse_links(out, [f / m for f in sequence_folders(out, wanted) for m in layout.MODALITIES])
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(json.dumps(wanted, indent=1))
