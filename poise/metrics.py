@@ -23,7 +23,12 @@ _EPS = 1e-12  # clamp for the Frobenius norms in Procrustes (a collapsed pose ha
 
 
 def sample_mpjpe(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Per-sample MPJPE (B,) in metres, 001 Eq. 10, smooth at zero error (finite gradient there)."""
+    """Per-sample MPJPE (B,) in metres, 001 Eq. 10, smooth at zero error (finite gradient there). Poses only:
+    (B, J, 3) each, or it raises (on a (B,) or (B, D) target the same arithmetic would silently mean something
+    else: a norm over the batch, or one number). Shapes are host metadata: the check costs no device sync."""
+    if pred.ndim != 3 or pred.shape[-1] != 3 or pred.shape != gt.shape:
+        raise ValueError(f"sample_mpjpe takes poses, pred and gt both (B, J, 3); got {tuple(pred.shape)} and "
+                         f"{tuple(gt.shape)}")
     return ((pred - gt).square().sum(-1) + 1e-12).sqrt().mean(-1)
 
 

@@ -238,3 +238,16 @@ def test_gradient_flows_through_joint_errors():
     small = (0.1 * torch.randn(2, 4, 3, dtype=torch.float64) + 1.0).requires_grad_(True)
     target = torch.randn(2, 4, 3, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda p: joint_errors(p, target, root_relative=True), (small,))
+
+
+def test_the_per_sample_loss_takes_poses_only():
+    """Issue 31: on a (B,) or (B, D) target the per-sample MPJPE's arithmetic means something else (a norm over the
+    whole batch, one number for all samples); NIS, Co-teaching, DivideMix, DMRNet and MMANet read it per sample."""
+    from poise.metrics import sample_mpjpe
+
+    pred, gt = torch.zeros(4, 17, 3), torch.ones(4, 17, 3)
+    assert torch.allclose(sample_mpjpe(pred, gt), torch.full((4,), 3 ** 0.5))
+    for a, b in ((torch.zeros(4), torch.ones(4)), (torch.zeros(4, 5), torch.ones(4, 5)),
+                 (torch.zeros(4, 17, 3), torch.ones(3, 17, 3)), (torch.zeros(4, 17, 2), torch.ones(4, 17, 2))):
+        with pytest.raises(ValueError, match=r"sample_mpjpe takes poses, pred and gt both \(B, J, 3\)"):
+            sample_mpjpe(a, b)
