@@ -12,7 +12,6 @@ AWC's window and re-learning's epoch keep their papers' 40 %.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field, replace
 
 from poise.data import layout
@@ -21,7 +20,6 @@ from poise.errors import PoiseError
 ALL = tuple(layout.MODALITIES)
 SHORT = {"rgb": "R", "lidar": "L", "mmwave": "M", "wifi-csi": "W"}
 SINGLES = tuple((m,) for m in ALL)
-PAIRS = tuple(itertools.combinations(ALL, 2))
 
 SHARED = dict(train_stride=4, dim=64, lidar_points=128, mmwave_points=64, batch_size=32, holdout=0.1, eval_stride=4)
 LR_DECAY_AT = 0.6  # paper 000: x0.1 at epoch 30 of 50

@@ -37,7 +37,6 @@ from poise.runtime import frame_batches
 
 DEFAULT_LAMBDA = 10_000.0  # 001 Sec. 4.1, for a loss in metres (see the module docstring)
 DEFAULT_BETA = 0.3  # 001 Sec. 4.1
-ESTIMATORS = ("per_sample", "batched")
 
 
 @dataclasses.dataclass

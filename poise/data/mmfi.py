@@ -339,7 +339,8 @@ def _index_sequence(path: Path, env, subject, action, modalities, on_error, repo
     for modality in modalities:
         folder = path / modality
         if problem := broken_link(folder):
-            message = f"{folder} {problem}; it should be the {modality!r} folder: replace the link with it, or remove it"
+            message = (f"{folder} {problem}; it should be the {modality!r} folder: replace the link with it, or "
+                       f"remove it")
             _fail(on_error, message, folder, modality, "broken link")
             report.skip_sequence(name, message)
             return None

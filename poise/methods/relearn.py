@@ -63,7 +63,7 @@ class Relearn(Method):
         self.initial = {m: snapshot(self.params_of[m]) for m in run.model.modalities}
 
     @torch.no_grad()
-    def relearn(self, model, superior, inferior) -> None:
+    def relearn(self, model, superior) -> None:
         """Eq. 4 on every encoder parameter, by group."""
         params = model.modality_parameters()
         for m in self.initial:
@@ -75,7 +75,7 @@ class Relearn(Method):
         if run.epoch == self.at:
             superior, inferior = split_groups(run.scores())
             self.groups = {"superior": superior, "inferior": inferior}
-            self.relearn(run.model, superior, inferior)
+            self.relearn(run.model, superior)
             run.record["relearn"] = {"epoch": run.epoch, "scores": dict(run.scores()), **self.groups}
 
     def state_dict(self) -> dict:

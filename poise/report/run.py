@@ -171,8 +171,8 @@ def run_report(run_dir, poses: bool = True, worst: int = 2, frames=None, run=Non
                folded=f"the {len(history)} epochs' numbers (metrics.csv has every column)")
 
     page.heading("Modality contributions and the weak modalities' collapse")
-    page.text("Shapley-Pearson score of each modality per epoch (paper 001, Eq. 4 with the Pearson profit), and the "
-              "std of each modality's unimodal output over a fixed slice of training frames against the ground "
+    page.text("Shapley-Pearson score of each modality per epoch (paper 001, Eq. 1 with the Pearson profit of Eq. "
+              "2-3), and the std of each modality's unimodal output over a fixed slice of training frames against the ground "
               "truth's: a branch whose spread sinks toward zero predicts nearly the same pose for every frame.")
     page.image(figure_png(contributions_figure(history, run_dir.name)), "Shapley scores per epoch")
     if "gt_std_mm" in last:
