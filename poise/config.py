@@ -161,7 +161,11 @@ class ConfigFile:
         return cls.from_dict(values, source=str(path))
 
     def save(self, path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        """Written atomically: ``--resume --epochs`` rewrites it beside a checkpoint, where half a file would
+        leave a run that cannot be resumed."""
+        from poise.runtime import write_atomic
+
+        write_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 @dataclass

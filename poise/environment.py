@@ -18,12 +18,14 @@ PACKAGE = Path(poise.__file__).resolve().parent
 
 
 def git_commit() -> dict | None:
-    """``{"commit", "dirty"}`` of the checkout poise runs from, or None when it is not one (an installed wheel)
-    or git is missing."""
+    """``{"commit", "dirty"}`` of the poise checkout it runs from, or None when it is not one (an installed
+    wheel, even inside someone else's repository) or git is missing."""
     try:
         def git(*args):
             return subprocess.run(["git", "-C", str(PACKAGE), *args], capture_output=True, text=True, timeout=10,
                                   check=True).stdout.strip()
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != PACKAGE.parent:  # poise/ is not this repo's
+            return None
         return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", "."))}
     except (OSError, subprocess.SubprocessError):
         return None

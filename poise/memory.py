@@ -5,8 +5,9 @@ The model is built on PyTorch's ``meta`` device, where tensors have shapes but n
 batch of the configuration's shapes: what autograd saves for the backward pass is counted exactly, with no
 arithmetic done and nothing allocated. The estimate is
 
-    parameters x 4 (weights, gradients, Adam's two moments)
-    + max(training step: the batch + every tensor saved for backward at ``batch_size``,
+    parameters x 4 (weights, gradients, Adam's two moments; SGD keeps one, so this counts a little over)
+    + max(training step: the batch + every other tensor saved for backward at this process's share of
+          ``batch_size`` (halved under bf16 / fp16 autocast),
           evaluation: the batch + twice the largest activation at ``EVAL_FRAMES`` frames, no gradients)
 
 in bytes (float32; a tensor saved by several operations counts once). It covers the model's own step: a method
@@ -49,9 +50,10 @@ def _bytes(t: torch.Tensor) -> int:
 
 def estimate(modalities=layout.MODALITIES, fusion: str = "concat", dim: int = 64, rgb_window: int = 0,
              encoder: str = "lite", batch_size: int = 32, lidar_points: int = 128, mmwave_points: int = 64,
-             csi_phase: bool = False) -> dict:
+             csi_phase: bool = False, precision: str = "float32") -> dict:
     """Bytes a training run of these settings needs at least: ``{"parameters", "step", "evaluation", "total"}``
-    (see the module docstring for what each counts)."""
+    (see the module docstring for what each counts); ``batch_size`` is one process's share of the batch."""
+    half = 0.5 if precision in ("bf16", "fp16") else 1.0  # autocast keeps most activations in 16 bits
     from poise.models.pose import build_model
 
     with torch.device("meta"):
@@ -68,9 +70,11 @@ def estimate(modalities=layout.MODALITIES, fusion: str = "concat", dim: int = 64
         return t
 
     batch = _batch(modalities, batch_size, **shapes)
+    counted = {t.untyped_storage()._cdata for t in (*model.parameters(), *batch.values())}  # counted on their own
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
         model(batch)
-    step = sum(_bytes(t) for t in batch.values()) + sum(saved.values())
+    activations = sum(n for key, n in saved.items() if key not in counted)
+    step = sum(_bytes(t) for t in batch.values()) + int(activations * half)
 
     largest = [0]
 
@@ -108,18 +112,22 @@ def _gib(n: int) -> str:
     return f"{n / 2 ** 30:.1f} GiB"
 
 
-def check_fits(config, device: torch.device, networks: int = 1) -> dict:
-    """Refuse ``config`` (a TrainConfig or ContinualConfig) when its estimate, times ``networks`` (a continual
-    recipe with a peer trains two), exceeds the memory free on ``device``; returns the estimate."""
+def check_fits(config, device: torch.device) -> dict:
+    """Refuse ``config`` (a TrainConfig or ContinualConfig) when its estimate exceeds the memory free on
+    ``device``; returns the estimate."""
+    from poise import distributed
+
+    share = max(1, config.batch_size // distributed.world())  # under torchrun each process holds its share
     need = estimate(config.modalities, config.fusion, config.dim, getattr(config, "rgb_window", 0), config.encoder,
-                    config.batch_size, config.lidar_points, config.mmwave_points, getattr(config, "csi_phase", False))
-    total = need["total"] * networks
+                    share, config.lidar_points, config.mmwave_points, getattr(config, "csi_phase", False),
+                    getattr(config, "precision", "float32"))
+    total = need["total"]
     free = free_bytes(device)
     if free is not None and total > free:
         raise PoiseError(
             f"this configuration needs at least {_gib(total)} of memory on {device.type} (the batch and what its "
-            f"backward pass keeps: {_gib(need['step'] * networks)}; parameters with gradients and Adam's state: "
-            f"{_gib(need['parameters'] * networks)}), and {_gib(free)} is free; lower batch_size "
+            f"backward pass keeps: {_gib(need['step'])}; parameters with gradients and Adam's state: "
+            f"{_gib(need['parameters'])}), and {_gib(free)} is free; lower batch_size "
             f"(now {config.batch_size}), lidar_points ({config.lidar_points}), mmwave_points ({config.mmwave_points}) "
             f"or dim ({config.dim}), or use a machine with more memory")
     return need

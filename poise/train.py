@@ -192,7 +192,6 @@ def holdout_rows(train: MMFiDataset, fraction: float, seed: int, rows=None) -> t
 
 def build_run(config: TrainConfig, run_dir: Path, progress: bool = True, rebuild_cache: bool = False) -> Run:
     method = methods.get(config.method, **config.method_params)  # fail on a bad name before loading data
-    memory.check_fits(config, resolve_device(config.device))  # and on a size the machine cannot hold
     if config.batch_size % distributed.world():
         raise PoiseError(f"batch_size={config.batch_size} does not split evenly over {distributed.world()} "
                          f"processes; under torchrun choose a batch_size divisible by --nproc_per_node")
@@ -494,6 +493,7 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, r
     if (run_dir / CHECKPOINT).exists() and not overwrite:
         raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose "
                               f"another --name (or --overwrite)")
+    memory.check_fits(config, resolve_device(config.device))  # a size the machine cannot hold: before any data
     distributed.barrier()  # every rank has checked before rank 0 writes
     with run_lock(run_dir) if distributed.is_main() else contextlib.nullcontext():
         run = build_run(config, run_dir, progress, rebuild_cache)  # a start that fails here leaves no run folder behind
@@ -544,6 +544,7 @@ def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_ca
         raise PoiseError(f"{run_dir} is not a run directory with a checkpoint (config.yaml and {CHECKPOINT}); "
                          f"start it with `poise train`")
     config = TrainConfig.load(run_dir / "config.yaml", epochs=epochs)
+    memory.check_fits(config, resolve_device(config.device))
     with run_lock(run_dir) if distributed.is_main() else contextlib.nullcontext():
         run = build_run(config, run_dir, progress, rebuild_cache)
         load_checkpoint(run)

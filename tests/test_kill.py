@@ -1,8 +1,8 @@
 """Issue 28, item 3: a run killed at any write ends, once continued, exactly as an uninterrupted run.
 
 A kill is simulated at every point where a run writes a file: just before an atomic rename (its ``.partial`` /
-``.tmp`` file written, as SIGKILL would leave it), before a plain write (the run's config, method and data
-records) and before a plot. The run is then continued as a user would: ``--resume`` where a checkpoint exists,
+``.tmp`` file written, as SIGKILL would leave it; a kill before the partial is written leaves what a kill after the
+previous write does), before a plain write (the run's method and data records) and before a plot. The run is then continued as a user would: ``--resume`` where a checkpoint exists,
 otherwise the same command again. Every file the uninterrupted run wrote must end identical (the per-epoch
 ``seconds`` aside), with nothing half-written left beside them.
 """
@@ -41,7 +41,8 @@ class KillAt:
             return replace(src, dst, *a, **kw)
 
         def killed_write_text(path, *a, **kw):
-            tick(path)
+            if not path.name.endswith((".partial", ".tmp")):  # an atomic write's partial: its rename is the point
+                tick(path)
             return write_text(path, *a, **kw)
 
         def killed_save(fig, path):
@@ -101,7 +102,7 @@ def same(a: dict, b: dict) -> bool:
 def test_a_training_run_killed_at_any_write_continues_to_the_same_files(tiny, tmp_path, monkeypatch):
     config = TrainConfig(data=str(tiny), split="S3", epochs=2, batch_size=64, dim=16, lidar_points=64,
                          mmwave_points=16, assess_frames=64, out=str(tmp_path / "runs"), name="k", lr_step=1,
-                         eval_every=1, train_stride=4, eval_stride=4)
+                         eval_every=1, train_stride=4, eval_stride=4, device="cpu")  # bit-exact resume: CPU
     run_dir = tmp_path / "runs" / "k"
     with monkeypatch.context() as patch:
         counter = KillAt(patch, run_dir, None)
@@ -132,7 +133,7 @@ def test_a_continual_stream_killed_at_any_write_continues_to_the_same_files(stre
 
     config = ContinualConfig(data=str(stream_root), out=str(tmp_path), name="k", split="S2", tasks=2, epochs=1,
                              method="ewc", dim=16, lidar_points=32, mmwave_points=16, train_stride=4, batch_size=32,
-                             assess_frames=64, fisher_frames=32, noisy_modality="rgb", ratio=0.4)
+                             assess_frames=64, fisher_frames=32, noisy_modality="rgb", ratio=0.4, device="cpu")
     run_dir = tmp_path / "k"
     savez = np.savez_compressed
 
@@ -194,3 +195,31 @@ def untimed(value):
     if isinstance(value, list):
         return [untimed(v) for v in value]
     return value
+
+
+def test_an_extension_killed_at_any_write_continues_to_the_same_files(tiny, tmp_path, monkeypatch):
+    """``--resume --epochs N`` rewrites config.yaml beside a checkpoint (atomically): killed at any write, the same
+    command again ends as an uninterrupted extension."""
+    import shutil
+
+    config = TrainConfig(data=str(tiny), split="S3", epochs=1, batch_size=64, dim=16, lidar_points=64,
+                         mmwave_points=16, assess_frames=64, out=str(tmp_path / "runs"), name="x", lr_step=1,
+                         eval_every=1, train_stride=4, eval_stride=4, device="cpu")
+    run_dir, start = tmp_path / "runs" / "x", tmp_path / "start"
+    train(config, progress=False)
+    shutil.copytree(run_dir, start)
+    with monkeypatch.context() as patch:
+        counter = KillAt(patch, run_dir, None)
+        resume(run_dir, progress=False, epochs=2)
+    expected, writes = files_of(run_dir), counter.count
+    assert writes >= 6  # config.yaml, env.json, the epoch's 3 result files and checkpoint, 2 plots
+    for at in range(1, writes + 1):
+        shutil.rmtree(run_dir)
+        shutil.copytree(start, run_dir)
+        with monkeypatch.context() as patch:
+            KillAt(patch, run_dir, at)
+            with pytest.raises(Killed):
+                resume(run_dir, progress=False, epochs=2)
+        resume(run_dir, progress=False, epochs=2)
+        left = files_of(run_dir)
+        assert same(left, expected), (at, sorted(left), sorted(expected))

@@ -12,7 +12,7 @@ import torch
 from poise.cli import main
 from poise.data import layout
 from poise.data.dataset import MMFiDataset, fixed_size
-from poise.data.mmfi import MMFiFormatError, clean_csi, read_csi, read_points, read_rgb, scan
+from poise.data.mmfi import MMFiFormatError, ReadReport, clean_csi, read_csi, read_points, read_rgb, scan
 
 SEQ = ("E01", "S01", "A02")  # in small_root
 
@@ -94,21 +94,33 @@ def test_a_symbolic_link_that_loops_or_points_nowhere_is_named(small_root, capsy
     shutil.copy(frame(small_root, "rgb", 1), loop)
 
     gt = seq_dir(small_root) / layout.GROUND_TRUTH
+    saved = gt.read_bytes()
     gt.unlink()
     gt.symlink_to("elsewhere.npy")
     with pytest.raises(MMFiFormatError, match=r"ground_truth\.npy is a symbolic link to 'elsewhere\.npy', which "
                                               r"does not exist; it should be the sequence's ground_truth\.npy"):
         scan(small_root)
     gt.unlink()
+    gt.write_bytes(saved)
     folder = seq_dir(small_root, "E04", "S33")
     shutil.rmtree(folder / "lidar")
     (folder / "lidar").symlink_to("lidar")
     with pytest.raises(MMFiFormatError, match=r"S33/A02/lidar is a symbolic link that loops back on itself; it "
                                               r"should be the 'lidar' folder"):
         scan(small_root, subjects=["S33"])
+    (folder / "lidar").unlink()
+    shutil.copytree(seq_dir(small_root) / "lidar", folder / "lidar")
     (small_root / "E02").symlink_to("E02")
     with pytest.raises(MMFiFormatError, match=r"E02 is a symbolic link that loops back on itself; it should be a folder"):
         scan(small_root)
+    report = ReadReport()
+    assert len(scan(small_root, on_error="skip", report=report, subjects=["S01"])) == 1  # E02 holds no S01: left alone
+    assert not report.skipped_sequences
+    scan(small_root, on_error="skip", report=report)  # wanted: reported, the rest read
+    assert "E02 is a symbolic link that loops back on itself" in str(report)
+    (small_root / "E02").unlink()
+    (seq_dir(small_root, "E01", "S01", "A05")).symlink_to("nowhere")  # an action the selection does not want
+    assert len(scan(small_root, actions=["A02"])) == 2
     root = small_root.parent / "root-link"
     root.symlink_to(root.name)
     with pytest.raises(MMFiFormatError, match=r"root-link is a symbolic link that loops back on itself; it should be "

@@ -169,9 +169,10 @@ def awc_table(rows, preset: Preset) -> str:
 
 
 def held_back(rows, row, variant, modality: str) -> float:
-    """How far ``row``'s encoder of ``modality`` moved, against its pair of the same seed: the mean over the
-    penalised epochs of drift (this run) / drift (pair) at the same epoch; nan when either run did not record
-    it (runs before 2026-12-06)."""
+    """How far ``row``'s encoder of ``modality`` moved, against its pair of the same seed (the variant's
+    ``against``: joint training for ``awc``, float32 AWC for ``awc_bf16``): the mean over the penalised epochs of
+    drift (this run) / drift (pair) at the same epoch; nan when either run did not record drift (runs trained
+    before it was recorded, including generator v4's calibrations)."""
     pair = select(rows, variant=variant.against, fusion=row["fusion"], subset=row["subset"], seed=row["seed"])
     if not pair:
         return math.nan

@@ -144,7 +144,7 @@ def phase_config(config: ContinualConfig) -> TrainConfig:
 
 
 def build(config: ContinualConfig, run_dir: Path, progress: bool = True, rebuild_cache: bool = False) -> ContinualRun:
-    memory.check_fits(config, resolve_device(config.device))  # before any data is read (a peer needs twice this)
+    memory.check_fits(config, resolve_device(config.device))  # before any data is read (a floor: a peer adds more)
     train, test, train_tasks, test_tasks = load_stream(config, progress, rebuild_cache)
     views = [None if spec is None else NoisyView(spec, rows, train)
              for spec, rows in zip(noise_plan(config, len(train_tasks)), train_tasks)]

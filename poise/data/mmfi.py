@@ -226,7 +226,9 @@ def broken_link(path: Path) -> str | None:
     except OSError as err:
         if err.errno == errno.ELOOP:
             return "is a symbolic link that loops back on itself"
-        return f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
+        if err.errno == errno.ENOENT:
+            return f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
+        return f"is a symbolic link to {os.readlink(path)!r} that cannot be followed ({err.strerror})"
     return None
 
 
@@ -238,14 +240,28 @@ def _check_link(path: Path, what: str) -> None:
                               path=path, reason="broken link")
 
 
-def _visible_dirs(path: Path, pattern: re.Pattern) -> list[str]:
-    """Sorted sub-folder names of ``path`` matching ``pattern`` (names starting with '.' are ignored); a matching
-    name that is a broken symbolic link is an error, not a folder silently passed over."""
+def _visible_dirs(path: Path, pattern: re.Pattern, wanted=lambda name: True, on_error: str = "raise",
+                  report: ReadReport | None = None) -> list[str]:
+    """Sorted sub-folder names of ``path`` matching ``pattern`` (names starting with '.' are ignored). A wanted
+    name that is a broken symbolic link is an error (or, under skip, a reported skip), not a folder silently
+    passed over; one the selection does not want is left alone."""
     with os.scandir(path) as it:
         entries = [e for e in it if not e.name.startswith(".") and pattern.fullmatch(e.name)]
     for e in entries:
-        _check_link(path / e.name, "a folder")
-    return sorted(e.name for e in entries if e.is_dir())
+        if e.is_symlink() and wanted(e.name) and (problem := broken_link(path / e.name)):
+            message = f"{path / e.name} {problem}; it should be a folder: replace the link with it, or remove it"
+            _fail(on_error, message, path / e.name, None, "broken link")
+            if report is not None:
+                report.skip_sequence(str(path / e.name), message)
+    return sorted(e.name for e in entries if _is_dir(e))
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """``entry.is_dir()``, False for a link that cannot be followed (is_dir raises on a loop)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def scan(root, actions=None, subjects=None, modalities=layout.MODALITIES, on_error: str = "raise",
@@ -267,8 +283,12 @@ def scan(root, actions=None, subjects=None, modalities=layout.MODALITIES, on_err
     subjects = None if subjects is None else set(subjects)
 
     found = []
-    for env in _visible_dirs(root, _ENV_RE):
-        for subject in _visible_dirs(root / env, _SUBJECT_RE):
+    def wanted_env(env):
+        return subjects is None or any(layout.environment_of(s) == env for s in subjects if s in layout.SUBJECTS)
+
+    for env in _visible_dirs(root, _ENV_RE, wanted_env, on_error, report):
+        for subject in _visible_dirs(root / env, _SUBJECT_RE, lambda s: subjects is None or s in subjects, on_error,
+                                     report):
             if subject not in layout.SUBJECTS:
                 raise MMFiFormatError(f"{root / env / subject}: unknown subject {subject!r} (MM-Fi subjects are "
                                       f"S01..S40); remove or rename the folder", path=root / env / subject)
@@ -279,7 +299,8 @@ def scan(root, actions=None, subjects=None, modalities=layout.MODALITIES, on_err
                     path=root / env / subject)
             if subjects is not None and subject not in subjects:
                 continue
-            for action in _visible_dirs(root / env / subject, _ACTION_RE):
+            for action in _visible_dirs(root / env / subject, _ACTION_RE, lambda a: actions is None or a in actions,
+                                        on_error, report):
                 if action not in layout.ACTIONS:
                     raise MMFiFormatError(f"{root / env / subject / action}: unknown action {action!r} (MM-Fi "
                                           f"actions are A01..A27); remove or rename the folder",
@@ -361,7 +382,7 @@ def _index_sequence(path: Path, env, subject, action, modalities, on_error, repo
                     continue
                 index = int(m.group(1)) - 1
                 if 0 <= index < n_frames and entry.name == layout.frame_name(index, modality):
-                    if problem := broken_link(folder / entry.name):  # left missing: the frame is dropped below
+                    if entry.is_symlink() and (problem := broken_link(folder / entry.name)):  # left missing: dropped below
                         _fail(on_error, f"{folder / entry.name} {problem}; it should be frame {index + 1}'s file: "
                               f"replace the link with it, or pass --on-error skip to leave the frame out",
                               folder / entry.name, modality, "broken link")

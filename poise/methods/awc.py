@@ -198,8 +198,9 @@ class AWC(Method):
         for m in run.model.modalities:
             out[f"awc_superior_{m}"] = int(m in self._superior_now)
         for m in run.model.modalities:
-            force = self._force.get(m)
-            out[f"awc_force_{m}"] = float(torch.stack(force).double().mean()) if force else 0.0
+            force = torch.stack(self._force[m]).double() if self._force.get(m) else torch.zeros(0)
+            force = force[torch.isfinite(force)]  # an fp16 step whose gradients overflowed (skipped) says nothing
+            out[f"awc_force_{m}"] = float(force.mean()) if len(force) else 0.0
         return out
 
     def state_dict(self) -> dict:
