@@ -168,5 +168,5 @@ def test_an_overwrite_leaves_nothing_of_the_old_stream(stream_root, tmp_path, mo
     monkeypatch.setattr(runner, "stream", killed)
     with pytest.raises(KeyboardInterrupt):
         run_continual(config(stream_root, tmp_path, name="s", lr=0.01), progress=False, overwrite=True)
-    assert sorted(p.name for p in old.iterdir()) == [".lock", "config.yaml", "notes.txt"]
+    assert sorted(p.name for p in old.iterdir()) == [".lock", "config.yaml", "env.json", "notes.txt"]
     assert ContinualConfig.load(old / "config.yaml").lr == 0.01
