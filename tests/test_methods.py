@@ -164,6 +164,21 @@ def test_awc_force_ratio_is_the_penalty_gradient_against_the_rest(fake_batch):
     assert awc.epoch_metrics(run)["awc_force_rgb"] == 0.0
 
 
+def test_awc_works_in_a_loop_that_does_not_call_on_epoch_start(fake_batch):
+    """A user's own loop may call only the hooks it needs (issue 31 found a KeyError here)."""
+    run, awc = awc_after_epoch_0(fake_batch)
+    awc = methods.get("awc")
+    awc.setup(run)
+    awc.estimate(run)
+    run.epoch = 1
+    shift(run.model, "rgb", 0.1)
+    assert awc.extra_loss(run, None) > 0
+    set_grads(run.model, 1.0)
+    awc.after_backward(run, None)
+    row = awc.epoch_metrics(run)
+    assert row["awc_share_rgb"] == pytest.approx(1.0) and row["awc_force_rgb"] > 0
+
+
 def test_awc_normalised_fisher_gives_every_encoder_the_same_mean(fake_batch):
     _, raw = awc_after_epoch_0(fake_batch)
     _, norm = awc_after_epoch_0(fake_batch, normalise=True)

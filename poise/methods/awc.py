@@ -135,7 +135,7 @@ class AWC(Method):
             return None
         terms = self.terms()
         for m, t in terms.items():
-            self._terms[m].append(t.detach())  # read once, at the end of the epoch: no host sync per step
+            self._terms.setdefault(m, []).append(t.detach())  # read once, at the end of the epoch: no host sync
         self._steps += 1
         return sum(terms.values())
 
@@ -152,7 +152,7 @@ class AWC(Method):
                     pull.append(g.square().sum())
                     rest.append((p.grad - g).square().sum())
             if pull:
-                self._force[m].append(torch.sqrt(sum(pull) / sum(rest).clamp_min(1e-30)))
+                self._force.setdefault(m, []).append(torch.sqrt(sum(pull) / sum(rest).clamp_min(1e-30)))
 
     def on_epoch_end(self, run) -> None:
         if run.epoch == 0:
@@ -192,7 +192,7 @@ class AWC(Method):
         total = sum(terms.values())
         out = {"awc_active": int(self.active(run)), "awc_penalty": total / max(self._steps, 1)}
         for m in run.model.modalities:
-            out[f"awc_share_{m}"] = terms[m] / total if total > 0 else 0.0
+            out[f"awc_share_{m}"] = terms.get(m, 0.0) / total if total > 0 else 0.0
         for m in run.model.modalities:
             out[f"awc_fisher_{m}"] = self.fisher_sums.get(m, 0.0)
         for m in run.model.modalities:
