@@ -48,7 +48,7 @@ from typing import ClassVar
 
 import torch
 
-from poise.config import typed
+from poise.values import typed
 from poise.errors import PoiseError
 
 
