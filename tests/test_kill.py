@@ -31,10 +31,9 @@ class KillAt:
     (None: never)."""
 
     def __init__(self, monkeypatch, run_dir: Path, at: int | None):
-        self.at, self.count = at, 0
+        self.at, self.count, self.run_dir = at, 0, run_dir
         replace, write_text, save = os.replace, Path.write_text, poise.plots.save
-
-        self.tick = tick = lambda path: self._tick(path, run_dir)
+        tick = self.tick
 
         def killed_replace(src, dst, *a, **kw):
             tick(dst)
@@ -53,16 +52,19 @@ class KillAt:
         monkeypatch.setattr(Path, "write_text", killed_write_text)
         monkeypatch.setattr(poise.plots, "save", killed_save)
 
-    def _tick(self, path, run_dir: Path) -> None:
-        if Path(path).parent == run_dir:
+    def tick(self, path) -> None:
+        """One write to ``path``: the kill, when it is the ``at``-th into the run folder."""
+        if Path(path).parent == self.run_dir:
             self.count += 1
             if self.count == self.at:
                 raise Killed
 
 
 def files_of(run_dir: Path) -> dict:
-    """What a finished run left: every file's bytes, with the metrics' timings and the checkpoint's contents
-    compared as values (a checkpoint's bytes hold pickled storage ids)."""
+    """What a finished run or stream left: every file's bytes, with timings left out (``seconds``, at any depth)
+    and the checkpoint's contents compared as values (its bytes hold pickled storage ids)."""
+    import numpy as np
+
     out = {}
     for path in sorted(run_dir.iterdir()):
         if path.name == ".lock":
@@ -71,14 +73,19 @@ def files_of(run_dir: Path) -> dict:
             out[path.name] = isinstance(json.loads(path.read_text()), list)
         elif path.name == CHECKPOINT:
             state = torch.load(path, weights_only=True)
-            out[path.name] = {"model": state["model"], "epoch": state["epoch"],
-                              "history": [{k: v for k, v in h.items() if k != "seconds"} for h in state["history"]]}
-        elif path.name == "metrics.json":
-            out[path.name] = [{k: v for k, v in h.items() if k != "seconds"} for h in json.loads(path.read_text())]
+            stream = state.get("stream")
+            out[path.name] = {"model": state["model"], "epoch": state["epoch"] if stream is None else stream["task"],
+                              "history": untimed(state["history"]) if stream is None else
+                              [stream["matrix"], untimed(json.loads(stream["records"]))]}
+        elif path.name in ("metrics.json", "tasks.json"):
+            out[path.name] = untimed(json.loads(path.read_text()))
         elif path.name == "metrics.csv":
             rows = path.read_text().splitlines()
             cut = rows[0].split(",").index("seconds")
             out[path.name] = [",".join(r.split(",")[:cut]) for r in rows]
+        elif path.suffix == ".npz":
+            with np.load(path) as saved:
+                out[path.name] = {k: saved[k].tolist() for k in saved.files}
         elif path.suffix == ".png":
             out[path.name] = path.stat().st_size > 0
         else:
@@ -149,7 +156,7 @@ def test_a_continual_stream_killed_at_any_write_continues_to_the_same_files(stre
         return counter.count
 
     writes = run(None)
-    expected = stream_files(run_dir)
+    expected = files_of(run_dir)
     assert writes >= 9  # config; per task 3 result files, a checkpoint (and a losses file where NIS or noise ran)
     for at in range(1, writes + 1):
         for path in run_dir.iterdir():
@@ -160,32 +167,8 @@ def test_a_continual_stream_killed_at_any_write_continues_to_the_same_files(stre
             resume_stream(run_dir, progress=False)
         else:
             run_continual(config, progress=False)
-        left = stream_files(run_dir)
+        left = files_of(run_dir)
         assert same(left, expected), (at, [k for k in left if not same({k: left[k]}, {k: expected.get(k)})])
-
-
-def stream_files(run_dir: Path) -> dict:
-    """``files_of`` for a stream: its checkpoint compared by the model and the stream's state."""
-    import numpy as np
-
-    out = {}
-    for path in sorted(run_dir.iterdir()):
-        if path.name == ".lock":
-            continue
-        if path.name == "env.json":
-            out[path.name] = isinstance(json.loads(path.read_text()), list)
-        elif path.name == CHECKPOINT:
-            state = torch.load(path, weights_only=True)
-            out[path.name] = {"model": state["model"], "epoch": state["stream"]["task"],
-                              "history": [state["stream"]["matrix"], untimed(json.loads(state["stream"]["records"]))]}
-        elif path.name == "tasks.json":
-            out[path.name] = untimed(json.loads(path.read_text()))
-        elif path.suffix == ".npz":
-            with np.load(path) as saved:
-                out[path.name] = {k: saved[k].tolist() for k in saved.files}
-        else:
-            out[path.name] = path.read_bytes()
-    return out
 
 
 def untimed(value):

@@ -232,12 +232,19 @@ def broken_link(path: Path) -> str | None:
     return None
 
 
+REPLACE_LINK = "replace the link with it, or remove it"
+
+
+def _link_message(path: Path, problem: str, what: str, then: str = REPLACE_LINK) -> str:
+    """The one wording of a broken link: which path, what is wrong with it, what it should be, what to do."""
+    return f"{path} {problem}; it should be {what}: {then}"
+
+
 def _check_link(path: Path, what: str) -> None:
     """Raise when ``path`` is a broken symbolic link, naming it and ``what`` it should be."""
     problem = broken_link(path)
     if problem:
-        raise MMFiFormatError(f"{path} {problem}; it should be {what}: replace the link with it, or remove it",
-                              path=path, reason="broken link")
+        raise MMFiFormatError(_link_message(path, problem, what), path=path, reason="broken link")
 
 
 def _visible_dirs(path: Path, pattern: re.Pattern, wanted=lambda name: True, on_error: str = "raise",
@@ -249,7 +256,7 @@ def _visible_dirs(path: Path, pattern: re.Pattern, wanted=lambda name: True, on_
         entries = [e for e in it if not e.name.startswith(".") and pattern.fullmatch(e.name)]
     for e in entries:
         if e.is_symlink() and wanted(e.name) and (problem := broken_link(path / e.name)):
-            message = f"{path / e.name} {problem}; it should be a folder: replace the link with it, or remove it"
+            message = _link_message(path / e.name, problem, "a folder")
             _fail(on_error, message, path / e.name, None, "broken link")
             if report is not None:
                 report.skip_sequence(str(path / e.name), message)
@@ -360,8 +367,7 @@ def _index_sequence(path: Path, env, subject, action, modalities, on_error, repo
     for modality in modalities:
         folder = path / modality
         if problem := broken_link(folder):
-            message = (f"{folder} {problem}; it should be the {modality!r} folder: replace the link with it, or "
-                       f"remove it")
+            message = _link_message(folder, problem, f"the {modality!r} folder")
             _fail(on_error, message, folder, modality, "broken link")
             report.skip_sequence(name, message)
             return None
@@ -383,9 +389,9 @@ def _index_sequence(path: Path, env, subject, action, modalities, on_error, repo
                 index = int(m.group(1)) - 1
                 if 0 <= index < n_frames and entry.name == layout.frame_name(index, modality):
                     if entry.is_symlink() and (problem := broken_link(folder / entry.name)):  # left missing: dropped below
-                        _fail(on_error, f"{folder / entry.name} {problem}; it should be frame {index + 1}'s file: "
-                              f"replace the link with it, or pass --on-error skip to leave the frame out",
-                              folder / entry.name, modality, "broken link")
+                        _fail(on_error, _link_message(folder / entry.name, problem, f"frame {index + 1}'s file",
+                                                      "replace the link with it, or pass --on-error skip to leave "
+                                                      "the frame out"), folder / entry.name, modality, "broken link")
                         report.skip(modality, "broken link", str(folder / entry.name))
                         broken.add(index)
                         continue
