@@ -162,8 +162,8 @@ def cmd_continual(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {k: getattr(args, k) for k in ("data", "protocol", "split", "method", "ablate", "balance", "ewc",
-                                                 "noise", "ratio", "on_error", "epochs", "gamma", "naming", "fisher",
-                                                 "fusion", "seed", "out", "name")}
+                                                 "noise", "noisy_modality", "ratio", "tasks", "on_error", "epochs", "gamma",
+                                                 "naming", "separate", "fisher", "fusion", "seed", "out", "name")}
     if args.param:
         overrides["balance_params"] = dict(_parse_param(p) for p in args.param)
     if args.resume:
@@ -424,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     from poise.continual.config import ABLATIONS, EWC_MODES, FISHERS, METHODS as CONTINUAL_METHODS
+    from poise.continual.nis import SEPARATE
+    from poise.continual.noise import KINDS as NOISE_KINDS
 
     p = sub.add_parser("continual", help="continual learning on a noisy task stream (paper 001, Algorithm 2)",
                        description="Learn the protocol's task stream (P1: 7 tasks, P2: 6) one task after another, "
@@ -445,12 +447,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a hyper-parameter of the --balance method (repeatable)")
     p.add_argument("--ewc", choices=list(EWC_MODES), help="override the method's EWC: none, generic (the last task), "
                    "online (every task so far), adaptive (001 Eq. 8-9)")
-    p.add_argument("--noise", choices=["raw", "unaligned", "none"])
+    p.add_argument("--noise", choices=[*NOISE_KINDS, "none"])
+    p.add_argument("--noisy-modality", dest="noisy_modality", choices=list(layout.MODALITIES),
+                   help="corrupt this modality in every later task (default: one drawn per task from the seed)")
     p.add_argument("--ratio", type=float, help="fraction of a task's samples corrupted (001: 0.2 or 0.4)")
+    p.add_argument("--tasks", type=_at_least(1), help="learn only the first N tasks of the stream (default: all)")
     p.add_argument("--epochs", type=_at_least(1), help="training epochs per task")
     p.add_argument("--gamma", type=_at_least(1), help="NIS fitting epochs")
     p.add_argument("--naming", choices=["absolute", "relative"],
-                   help="NIS names the modality with the largest absolute (default) or relative score drop")
+                   help="NIS measures score drops in absolute (default) or relative terms (per-modality thresholds: "
+                        "the config key naming_threshold)")
+    p.add_argument("--separate", choices=list(SEPARATE), help="NIS splits a task into clean and noisy samples only "
+                   "when it named a modality (named, default) or always (001 Algorithm 2 as written)")
     p.add_argument("--fisher", choices=list(FISHERS), help="Fisher estimator (per_sample = 001 Eq. 7 exactly)")
     p.add_argument("--fusion", choices=list(FUSIONS))
     p.add_argument("--compare-gradient-stop", action="store_true",

@@ -169,11 +169,13 @@ def subject_rows(train: MMFiDataset, per_action: int, seed: int) -> np.ndarray:
     return rows[np.isin(sequence, keep)]
 
 
-def holdout_rows(train: MMFiDataset, fraction: float, seed: int, rows=None) -> tuple[np.ndarray, np.ndarray]:
+def holdout_rows(train: MMFiDataset, fraction: float, seed: int, rows=None,
+                 key: str = "holdout") -> tuple[np.ndarray, np.ndarray]:
     """(trained rows, held-out rows) of ``rows`` (default: every training frame): ``fraction`` of each action's
     training *sequences* (whole sequences, drawn from the seed; at least one per action when ``fraction`` > 0,
     never all of them) set aside as a validation set. Stratified by action, as the test split is (S1 holds
-    subjects out per action), so that the validation error weighs every action as the test error does."""
+    subjects out per action), so that the validation error weighs every action as the test error does. ``key``:
+    the config key errors name."""
     rows = np.arange(len(train)) if rows is None else np.asarray(rows, dtype=np.int64)
     if not fraction:
         return rows, rows[:0]
@@ -184,8 +186,8 @@ def holdout_rows(train: MMFiDataset, fraction: float, seed: int, rows=None) -> t
         n = min(max(1, int(round(fraction * len(mine)))), len(mine) - 1)
         held.extend(rng.choice(mine, n, replace=False).tolist())
     if not held:
-        raise PoiseError(f"config key 'holdout' = {fraction}: every action has a single training sequence here, so "
-                         f"none can be held out; use holdout: 0 or a root with more subjects")
+        raise PoiseError(f"config key {key!r} = {fraction}: every action has a single training sequence here, so "
+                         f"none can be held out; use {key}: 0 or a root with more subjects")
     is_val = np.isin(sequence, held)
     return rows[~is_val], rows[is_val]
 

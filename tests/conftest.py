@@ -89,7 +89,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def stream_root(tmp_path_factory):
-    """The simulator's tiny-continual preset: S01 (train) and S05 (S2 test) x tasks 0 and 1 of P1 and P2."""
+    """The simulator's tiny-continual preset: S01, S02 (train) and S05 (S2 test) x tasks 0 and 1 of P1 and P2."""
     from poise.data.synth import writer
 
     root = tmp_path_factory.mktemp("stream")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -94,9 +95,13 @@ class FakeData:
     def __init__(self):
         self.seq = np.repeat(np.arange(self.N_SEQ), self.N_FRAMES)
         self.frame = np.tile(np.arange(self.N_FRAMES), self.N_SEQ)
+        self.sequences = [SimpleNamespace(action=a) for a in ("A02", "A02", "A03")]  # two actions, like a task
 
     def __len__(self):
         return len(self.seq)
+
+    def poses(self, idx):
+        return self.batch(idx)["gt"].double().numpy()
 
     def sequence_of(self, idx):
         return self.seq[np.asarray(idx, dtype=np.int64)]
@@ -169,7 +174,7 @@ def test_corrupt_rows_deterministic_and_confined(data, kind, modality):
             assert torch.equal(ca[k], a[k]), k  # other modalities untouched
     assert torch.equal(a[modality], data.batch(first)[modality])  # the caller's batch is not modified
     for r in np.flatnonzero(bad_a):  # every corrupted row changed (unaligned: unless both radar frames are empty)
-        empty = kind == "unaligned" and modality == "mmwave" and not ca["mmwave_mask"][r].any()
+        empty = kind in noise.UNALIGNED and modality == "mmwave" and not ca["mmwave_mask"][r].any()
         assert empty or not torch.equal(ca[modality][r], a[modality][r])
     # the same index is corrupted the same way in another batch composition
     for i in set(first.tolist()) & set(second.tolist()):
@@ -249,6 +254,24 @@ def test_unaligned_falls_back_to_other_sequences(data):
     assert (short.sources[short.corrupted] != short.corrupted_indices).all()
 
 
+def test_far_unaligned_data_comes_from_another_action_and_says_how_far(data):
+    idx = np.arange(len(data))
+    v = view(data, "unaligned_far", "lidar", ratio=0.4)
+    rows = np.flatnonzero(v.is_corrupted(idx))
+    actions = np.array([data.sequences[q].action for q in data.seq])
+    assert (actions[v.sources[rows]] != actions[idx[rows]]).all()
+    one_action = noise.NoisyView(noise.NoiseSpec("unaligned_far", "rgb", 0.5, seed=0), np.arange(160), data)
+    hit = one_action.corrupted  # sequences 0 and 1 are both A02: another sequence then
+    assert (data.seq[one_action.sources[hit]] != data.seq[one_action.corrupted_indices]).all()
+    distances = v.source_distances()
+    gt, source = data.poses(v.corrupted_indices), data.poses(v.sources[v.corrupted])
+    expected = np.linalg.norm(source - gt, axis=-1).mean(-1) * 1000
+    assert np.allclose(distances["mpjpe_mm"], expected)
+    relative = np.linalg.norm((source - source[:, :1]) - (gt - gt[:, :1]), axis=-1).mean(-1) * 1000
+    assert np.allclose(distances["root_relative_mm"], relative)
+    assert view(data, "raw", "lidar").source_distances() == {}
+
+
 def test_record_round_trips_through_json(data):
     for kind, m in (("unaligned", "lidar"), ("raw", "mmwave"), ("raw", "rgb")):
         v = view(data, kind, m, ratio=0.2)
@@ -322,6 +345,20 @@ def test_name_noisy_modality_relative_and_absolute():
         nis.name_noisy_modality(before, {"rgb": 1.0})
     with pytest.raises(ValueError, match="finite"):
         nis.name_noisy_modality(before, dict(after, rgb=float("nan")))
+
+
+def test_naming_answers_none_below_each_modalitys_threshold_and_the_largest_excess_above():
+    reference = {"rgb": 10.0, "lidar": 8.0, "mmwave": 1.0, "wifi-csi": 0.5}
+    scores = {"rgb": 9.0, "lidar": 7.5, "mmwave": 0.3, "wifi-csi": 0.6}  # drops 1.0, 0.5, 0.7, -0.1
+    assert nis.score_drops(reference, scores) == pytest.approx({"rgb": 1.0, "lidar": 0.5, "mmwave": 0.7,
+                                                               "wifi-csi": -0.1})
+    assert nis.name_noisy_modality(reference, scores, threshold={"rgb": 1.5, "lidar": 1.0, "mmwave": 0.8}) == "none"
+    # rgb drops most, but mmwave exceeds what a clean task shows by more (0.5 against rgb's 0.2)
+    assert nis.name_noisy_modality(reference, scores, threshold={"rgb": 0.8, "mmwave": 0.2, "lidar": 1.0}) == "mmwave"
+    assert nis.name_noisy_modality(reference, reference) == "none"  # no threshold: only a real drop names
+    assert nis.name_noisy_modality(reference, dict(reference, lidar=7.9)) == "lidar"
+    with pytest.raises(ValueError, match="threshold names"):
+        nis.name_noisy_modality(reference, scores, threshold={"depth": 1.0})
 
 
 def test_gmm_recovers_a_bimodal_split():

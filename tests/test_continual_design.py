@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from poise import methods
+from poise.continual import tasks
 from poise.continual.config import ContinualConfig
 from poise.continual.ewc import EWC, fisher_generic
 from poise.continual.runner import run_continual
+from poise.data.layout import MODALITIES as ALL
 from poise.errors import PoiseError
 from poise.methods.base import Method
 from poise.methods.compose import Composite
@@ -126,19 +128,32 @@ def test_a_setting1_method_runs_inside_a_stream_with_ours(stream_root, tmp_path)
         assert active == [0, 1, 0] and record["epochs"][1]["awc_penalty"] > 0
         assert record["relearn"]["epoch"] == 0  # re-learning, in the same phase
     assert "nis" in run.records[1] and run.records[1]["fisher"]["beta"] == 0.3  # and ours' strategies
-    assert run.dir.name == "continual-ours-awc-P1-raw0.4-seed0"
+    assert run.dir.name == "continual-ours-awc-P1-raw0.4-rgb-seed0"
 
 
-def test_nis_scores_before_and_after_its_probe_on_the_same_frames(stream_root, tmp_path):
-    """With a learning rate too small to move the model, the scores before and after the probe agree: they are
-    measured on the same data. (Scored on the previous task's data before, they differed by more than any
-    corruption: RGB 4.95 -> 0.49 on a clean task.)"""
-    run = run_continual(ContinualConfig(data=str(stream_root), out=str(tmp_path), ablate=["relearn"], lr=1e-12,
-                                        noise="none", **SMALL), progress=False)
+def test_nis_names_against_held_back_clean_frames_and_can_answer_none(stream_root, tmp_path):
+    """NIS's reference is frames of whole first-task sequences that no task trains on; on a clean stream with a
+    threshold no drop reaches, NIS answers "none" and the task trains on every frame (separate: named), while
+    ``separate: always`` splits it anyway (Algorithm 2 as written)."""
+    config = dict(data=str(stream_root), ablate=["relearn"], noise="none", **SMALL)
+    run = run_continual(ContinualConfig(out=str(tmp_path / "named"), naming_threshold={m: 1e3 for m in ALL},
+                                        **config), progress=False)
+    held = run.reference_rows
+    assert len(held) and not np.isin(held, np.concatenate(run.train_tasks)).any()
+    sequences = set(run.train.sequence_of(held).tolist())
+    assert not sequences & set(run.train.sequence_of(run.train_tasks[0]).tolist())  # whole sequences held back
+    assert {run.train.sequences[s].action for s in sequences} <= set(tasks.tasks("P1")[0])  # of the first task
     probe = run.records[1]["nis"]
-    assert probe["named"] in run.model.modalities and run.records[1]["noise"] is None
-    for m, before in probe["scores_before"].items():
-        assert probe["scores_after"][m] == pytest.approx(before, rel=1e-3, abs=1e-3), m
+    assert probe["named"] == "none" and not probe["separated"] and run.records[1]["noise"] is None
+    assert run.records[1]["trained_frames"] == run.records[1]["train_frames"]
+    assert set(probe["scores_reference"]) == set(ALL)
+    for m in ALL:
+        assert probe["drops"][m] == pytest.approx(probe["scores_reference"][m] - probe["scores_after"][m])
+    always = run_continual(ContinualConfig(out=str(tmp_path / "always"), naming_threshold={m: 1e3 for m in ALL},
+                                           separate="always", **config), progress=False)
+    split = always.records[1]
+    assert split["nis"]["named"] == "none" and split["nis"]["separated"]
+    assert split["trained_frames"] == split["nis"]["kept"] <= split["train_frames"]
 
 
 def test_the_config_says_what_a_run_does_with_switches():

@@ -62,7 +62,7 @@ def test_the_baselines_and_ablations_run_what_they_say(stream_root, tmp_path):
     assert all("fisher" not in r and "nis" not in r and "relearn" not in r for r in naive.records)
     ablated = run_continual(config(stream_root, tmp_path, ablate=["nis", "relearn"], name="ablated"), progress=False)
     noisy = ablated.records[1]
-    assert "nis" not in noisy and "relearn" not in noisy and noisy["named_without_nis"] in ablated.model.modalities
+    assert "nis" not in noisy and "relearn" not in noisy and noisy["named_without_nis"] in (*ablated.model.modalities, "none")
     assert noisy["fisher"]["samples"] == min(SMALL["fisher_frames"], noisy["train_frames"])  # every frame kept
 
 
@@ -79,6 +79,20 @@ def test_continual_errors_name_the_key_or_what_to_do(tiny, tmp_path, capsys):
     assert main(["continual", "--data", str(tiny), "--split", "S3", "--out", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "task 1 (A04, A05): 0 train / 0 test frames" in err and "--preset continual" in err
+
+
+def test_naming_keys_are_checked_by_name():
+    assert ContinualConfig(naming_threshold={"rgb": "0.5"}).naming_threshold == {"rgb": 0.5}
+    for kw, message in ((dict(naming_threshold={"sonar": 1.0}), "'naming_threshold' names"),
+                        (dict(naming_threshold={"rgb": "high"}), "naming_threshold"),
+                        (dict(naming_threshold={"rgb": float("inf")}), "finite"),
+                        (dict(naming_threshold=[1.0]), "mapping"),
+                        (dict(separate="sometimes"), "'separate'"),
+                        (dict(reference_holdout=0), "'reference_holdout' is 0"),
+                        (dict(reference_holdout=1.0), "'reference_holdout' must lie")):
+        with pytest.raises(ValueError, match=message):
+            ContinualConfig(**kw)
+    assert ContinualConfig(method="naive", reference_holdout=0).reference_holdout == 0  # no NIS: nothing to name
 
 
 def test_noise_plan_keeps_task_0_clean_and_records_one_modality_per_task():
@@ -137,8 +151,8 @@ def test_nis_names_the_corrupted_modality_on_a_tiny_stream(stream_root, tmp_path
     run = run_continual(config(stream_root, tmp_path, modalities=["rgb", "lidar"], noisy_modality="rgb", ratio=0.9,
                                epochs=3, seed=seed, ablate=["relearn"]), progress=False)
     nis = run.records[1]["nis"]
-    assert nis["named"] == "rgb", nis
-    assert nis["scores_after"]["rgb"] < nis["scores_before"]["rgb"]
+    assert nis["named"] == "rgb" and nis["separated"], nis
+    assert nis["scores_after"]["rgb"] < nis["scores_reference"]["rgb"] and max(nis["drops"], key=nis["drops"].get) == "rgb"
 
 
 def test_a_p2_stream_with_unaligned_noise_runs_dividemix(stream_root, tmp_path):

@@ -5,8 +5,12 @@
 - Table 4 analogue: the parts of ours (adaptive EWC, re-learning, NIS) on and off, on the preset's first stream,
   with 001's six rows (no part = naive fine-tuning; "no a-EWC" = no EWC at all) and one more: ours with the
   generic instead of the adaptive Fisher.
-- NIS quality, measured against the recorded corrupted samples: how often the noisy modality was named, the
-  clean set's precision and recall, the share of corrupted samples removed; with and without gradient-stop
+- Like-for-like EWC: ours with 001's adaptive EWC and ours with the baselines' online EWC, side by side.
+- What NIS sees and does, measured against the recorded corrupted samples: its naming thresholds (set on a
+  clean control stream, which runs first: each seed's from the other seeds' clean tasks), the naming confusion
+  matrix with a "none" answer and the false-alarm rate, per corrupted modality and noise kind the loss ratio
+  and AUC of corrupted against clean samples before and after the probe, the split's precision and recall,
+  and for unaligned noise how far the source poses are from the true ones; with and without gradient-stop
   (001 Fig. 3) on the first stream; DivideMix's own split for comparison.
 - The task x task MPJPE matrices and 001 Fig. 5: (a) every task's MPJPE after the last task, (b) each task's
   MPJPE right after learning it; Fig. 3: histograms of the per-sample losses after the NIS fit with and
@@ -31,7 +35,7 @@ import numpy as np
 from poise.bench import diff_text, fmt, noise_clause, paired, run_all, save_figure, select, settings_diff
 from poise.continual import tasks as task_stream
 from poise.continual.config import ContinualConfig
-from poise.continual.nis import MODES, name_noisy_modality
+from poise.continual.nis import NONE, name_from_drops
 from poise.continual.results import forgetting
 from poise.data import layout
 from poise.errors import PoiseError
@@ -49,13 +53,20 @@ GENERIC_FISHER_ROW = ("ours", ("adaptive_ewc",))  # a-EWC replaced by EWC with t
 PAPER_TABLE2_P1_RAW20 = {"naive": 168.55, "coteaching": 164.00, "dividemix": 156.76, "ours": 140.80}
 
 
+LIKE_FOR_LIKE = ("ours", (), {"ewc": "online"})  # ours with the baselines' EWC (online, Fishers summed over tasks)
+LIKE_FOR_LIKE_LABEL = "ours-ewc_online"  # its row (``variant_of``)
+THRESHOLD_SDS = 3.0  # a naming threshold: the clean drops' mean + 3 sd (under other seeds)
+
+
 @dataclass(frozen=True)
 class Preset:
-    streams: tuple  # (protocol, noise, ratio) each; the first also carries the ablation and Fig. 3
+    streams: tuple  # (protocol, noise, ratio[, noisy modality]) each; the first also carries the ablation and Fig. 3
     methods: tuple
     seeds: tuple
     ablation: bool = True  # Table 4 on the first stream
-    clean_control: bool = True  # ours on a clean stream too: what NIS names when nothing is corrupted
+    clean_control: bool = True  # ours on a clean stream: NIS's naming thresholds and its false alarms
+    like_for_like: bool = True  # ours with the baselines' online EWC beside ours with a-EWC, on every stream
+    diagnostics: tuple = ()  # streams only ours runs on: what NIS sees per corrupted modality and noise kind
     config: dict = field(default_factory=dict)  # ContinualConfig overrides shared by every run
     about: str = ""
 
@@ -63,19 +74,22 @@ class Preset:
 _SMALL = dict(epochs=5, relearn_epoch=1, train_stride=2)  # re-learn after epoch index 1 (2 of 5)
 PRESETS = {
     "small": Preset(
-        streams=(("P1", "raw", 0.2),), methods=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1),
+        streams=(("P1", "raw", 0.2),), methods=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1, 2),
+        diagnostics=(("P1", "raw", 0.2, "lidar"), ("P1", "unaligned", 0.2), ("P1", "unaligned_far", 0.2)),
         config=dict(_SMALL, tasks=4),
-        about="P1 with 20 % raw noise, its first 4 tasks, the five methods, the Table 4 ablation and ours on the "
-              "clean stream (about 40 minutes on 2 cores with --jobs 2 and its 2 seeds; 64 min measured for 3)"),
+        about="P1 with 20 % raw noise, its first 4 tasks, the five methods and ours with online EWC, the Table 4 "
+              "ablation, ours on the clean stream (NIS's thresholds), and ours on three more streams for what NIS "
+              "sees (LiDAR corrupted in every task as in 001 Fig. 3; unaligned and far-unaligned noise), 3 seeds"),
     "paper": Preset(
         streams=tuple((p, n, r) for p in ("P1", "P2") for n in ("raw", "unaligned") for r in (0.2, 0.4)),
         methods=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1, 2), config=dict(_SMALL),
-        about="001 Table 2's grid (P1 / P2 x raw / unaligned x 20 / 40 %), whole streams, every method, the "
-              "Table 4 ablation, 3 seeds (about 7 hours on 2 cores with --jobs 2, estimated from small's per-task cost)"),
+        about="001 Table 2's grid (P1 / P2 x raw / unaligned x 20 / 40 %), whole streams, every method and ours "
+              "with online EWC, the Table 4 ablation, ours on the clean stream, 3 seeds"),
     "tiny": Preset(
-        streams=(("P1", "raw", 0.4),), methods=("naive", "ours"), seeds=(0, 1), ablation=False, clean_control=False,
+        streams=(("P1", "raw", 0.4, "rgb"),), methods=("naive", "ours"), seeds=(0, 1), ablation=False,
+        like_for_like=False, diagnostics=(("P1", "unaligned_far", 0.4, "rgb"),),
         config=dict(epochs=2, relearn_epoch=0, dim=16, lidar_points=32, mmwave_points=16, train_stride=2,
-                    batch_size=32, fisher_frames=64, assess_frames=128, noisy_modality="rgb", tasks=2),
+                    batch_size=32, fisher_frames=64, assess_frames=128, tasks=2),
         about="a smoke test on `poise simulate --preset tiny-continual` data (a minute)"),
 }
 
@@ -84,65 +98,117 @@ def ablation_label(method: str, ablate) -> str:
     return method + "".join(f"-no_{a}" for a in ablate)
 
 
+def variant_of(config: ContinualConfig) -> str:
+    """A run's row label: its method, the parts ablated, and any switch set by hand (``ours-ewc_online``)."""
+    return ablation_label(config.method, config.ablate) + "".join(
+        f"-{k}_{v}".lower() for k, v in config.custom_switches().items())
+
+
 def plan(preset: Preset, data: str, out: Path, on_error: str = "raise") -> list:
-    """The ContinualConfigs of a preset, seed-major, without duplicates."""
-    cells = [(stream, method, ()) for stream in preset.streams for method in preset.methods]
+    """The ContinualConfigs of a preset, seed-major, without duplicates (naming thresholds not yet set)."""
+    first = preset.streams[0]
+    cells = [(stream, method, (), {}) for stream in preset.streams for method in preset.methods]
+    if preset.like_for_like:
+        cells += [(stream, *LIKE_FOR_LIKE) for stream in preset.streams]
     if preset.ablation:
-        cells += [(preset.streams[0], method, tuple(ablate)) for _, method, ablate in ABLATION_ROWS]
-        cells.append((preset.streams[0], *GENERIC_FISHER_ROW))
+        cells += [(first, method, tuple(ablate), {}) for _, method, ablate in ABLATION_ROWS]
+        cells.append((first, *GENERIC_FISHER_ROW, {}))
     if preset.clean_control:
-        cells.append(((preset.streams[0][0], "none", preset.streams[0][2]), "ours", ()))
+        cells.append(((first[0], "none", first[2]), "ours", (), {}))
+    cells += [(stream, "ours", (), {}) for stream in preset.diagnostics]
     configs, seen = [], set()
     for seed in preset.seeds:
-        for (protocol, noise, ratio), method, ablate in cells:
-            first = (protocol, noise, ratio) == preset.streams[0]
-            config = ContinualConfig(data=data, protocol=protocol, noise=noise, ratio=ratio, method=method,
-                                     ablate=list(ablate), seed=seed, out=str(out / "runs"), on_error=on_error,
-                                     compare_gradient_stop=first and method == "ours" and not ablate,
-                                     **preset.config)
+        for stream, method, ablate, switches in cells:
+            config = ContinualConfig(**_stream(stream), method=method, ablate=list(ablate), data=data, seed=seed,
+                                     out=str(out / "runs"), on_error=on_error, **switches,
+                                     compare_gradient_stop=stream == first and method == "ours" and not ablate
+                                     and not switches, **preset.config)
             if config.run_name not in seen:
                 seen.add(config.run_name)
                 configs.append(config)
     return configs
 
 
-def _row(config: ContinualConfig, run_dir: Path) -> dict:
+def naming_thresholds(control_rows, seeds) -> dict:
+    """{seed: {modality: threshold}}: for each seed, the drops NIS measured on the clean control stream under
+    the *other* seeds, mean + ``THRESHOLD_SDS`` standard deviations per modality (a seed's own clean tasks stay
+    out of its thresholds, so its false alarms are measured on tasks the thresholds never saw); {} where fewer
+    than two clean drops of a modality are there to measure."""
+    out = {}
+    for seed in seeds:
+        drops: dict = {}
+        for row in control_rows:
+            if row["seed"] != seed:
+                for task in row.get("nis_tasks", []):
+                    for m, d in task["drops"].items():
+                        drops.setdefault(m, []).append(d)
+        out[seed] = {m: float(np.mean(v) + THRESHOLD_SDS * np.std(v, ddof=1)) for m, v in drops.items() if len(v) > 1}
+    return out
+
+
+def _auc(losses, corrupted) -> float:
+    """Area under the ROC curve of ``losses`` separating corrupted from clean samples (0.5: no separation)."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(corrupted, losses))
+
+
+def nis_tasks(records, run_dir: Path, threshold: dict | None = None) -> list:
+    """Per task NIS ran on: the truth (corrupted modality, or "none"), the modality named (as the run named it,
+    or from its recorded drops under ``threshold``), the drops, whether the task was split and how well, and how
+    far the corruption moved the per-sample losses before and after the probe (mean ratio corrupted / clean,
+    AUC)."""
+    out = []
+    for r in records:
+        if "nis" not in r:
+            continue
+        nis, noise = r["nis"], r.get("noise") or {}
+        task = {"task": r["task"], "truth": noise.get("modality", NONE), "kind": noise.get("kind", "none"),
+                "named": nis["named"] if threshold is None else name_from_drops(nis["drops"], threshold),
+                "drops": nis["drops"], "separated": nis["separated"], "quality": nis.get("quality"),
+                **{k: v for k, v in noise.items() if k.startswith("source_")}}
+        path = run_dir / f"losses-task{r['task']}.npz"
+        if noise and path.is_file():
+            with np.load(path) as saved:
+                hit = saved["nis.corrupted"].astype(bool)
+                if hit.any() and (~hit).any():
+                    for key, when in (("nis.before", "before"), ("nis", "after")):
+                        task[f"loss_ratio_{when}"] = float(saved[key][hit].mean() / saved[key][~hit].mean())
+                        task[f"auc_{when}"] = _auc(saved[key], hit)
+        out.append(task)
+    return out
+
+
+def _row(config: ContinualConfig, run_dir: Path, threshold: dict | None = None) -> dict:
     results = json.loads((run_dir / "results.json").read_text())
     records = json.loads((run_dir / "tasks.json").read_text())
-    row = {"protocol": config.protocol, "noise": config.noise, "ratio": config.ratio, "method": config.method,
-           "variant": ablation_label(config.method, config.ablate), "seed": config.seed,
+    row = {**_stream((config.protocol, config.noise, config.ratio, config.noisy_modality)), "method": config.method,
+           "variant": variant_of(config), "seed": config.seed,
            "tasks": results["tasks_done"], "avg_mpjpe_mm": results["avg_mpjpe_mm"][-1],
            "avg_pa_mpjpe_mm": results["avg_pa_mpjpe_mm"][-1], "mean_forgetting_mm": results["mean_forgetting_mm"],
            "seconds": sum(r["seconds"] for r in records), "run": str(run_dir)}
     pa = results["pa_mpjpe_matrix_mm"]  # forgetting of the articulation alone (PA-MPJPE aligns position and scale)
     if len(pa) > 1:
         row["mean_pa_forgetting_mm"] = float(np.mean(forgetting(pa)))
-    ratios = []
-    for path in sorted(run_dir.glob("losses-task*.npz")):  # how far the corruption moves the probe's losses
-        with np.load(path) as saved:
-            if "nis" in saved and saved["nis.corrupted"].any() and (~saved["nis.corrupted"]).any():
-                hit = saved["nis.corrupted"].astype(bool)
-                ratios.append(float(saved["nis"][hit].mean() / saved["nis"][~hit].mean()))
-    if ratios:
-        row["nis_loss_ratio"] = float(np.mean(ratios))
-    noisy = [r for r in records if r.get("noise")]
-    with_nis = [r for r in noisy if "nis" in r]
-    row["naming"] = [[r["noise"]["modality"] if r.get("noise") else "none", r["nis"]["named"]]
-                     for r in records if "nis" in r]
-    if with_nis:
-        row["nis_named"] = float(np.mean([r["nis"]["named"] == r["noise"]["modality"] for r in with_nis]))
-        for mode in MODES:  # both naming rules, recomputed from the same recorded scores
-            row[f"nis_named_{mode}"] = float(np.mean([
-                name_noisy_modality(r["nis"]["scores_before"], r["nis"]["scores_after"], mode=mode)
-                == r["noise"]["modality"] for r in with_nis]))
-        for key in ("clean_precision", "clean_recall", "noisy_recall"):
-            row[f"nis_{key}"] = float(np.nanmean([r["nis"]["quality"][key] for r in with_nis]))
-        plain = [(r["nis"]["without_gradient_stop"], r) for r in with_nis if "without_gradient_stop" in r["nis"]]
+    tasks = nis_tasks(records, run_dir, threshold)
+    if tasks:
+        row["nis_tasks"] = tasks
+        row["naming"] = [[t["truth"], t["named"]] for t in tasks]
+        noisy = [t for t in tasks if t["truth"] != NONE]
+        if noisy:
+            row["nis_named"] = float(np.mean([t["named"] == t["truth"] for t in noisy]))
+            for key in ("clean_precision", "clean_recall", "noisy_recall"):
+                row[f"nis_{key}"] = float(np.nanmean([t["quality"][key] for t in noisy]))
+            ratios = [t["loss_ratio_after"] for t in noisy if "loss_ratio_after" in t]
+            if ratios:
+                row["nis_loss_ratio"] = float(np.mean(ratios))
+        plain = [(r["nis"]["without_gradient_stop"], r) for r in records
+                 if r.get("noise") and "without_gradient_stop" in r.get("nis", {})]
         if plain:
             row["plain_named"] = float(np.mean([p["named"] == r["noise"]["modality"] for p, r in plain]))
             for key in ("clean_precision", "clean_recall", "noisy_recall"):
                 row[f"plain_{key}"] = float(np.nanmean([p["quality"][key] for p, _ in plain]))
-    divided = [r["division"] for r in noisy if "division" in r]
+    divided = [r["division"] for r in records if r.get("noise") and "division" in r]
     if divided:
         for key in ("clean_precision", "clean_recall", "noisy_recall"):
             row[f"division_{key}"] = float(np.nanmean([d["quality"][key] for d in divided]))
@@ -191,30 +257,36 @@ def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False,
 
 
 def _stream(stream) -> dict:
-    protocol, noise, ratio = stream
-    return dict(protocol=protocol, noise=noise, ratio=ratio)
+    """A preset's stream, (protocol, noise, ratio[, noisy modality]), as the ContinualConfig keys (and row keys)."""
+    protocol, noise, ratio, *modality = stream
+    return dict(protocol=protocol, noise=noise, ratio=ratio, noisy_modality=modality[0] if modality else "")
 
 
 def _stream_label(stream) -> str:
-    protocol, noise, ratio = stream
-    return f"{protocol} {noise} {ratio:.0%}"
+    s = _stream(stream)
+    return f"{s['protocol']} {s['noise']} {s['ratio']:.0%}" + (f" {s['noisy_modality']}" if s["noisy_modality"] else "")
 
 
 def _cell(sel, key: str = "avg_mpjpe_mm", pa: str = "avg_pa_mpjpe_mm") -> str:
     return f"{fmt(r[key] for r in sel)} / {fmt(r[pa] for r in sel)}" if sel else "-"
 
 
+def table_methods(preset: Preset) -> tuple:
+    """The rows of the Table 2 analogue: the preset's methods, then ours with the baselines' EWC."""
+    return (*preset.methods, *((LIKE_FOR_LIKE_LABEL,) if preset.like_for_like else ()))
+
+
 def table2(rows, preset: Preset) -> str:
     lines = ["| method | " + " | ".join(_stream_label(s) for s in preset.streams) + " |",
              "|---" * (1 + len(preset.streams)) + "|"]
-    for method in preset.methods:
+    for method in table_methods(preset):
         cells = [_cell(select(rows, variant=method, **_stream(s))) for s in preset.streams]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", "Mean forgetting (mm; MPJPE after the last task minus right after learning the task, averaged "
               "over the earlier tasks; positive = forgot):", "",
               "| method | " + " | ".join(_stream_label(s) for s in preset.streams) + " |",
               "|---" * (1 + len(preset.streams)) + "|"]
-    for method in preset.methods:
+    for method in table_methods(preset):
         cells = [fmt(r["mean_forgetting_mm"] for r in select(rows, variant=method, **_stream(s)))
                  for s in preset.streams]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
@@ -222,7 +294,7 @@ def table2(rows, preset: Preset) -> str:
               "body stands and its scale, which every task teaches alike):", "",
               "| method | " + " | ".join(_stream_label(s) for s in preset.streams) + " |",
               "|---" * (1 + len(preset.streams)) + "|"]
-    for method in preset.methods:
+    for method in table_methods(preset):
         cells = [fmt(r["mean_pa_forgetting_mm"] for r in select(rows, variant=method, **_stream(s))
                      if "mean_pa_forgetting_mm" in r) for s in preset.streams]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
@@ -244,23 +316,16 @@ def table4(rows, preset: Preset) -> str:
 
 
 def nis_table(rows, preset: Preset) -> str:
-    lines = ["| stream | split | noisy modality named (as run; by absolute drop; by relative drop) | clean precision | "
-             "clean recall | corrupted removed |", "|---|---|---|---|---|---|"]
-    for stream in preset.streams:
+    lines = ["| stream | split | noisy modality named | clean precision | clean recall | corrupted removed |",
+             "|---|---|---|---|---|---|"]
+    for stream in (*preset.streams, *preset.diagnostics):
         sel = select(rows, variant="ours", **_stream(stream))
         for prefix, label in (("nis", "NIS (gradient-stop)"), ("plain", "NIS without gradient-stop")):
             part = [r for r in sel if f"{prefix}_named" in r]
             if part:
-                named = fmt((r[f"{prefix}_named"] for r in part), 2)
-                if prefix == "nis":
-                    named += "".join(f"; {fmt((r[f'nis_named_{m}'] for r in part), 2)}" for m in MODES)
-                lines.append(f"| {_stream_label(stream)} | {label} | {named} | "
+                lines.append(f"| {_stream_label(stream)} | {label} | {fmt((r[f'{prefix}_named'] for r in part), 2)} | "
                              + " | ".join(fmt((r[f"{prefix}_{k}"] for r in part), 3)
                                           for k in ("clean_precision", "clean_recall", "noisy_recall")) + " |")
-        ratio = [r["nis_loss_ratio"] for r in sel if "nis_loss_ratio" in r]
-        if ratio:
-            lines.append(f"| {_stream_label(stream)} | mean loss of corrupted / clean samples after the probe: "
-                         f"{fmt(ratio, 2)} | | | | |")
         part = [r for r in select(rows, variant="dividemix", **_stream(stream)) if "division_noisy_recall" in r]
         if part:
             lines.append(f"| {_stream_label(stream)} | DivideMix's co-divide (last epoch) | - | "
@@ -270,24 +335,71 @@ def nis_table(rows, preset: Preset) -> str:
 
 
 def naming_confusion(rows, modalities=layout.MODALITIES) -> str:
-    """Corrupted modality (rows; "none": a task of a clean stream) against the modality NIS named (columns),
-    counted over every task of every run with NIS (seeds x tasks x streams)."""
+    """Corrupted modality (rows; "none": a task of a clean stream) against what NIS named (columns, "none"
+    included), counted over every task of every run with NIS (seeds x tasks x streams); the false-alarm rate on
+    clean tasks and the share named right on noisy ones."""
     pairs = [tuple(p) for r in rows for p in r.get("naming", [])]
     if not pairs:
         return ""
-    truths = [m for m in (*modalities, "none") if any(t == m for t, _ in pairs)]
-    lines = ["| corrupted \\ named | " + " | ".join(modalities) + " | tasks | named right |",
-             "|---" * (len(modalities) + 3) + "|"]
+    answers = (*modalities, NONE)
+    truths = [m for m in answers if any(t == m for t, _ in pairs)]
+    lines = ["| corrupted \\ named | " + " | ".join(answers) + " | tasks | answered right |",
+             "|---" * (len(answers) + 3) + "|"]
     for truth in truths:
-        counts = [sum(1 for t, n in pairs if t == truth and n == m) for m in modalities]
+        counts = [sum(1 for t, n in pairs if t == truth and n == m) for m in answers]
         total = sum(counts)
-        right = f"{counts[modalities.index(truth)] / total:.0%}" if truth in modalities and total else "-"
-        lines.append(f"| {truth} | " + " | ".join(str(c) for c in counts) + f" | {total} | {right} |")
-    noisy = [(t, n) for t, n in pairs if t != "none"]
+        lines.append(f"| {truth} | " + " | ".join(str(c) for c in counts) +
+                     f" | {total} | {counts[answers.index(truth)] / total:.0%} |")
+    clean = [n for t, n in pairs if t == NONE]
+    noisy = [(t, n) for t, n in pairs if t != NONE]
+    lines.append("")
+    if clean:
+        alarms = sum(n != NONE for n in clean)
+        lines.append(f"False alarms (a modality named on a clean task): {alarms} of {len(clean)} clean tasks "
+                     f"({alarms / len(clean):.0%}).")
     if noisy:
-        chance = 1 / len(modalities)
-        lines += ["", f"Named right in {np.mean([t == n for t, n in noisy]):.0%} of {len(noisy)} noisy tasks "
-                      f"(chance: {chance:.0%})."]
+        lines.append(f"Named right in {np.mean([t == n for t, n in noisy]):.0%} of {len(noisy)} noisy tasks (chance "
+                     f"among the modalities: {1 / len(modalities):.0%}); answered none in "
+                     f"{np.mean([n == NONE for _, n in noisy]):.0%}.")
+    return "\n".join(lines)
+
+
+def noise_table(rows) -> str:
+    """What the corruption does to the probe's per-sample losses, per noise kind and corrupted modality, over
+    every noisy task NIS ran on: the mean loss of corrupted over clean samples and the AUC between them, before
+    and after the probe; how often NIS named the modality; the split's clean precision and noisy recall; for
+    unaligned kinds, how far the source frames' poses are from the true ones."""
+    tasks = [t for r in rows for t in r.get("nis_tasks", []) if t["truth"] != NONE]
+    if not tasks:
+        return ""
+    lines = ["| noise | corrupted | tasks | loss ratio before → after probe | AUC before → after | named right | "
+             "clean precision | corrupted removed | source pose MPJPE / root-relative (median, mm) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    groups = sorted({(t["kind"], t["truth"]) for t in tasks}, key=lambda g: (g[0], layout.MODALITIES.index(g[1])))
+    for kind, modality in groups:
+        sel = [t for t in tasks if (t["kind"], t["truth"]) == (kind, modality)]
+
+        def pair(key):
+            return f"{fmt((t[f'{key}_before'] for t in sel if f'{key}_before' in t), 2)} → " \
+                   f"{fmt((t[f'{key}_after'] for t in sel if f'{key}_after' in t), 2)}"
+
+        source = [t for t in sel if "source_mpjpe_mm" in t]
+        lines.append(f"| {kind} | {modality} | {len(sel)} | {pair('loss_ratio')} | {pair('auc')} | "
+                     f"{np.mean([t['named'] == modality for t in sel]):.0%} | "
+                     f"{fmt((t['quality']['clean_precision'] for t in sel), 3)} | "
+                     f"{fmt((t['quality']['noisy_recall'] for t in sel), 2)} | "
+                     + (f"{np.median([t['source_mpjpe_mm'] for t in source]):.0f} / "
+                        f"{np.median([t['source_root_relative_mm'] for t in source]):.0f}" if source else "-") + " |")
+    return "\n".join(lines)
+
+
+def threshold_table(thresholds: dict, modalities=layout.MODALITIES) -> str:
+    """The naming thresholds each seed's runs used (``naming_thresholds``)."""
+    if not any(thresholds.values()):
+        return "No thresholds: the clean control stream ran under fewer than 2 seeds; NIS names any drop."
+    lines = ["| seed | " + " | ".join(modalities) + " |", "|---" * (len(modalities) + 1) + "|"]
+    for seed, t in thresholds.items():
+        lines.append(f"| {seed} | " + " | ".join(f"{t[m]:.3f}" if m in t else "-" for m in modalities) + " |")
     return "\n".join(lines)
 
 
@@ -319,14 +431,19 @@ def findings(rows, preset: Preset) -> list[str]:
     out = []
     for stream in preset.streams:
         on = _stream(stream)
-        for method in preset.methods:
-            if method == "ours":
-                continue
-            d = paired(rows, "avg_mpjpe_mm", dict(variant="ours", **on), dict(variant=method, **on))
-            if d:
-                word = "better" if np.mean(d) < 0 else "worse"
-                out.append(f"{_stream_label(stream)}: ours - {method} = {diff_text(d)} avg-MPJPE, {word}"
-                           f"{noise_clause(d)}.")
+        for ours in ("ours", *((LIKE_FOR_LIKE_LABEL,) if preset.like_for_like else ())):
+            for method in preset.methods:
+                if method == "ours":
+                    continue
+                d = paired(rows, "avg_mpjpe_mm", dict(variant=ours, **on), dict(variant=method, **on))
+                if d:
+                    word = "better" if np.mean(d) < 0 else "worse"
+                    out.append(f"{_stream_label(stream)}: {ours} - {method} = {diff_text(d)} avg-MPJPE, {word}"
+                               f"{noise_clause(d)}.")
+        d = paired(rows, "avg_mpjpe_mm", dict(variant="ours", **on), dict(variant=LIKE_FOR_LIKE_LABEL, **on))
+        if d:
+            out.append(f"{_stream_label(stream)}: ours with a-EWC - ours with online EWC = {diff_text(d)} avg-MPJPE"
+                       f"{noise_clause(d)}.")
     if preset.ablation:
         on = _stream(preset.streams[0])
         for _, method, ablate in (*ABLATION_ROWS, (None, *GENERIC_FISHER_ROW)):
@@ -422,34 +539,68 @@ def plot_fig3(rows, preset: Preset, out: Path) -> Path | None:
 # the report
 
 
-def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: float, data: str) -> str:
-    keys = list(rows[0]) + sorted({k for r in rows for k in r} - set(rows[0]))
+def write_tables(rows, out: Path) -> None:
+    """results.csv (one row per run) and nis.csv (one row per task NIS ran on)."""
+    flat = [{k: v for k, v in r.items() if k not in ("nis_tasks", "naming")} for r in rows]
+    keys = list(flat[0]) + sorted({k for r in flat for k in r} - set(flat[0]))
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, keys)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(flat)
+    tasks = [{"run": r["run"], "variant": r["variant"], "seed": r["seed"], "task": t["task"], "noise": t["kind"],
+              "corrupted": t["truth"], "named": t["named"], "separated": t["separated"],
+              **{f"drop_{m}": d for m, d in t["drops"].items()},
+              **{k: v for k, v in t.items() if k.startswith(("loss_ratio", "auc", "source_"))},
+              **{k: v for k, v in (t["quality"] or {}).items() if k in ("clean_precision", "noisy_recall")}}
+             for r in rows for t in r.get("nis_tasks", [])]
+    if tasks:
+        keys = list(tasks[0]) + sorted({k for t in tasks for k in t} - set(tasks[0]))
+        with open(out / "nis.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, keys)
+            writer.writeheader()
+            writer.writerows(tasks)
+
+
+def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: float, data: str,
+           thresholds: dict | None = None) -> str:
+    write_tables(rows, out)
     plots = [p for p in (plot_fig5(rows, preset, out), plot_fig3(rows, preset, out)) if p is not None]
     settings = ", ".join(f"{k}={v}" for k, v in preset.config.items())
+    ours = [r for r in rows if r["variant"] == "ours"]
     md = [f"# poise continual-bench: preset `{name}`", "", f"Command: `{command}`", "",
           f"Preset: {preset.about}. Data: {data}.", "",
           f"{len(rows)} runs, seeds {list(preset.seeds)}; {settings}. avg-MPJPE / avg-PA-MPJPE (001 Eq. 13: the "
           f"mean over the tasks seen, after the last task) in mm, mean ± std over seeds. Wall time of this "
           f"invocation {seconds / 60:.1f} min (runs already finished are read back); {sum(r['seconds'] for r in rows) / 60:.1f} "
           f"min summed over runs.", "",
-          "## Methods x streams (001 Table 2 analogue)", "", table2(rows, preset), ""]
+          "## Methods x streams (001 Table 2 analogue)", "",
+          "`ours` uses 001's adaptive EWC (Eq. 8-9, 11); `ewc`, `coteaching` and `dividemix` use online EWC (Fishers "
+          "summed over the tasks); `ours-ewc_online` is ours with the baselines' EWC, the like-for-like "
+          "comparison.", "", table2(rows, preset), ""]
     if preset.ablation:
         md += [f"## Ablation on {_stream_label(preset.streams[0])} (001 Table 4 analogue)", "", table4(rows, preset), ""]
-    md += ["## NIS quality against the recorded corruption", "",
-           "Per noisy task, averaged over the tasks of a run, then mean ± std over seeds. Named: the share of "
-           "tasks whose noisy modality NIS named correctly, as the runs named it and, recomputed from the same "
-           "recorded scores, by the largest absolute and the largest relative drop. Clean precision: "
-           "the share of kept samples that were not corrupted. Corrupted removed: noisy recall.", "",
-           nis_table(rows, preset), "",
+    md += ["## What NIS sees and does", "",
+           "NIS names a modality when its Shapley-Pearson score on the new task's frames (after the probe, as the "
+           "learner sees them) is lower than on held-back clean frames of the first task by more than a threshold; "
+           "else it answers `none` and trains on the whole task. The thresholds are measured on the clean control "
+           f"stream: per modality, the mean + {THRESHOLD_SDS:g} sd of its drops on clean tasks under the other "
+           "seeds (so each seed's clean tasks test thresholds they did not set):", "",
+           threshold_table(thresholds or {}), "",
            "### Which modality NIS names", "",
-           "Every task NIS ran on, over seeds and streams: the corrupted modality (row; `none`: a task of the "
-           "clean control stream, where any name is a false alarm) against the one NIS named (column). Scores "
-           "before and after the probe are both measured on the new task's assessment frames.", "",
-           naming_confusion([r for r in rows if r["variant"] == "ours"]), "",
+           "Every task NIS ran on, over seeds and streams (ours): the corrupted modality (row; `none`: a task of the "
+           "clean control stream) against NIS's answer (column; named on a clean task = a false alarm).", "",
+           naming_confusion(ours), "",
+           "### The noise, per corrupted modality", "",
+           "Per noisy task of ours (every stream), pooled over seeds: the mean per-sample loss of corrupted over clean "
+           "samples and the AUC separating them, on the model at the task's start (before) and after NIS's probe "
+           "(after, what the split is made on); the split's clean precision and corrupted removed (noisy recall; 0 "
+           "where NIS answered none and kept every sample). Unaligned noise: the median MPJPE (and pelvis-aligned "
+           "MPJPE) between the source frame's pose and the true one.", "",
+           noise_table(ours), "",
+           "### The split against the recorded corruption", "",
+           "Per noisy task, averaged over the tasks of a run, then mean ± std over seeds. Named: the share of noisy "
+           "tasks whose modality NIS named. Clean precision: the share of kept samples that were not corrupted.", "",
+           nis_table(rows, preset), "",
            f"## Task x task MPJPE on {_stream_label(preset.streams[0])} (row: after task i; column: test frames of "
            f"task j)", "", matrix_tables(rows, preset), "",
            "## Findings", "", *[f"- {line}" for line in findings(rows, preset)], "",
@@ -461,7 +612,9 @@ def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: fl
 
 def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None,
                     force: bool = False, progress: bool = True, command: str = "", on_error: str = "raise") -> str:
-    """Run a preset (optionally with other ``seeds``) into ``out``; returns the report's Markdown."""
+    """Run a preset (optionally with other ``seeds``) into ``out``; returns the report's Markdown. The clean
+    control runs first: their drops set each seed's naming thresholds (``naming_thresholds``), which the other
+    runs with NIS then use."""
     if preset_name not in PRESETS:
         raise PoiseError(f"unknown continual-bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
@@ -473,6 +626,12 @@ def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: in
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    rows = execute(plan(preset, data, out, on_error), jobs=jobs, threads=threads, force=force, progress=progress)
+    configs = plan(preset, data, out, on_error)
+    controls = [c for c in configs if c.noise == "none"]
+    rows = execute(controls, jobs=jobs, threads=threads, force=force, progress=progress) if controls else []
+    thresholds = naming_thresholds(rows, preset.seeds)
+    rows = [_row(c, Path(r["run"]), thresholds[c.seed]) for c, r in zip(controls, rows)]  # named as it would be
+    rest = [replace(c, naming_threshold=thresholds[c.seed]) if c.nis else c for c in configs if c.noise != "none"]
+    rows += execute(rest, jobs=jobs, threads=threads, force=force, progress=progress)
     return report(rows, preset, preset_name, out, command or f"poise continual-bench --preset {preset_name}",
-                  time.perf_counter() - start, f"`{data}`, split S2")
+                  time.perf_counter() - start, f"`{data}`, split S2", thresholds)

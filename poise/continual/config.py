@@ -4,15 +4,17 @@ unknown keys named (``poise.config.ConfigFile``)."""
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 
 from poise.config import ON_ERROR, ConfigFile, check_run_name, modality_list, positive_ints
 from poise.continual.ewc import DEFAULT_BETA, DEFAULT_LAMBDA
-from poise.continual.nis import MODES
+from poise.continual.nis import MODES, SEPARATE
 from poise.continual.noise import KINDS
 from poise.data import layout
 from poise.errors import PoiseError
 from poise.optim import CHOICES, DEFAULTS
+from poise.values import typed
 
 # Each method of 001 Table 2 is a recipe: the switches it turns on (``ContinualConfig`` keys). ``ablate`` turns
 # parts of a recipe off again (001 Table 4); any switch can also be set by hand.
@@ -53,7 +55,12 @@ class ContinualConfig(ConfigFile):
     ratio: float = 0.2  # fraction of each later task's samples whose one modality is corrupted (001: 0.2, 0.4)
     epochs: int = 5  # training epochs per task
     gamma: int = 1  # NIS fitting epochs (gradient-stop) before the clean/noisy split
-    naming: str = "absolute"  # NIS names the modality with the largest score drop: absolute or relative (nis.py)
+    naming: str = "absolute"  # NIS measures score drops in absolute or relative terms (nis.score_drops)
+    naming_threshold: dict = field(default_factory=dict)  # {modality: the score drop a clean task shows}: NIS names
+    # a modality only above it, "none" when no score fell that far (continual-bench measures it on a clean stream)
+    separate: str = "named"  # NIS splits a task into clean / noisy samples when it named a modality, or always
+    reference_holdout: float = 0.1  # fraction of the first task's training sequences no task trains on (every
+    # method, so all learn the same stream): the clean frames NIS names the noisy modality against
     compare_gradient_stop: bool = False  # also fit without gradient-stop, for the 001 Fig. 3 histograms
     relearn_epoch: int | None = None  # re-learn after epoch index r of each task (0-based, as `poise train`'s
     # relearn); None: 40 % of the epochs (001 gives r only for Setting 1, 20 of 50 epochs, and we keep that proportion)
@@ -99,7 +106,7 @@ class ContinualConfig(ConfigFile):
         self.ablate = sorted(set(self.ablate or []))
         choices = {"method": METHODS, "noise": (*KINDS, "none"), "fisher": FISHERS, "protocol": ("P1", "P2"),
                    "device": ("auto", "cpu", "cuda"), "encoder": ("lite", "paper"), "optimizer": CHOICES,
-                   "naming": MODES, "on_error": ON_ERROR, "ewc": ("", *EWC_MODES), "peers": ("", *PEERS)}
+                   "naming": MODES, "separate": SEPARATE, "on_error": ON_ERROR, "ewc": ("", *EWC_MODES), "peers": ("", *PEERS)}
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
                 raise PoiseError(f"config key {key!r} is {getattr(self, key)!r}: choose one of "
@@ -141,6 +148,23 @@ class ContinualConfig(ConfigFile):
         if len(self.modalities) < 2 or set(self.modalities) - set(layout.MODALITIES):
             raise PoiseError(f"config key 'modalities' must name at least two of {', '.join(layout.MODALITIES)}; "
                              f"got {self.modalities}")
+        if not 0.0 <= float(self.reference_holdout) < 1.0:
+            raise PoiseError(f"config key 'reference_holdout' must lie in [0, 1) (a fraction of the first task's "
+                             f"training sequences), got {self.reference_holdout!r}")
+        if self.nis and not self.reference_holdout:
+            raise PoiseError("config key 'reference_holdout' is 0, but NIS names the noisy modality against held-back "
+                             "frames of the first task: set it above 0 (default 0.1), or switch NIS off")
+        if not isinstance(self.naming_threshold, dict):
+            raise PoiseError(f"config key 'naming_threshold' must be a mapping of modality to score drop, got "
+                             f"{self.naming_threshold!r}")
+        unknown = sorted(set(self.naming_threshold) - set(self.modalities))
+        if unknown:
+            raise PoiseError(f"config key 'naming_threshold' names {unknown}: use the run's modalities, "
+                             f"{', '.join(self.modalities)}")
+        self.naming_threshold = {m: typed(f"config key 'naming_threshold' ({m})", v, float)
+                                 for m, v in self.naming_threshold.items()}
+        if not all(math.isfinite(v) for v in self.naming_threshold.values()):
+            raise PoiseError(f"config key 'naming_threshold' must hold finite numbers, got {self.naming_threshold!r}")
         if not isinstance(self.balance_params, dict):
             raise PoiseError(f"config key 'balance_params' must be a mapping of parameter to value, got "
                              f"{self.balance_params!r}")
@@ -202,7 +226,8 @@ class ContinualConfig(ConfigFile):
         if self.name:
             return self.name
         ablated = "".join(f"-no_{a}" for a in self.ablate)
-        noise = "clean" if self.noise == "none" else f"{self.noise}{self.ratio:g}"
+        noise = "clean" if self.noise == "none" else f"{self.noise}{self.ratio:g}" + (
+            f"-{self.noisy_modality}" if self.noisy_modality else "")  # a fixed noisy modality: its own stream
         balance = "" if self.balance == "baseline" else f"-{self.balance}"
         # switches set by hand against the recipe: such a run gets its own folder
         balance = "".join(f"-{k}_{v}".lower() for k, v in self.custom_switches().items()) + balance

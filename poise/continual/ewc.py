@@ -31,7 +31,7 @@ import torch
 
 from poise.contrib.shapley import batch_scores
 from poise.fisher import empirical_fisher, quadratic_penalty
-from poise.continual.nis import name_noisy_modality
+from poise.continual.nis import NONE, name_noisy_modality
 from poise.methods.base import Method
 from poise.runtime import frame_batches
 
@@ -144,8 +144,8 @@ class EWC(Method):
       (Schwarz et al. 2018, "Progress & Compress"; Avalanche's ``mode="online"``);
     - ``adaptive``: 001 Eq. 8-9 for ``run.model`` (beta on the noisy branch, the generic Fisher elsewhere) after
       each later task; the noisy branch is the one NIS named (``run.record["nis"]["named"]``), and without NIS
-      the modality whose contribution score dropped most over the task, both measured on the task's own
-      assessment frames (like with like); other networks get the generic Fisher.
+      the modality whose contribution score dropped most over the task on the task's own assessment frames;
+      when NIS named none, no branch (the generic Fisher throughout); other networks get the generic Fisher.
     The Fisher is estimated on ``fisher_frames`` of the samples the task trained on (NIS's clean set C_t).
     """
 
@@ -191,8 +191,8 @@ class EWC(Method):
             previous = self.fisher.get(key)
             if self.mode == "adaptive" and key == "model" and previous is not None:
                 named = run.record.get("nis", {}).get("named") or self.name_by_drop(run)
-                fisher = fisher_adaptive(net, batches(), previous, self.beta, branch_names(net, named),
-                                         self.per_sample)
+                branch = set() if named == NONE else branch_names(net, named)  # nothing named: Eq. 7 throughout
+                fisher = fisher_adaptive(net, batches(), previous, self.beta, branch, self.per_sample)
             else:
                 fisher = fisher_generic(net, batches(), self.per_sample)
                 if self.mode == "online" and previous is not None:

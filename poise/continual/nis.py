@@ -1,8 +1,9 @@
 """Noise identification and separation (NIS), paper 001 Sec. 3.3 and Algorithm 2.
 
 1. Name the noisy modality: the one whose Shapley-Pearson contribution score (001 Eq. 1-3,
-   ``poise.contrib.shapley``) drops most between the end of the previous task and after fitting the model for
-   gamma epochs on the new task (``name_noisy_modality``).
+   ``poise.contrib.shapley``) is significantly lower on the new task than on clean frames, after fitting the
+   model for gamma epochs on the new task (``name_noisy_modality``; "none" when no score dropped further than
+   it does on a clean task).
 2. During those gamma epochs, halt the optimisation of the superior modalities' encoders (001's
    "gradient-stop", ``gradient_stop``), so the model cannot fit the corrupted samples through the strong
    modalities and their losses stay separable.
@@ -22,48 +23,71 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from poise.metrics import sample_mpjpe  # noqa: F401  (part of this module's interface)
+from poise.metrics import M_TO_MM, sample_mpjpe  # noqa: F401  (sample_mpjpe: part of this module's interface)
 from poise.contrib.shapley import batch_scores
 from poise.methods.base import Method
 from poise.runtime import frame_batches, to_device
 
 MODES = ("absolute", "relative")
+NONE = "none"  # what naming answers when no score dropped significantly
+SEPARATE = ("named", "always")  # split a task only when a modality is named, or always (001 Algorithm 2)
 RELATIVE_FLOOR = 0.05  # denominators below 5 % of the largest |score| are raised to it
 GMM_REG_COVAR = 5e-4  # DivideMix's value, on min-max normalised losses
 GMM_MAX_ITER = 100
 GMM_TOL = 1e-4
 
 
-def name_noisy_modality(before: dict, after: dict, mode: str = "absolute", floor: float = RELATIVE_FLOOR) -> str:
-    """The modality whose contribution score dropped most from ``before`` (end of the previous task) to
-    ``after`` (after gamma fitting epochs on the new task), 001 Sec. 3.3 "Noise Identification".
-
-    001 says only that noise "manifests in score fluctuations". By default (``mode="absolute"``) the largest
-    drop before - after names the modality. ``mode="relative"`` divides the drop by
-    max(|before|, ``floor`` * max over modalities of |before|), so that a corrupted weak modality (whose score
-    is an order of magnitude below the strong ones', 001 Fig. 4) can win with a small absolute drop. We first
-    chose relative, and measured it losing: a weak modality's score sits near zero and fluctuates by more than
-    itself from task to task, so its relative "drop" beats a strong modality that lost 90 % of its score (the
-    runner's tests corrupt RGB in 90 % of a task and see exactly this with a 5 % floor). A corrupted weak
-    modality is hard to name either way: it contributed little, so corrupting it changes little.
-    Ties go to the first modality in ``before``'s order. Scores must be finite, with the same modalities.
-    """
+def score_drops(reference: dict, scores: dict, mode: str = "absolute", floor: float = RELATIVE_FLOOR) -> dict:
+    """{modality: how far its contribution score fell from ``reference`` to ``scores``}: reference - scores
+    (``mode="absolute"``), or that drop divided by max(|reference|, ``floor`` * the largest |reference|)
+    (``mode="relative"``). Scores must be finite, over the same non-empty set of modalities."""
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: choose one of {', '.join(MODES)}")
-    if not before or set(before) != set(after):
-        raise ValueError(f"before and after must score the same non-empty set of modalities; got "
-                         f"{sorted(before)} and {sorted(after)}")
-    b = np.array([float(before[m]) for m in before])
-    a = np.array([float(after[m]) for m in before])
+    if not reference or set(reference) != set(scores):
+        raise ValueError(f"both score sets must cover the same non-empty set of modalities; got "
+                         f"{sorted(reference)} and {sorted(scores)}")
+    b = np.array([float(reference[m]) for m in reference])
+    a = np.array([float(scores[m]) for m in reference])
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError(f"contribution scores must be finite; got before={before}, after={after}")
+        raise ValueError(f"contribution scores must be finite; got reference={reference}, scores={scores}")
     drop = b - a
     if mode == "relative":
         scale = np.abs(b).max()
         if scale == 0:
-            raise ValueError("every 'before' score is 0: a relative drop is undefined; use mode='absolute'")
+            raise ValueError("every reference score is 0: a relative drop is undefined; use mode='absolute'")
         drop = drop / np.maximum(np.abs(b), floor * scale)
-    return list(before)[int(np.argmax(drop))]
+    return {m: float(d) for m, d in zip(reference, drop)}
+
+
+def name_noisy_modality(reference: dict, scores: dict, mode: str = "absolute", threshold: dict | None = None,
+                        floor: float = RELATIVE_FLOOR) -> str:
+    """The modality whose contribution score dropped significantly from ``reference`` to ``scores``, or
+    ``NONE``: 001 Sec. 3.3, "Noise Identification" (scores "expected to remain stable under consistent data
+    quality", noise named on "a significant change").
+
+    A modality is a candidate when its drop (``score_drops``) exceeds its ``threshold`` ({modality: the drop
+    a clean task can show}, measured where nothing is corrupted; a modality it omits: 0); the candidate with
+    the largest excess over its threshold is named, and ``NONE`` when no modality's score fell by more than its
+    threshold. 001 gives no threshold; without one, any drop names a modality.
+
+    ``mode="relative"`` divides each drop by the modality's reference score (floored at ``floor`` times the
+    largest), so that a corrupted weak modality (whose score is an order of magnitude below the strong ones',
+    001 Fig. 4) can win with a small absolute drop; measured losing to the absolute rule: a weak modality's score
+    sits near zero and fluctuates by more than itself from task to task. Ties go to the first modality in
+    ``reference``'s order."""
+    return name_from_drops(score_drops(reference, scores, mode, floor), threshold)
+
+
+def name_from_drops(drops: dict, threshold: dict | None = None) -> str:
+    """``name_noisy_modality``'s decision on drops already measured: the modality whose drop exceeds its
+    threshold (omitted: 0) by the most, or ``NONE``."""
+    threshold = threshold or {}
+    unknown = sorted(set(threshold) - set(drops))
+    if unknown:
+        raise ValueError(f"threshold names {unknown}, which have no score (scored: {sorted(drops)})")
+    excess = {m: float(d) - float(threshold.get(m, 0.0)) for m, d in drops.items()}
+    best = max(excess, key=lambda m: excess[m])  # max keeps the first of equals
+    return best if excess[best] > 0 else NONE
 
 
 @torch.no_grad()
@@ -191,25 +215,41 @@ class NIS(Method):
     1. a probe: ``gamma`` epochs of the Setting-1 loop on the whole task, the superior modalities' encoders
        frozen (``gradient_stop``; superior / inferior by K-Means on the scores at the end of the previous task,
        the trained model's view of its modalities);
-    2. naming, like with like: the Shapley-Pearson scores of the task's fixed assessment frames (as the model
-       sees them, corruption included) at the start of the task and after the probe; the modality whose score
-       dropped most is named noisy (``name_noisy_modality``). Scoring the previous task's data before and this
-       task's after, as we first did, measures the change of data as much as the noise: on a clean task the
-       same model's RGB score fell from 4.95 to 0.49;
+    2. naming against a clean reference: the probed model's Shapley-Pearson scores on the task's fixed
+       assessment frames (as the learner sees them, corruption included) and on ``reference_rows``, frames of
+       the clean first task that no task trains on (``ContinualConfig.reference_holdout``); a modality whose
+       score is lower on the new task by more than its ``threshold`` (the drop a clean task shows, measured on
+       a clean stream) is named noisy, and none when no score fell that far (``name_noisy_modality``). Why the
+       first task and not the previous one: with one noisy modality per later task, the previous task is
+       itself noisy, and when the same modality is corrupted twice in a row (a stream with a fixed
+       ``noisy_modality``, as 001 Fig. 3's LiDAR) a noisy reference hides the noise. Why not the same frames
+       before and after the probe, as we first did: the corruption is in both, so the rule named whichever
+       modality the probe re-weighted most (LiDAR in 7 of 9 clean tasks);
     3. a 2-component GMM on the probe's per-sample losses (Eq. 5-6): the task then trains on the clean set
-       (``run.train_rows`` narrowed), from the parameters before the probe (the probe is undone).
-    ``run.record["nis"]`` holds the named modality, both score sets, and the clean mask and losses over the
-    task's samples; the stream scores the split against the recorded corruption, which no strategy sees.
+       (``run.train_rows`` narrowed), from the parameters before the probe (the probe is undone). With
+       ``separate="named"`` (default) only when a modality was named (001 Sec. 1: "upon detecting a significant
+       change in multi-modal scores"); ``"always"`` splits every later task, as 001's Algorithm 2 is written.
+    ``run.record["nis"]`` holds the named modality, the score sets and drops, and the clean mask and per-sample
+    losses before and after the probe over the task's samples; the stream scores the split against the
+    recorded corruption, which no strategy sees.
     """
 
     name: ClassVar[str] = "nis"
     gamma: int = 1
     naming: str = "absolute"
+    threshold: dict = dataclasses.field(default_factory=dict)
+    separate: str = "named"
     compare_gradient_stop: bool = False
+    reference_rows: np.ndarray | None = None
 
     def __post_init__(self):
         if self.naming not in MODES:
             raise ValueError(f"naming={self.naming!r}: choose one of {', '.join(MODES)}")
+        if self.separate not in SEPARATE:
+            raise ValueError(f"separate={self.separate!r}: choose one of {', '.join(SEPARATE)}")
+        if self.reference_rows is None or not len(self.reference_rows):
+            raise ValueError("NIS names the noisy modality against clean frames of the first task that no task "
+                             "trains on: pass reference_rows (the runner holds them back with reference_holdout > 0)")
         self.last_scores: dict | None = None
 
     def on_task_start(self, run) -> None:
@@ -218,22 +258,30 @@ class NIS(Method):
         from poise.methods.groups import split_groups
 
         rows = np.asarray(run.train_rows)
-        before = batch_scores(run.model, run.assess)
+        start = batch_scores(run.model, run.assess)
+        losses_before = per_sample_losses(run.model, frame_batches(run.train, rows, run.config.batch_size))
         superior, _ = split_groups(self.last_scores)
-        probe = self.probe(run, rows, superior, before)
-        run.record["nis"] = {"named": probe["named"], "frozen": list(superior), "scores_before": before,
-                             "scores_after": probe["scores_after"], "kept": int(probe["clean"].sum()),
-                             "rows": rows, "clean": probe["clean"], "losses_mm": probe["losses_mm"]}
+        probe = self.probe(run, rows, superior)
+        separated = probe["named"] != NONE or self.separate == "always"
+        run.record["nis"] = {"named": probe["named"], "separated": separated, "frozen": list(superior),
+                             "threshold": dict(self.threshold), "scores_start": start,
+                             "scores_reference": probe["scores_reference"], "scores_after": probe["scores_after"],
+                             "drops": probe["drops"], "rows": rows, "losses_mm": probe["losses_mm"],
+                             "clean": probe["clean"] if separated else np.ones(len(rows), bool),  # what it trains on
+                             "kept": int(probe["clean"].sum()) if separated else len(rows),
+                             "losses_before_mm": losses_before * M_TO_MM}
         if self.compare_gradient_stop:
-            plain = self.probe(run, rows, [], before)
-            run.record["nis"]["without_gradient_stop"] = {"named": plain["named"], "rows": rows, "clean": plain["clean"],
+            plain = self.probe(run, rows, [])
+            run.record["nis"]["without_gradient_stop"] = {"named": plain["named"], "drops": plain["drops"],
+                                                          "rows": rows, "clean": plain["clean"],
                                                           "losses_mm": plain["losses_mm"]}
-        run.train_rows = rows[probe["clean"]]
+        if separated:
+            run.train_rows = rows[probe["clean"]]
 
-    def probe(self, run, rows: np.ndarray, frozen, before: dict) -> dict:
-        """Fit ``gamma`` epochs (``frozen`` encoders held), score, split; then put the model back."""
+    def probe(self, run, rows: np.ndarray, frozen) -> dict:
+        """Fit ``gamma`` epochs (``frozen`` encoders held), score the task and the reference, name, split; then
+        put the model back."""
         from poise import train
-        from poise.metrics import M_TO_MM
 
         saved = copy.deepcopy(run.model.state_dict())
         plain = Method()  # the probe trains the pose loss alone
@@ -244,12 +292,14 @@ class NIS(Method):
         with gradient_stop(run.model, frozen):
             phase = train.phase_of(run, rows, self.gamma, plain, epoch_offset=offset, label=label)
             train.fit(phase, run.progress)
-            after = phase.scores()  # the same assessment frames as ``before``
+            after = phase.scores()  # the task's assessment frames, as at the task's start
+            reference = batch_scores(run.model, to_device(run.train.clean_batch(self.reference_rows), run.device))
         losses = per_sample_losses(run.model, frame_batches(run.train, rows, run.config.batch_size))
         clean, _ = gmm_clean_mask(losses, seed=run.config.seed)
         run.model.load_state_dict(saved)
-        return {"named": name_noisy_modality(before, after, mode=self.naming), "scores_after": after,
-                "clean": clean, "losses_mm": losses * M_TO_MM}
+        return {"named": name_noisy_modality(reference, after, self.naming, self.threshold),
+                "drops": score_drops(reference, after, self.naming), "scores_after": after,
+                "scores_reference": reference, "clean": clean, "losses_mm": losses * M_TO_MM}
 
     def on_task_end(self, run) -> None:
         self.last_scores = dict(run.scores())

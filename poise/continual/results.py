@@ -8,12 +8,15 @@ import numpy as np
 
 from poise.continual.nis import split_quality
 
+LOSSES = {"losses_mm": "", "losses_before_mm": ".before"}  # a split's per-sample losses -> their key suffix
+
 
 def score_splits(view, record: dict, losses_path) -> None:
     """Every split a strategy left in ``record`` (a dict with the task's ``rows`` and a ``clean`` mask over
     them, at any depth: NIS's probes, DivideMix's last co-divide) gets its ``quality`` against ``view``'s
-    corruption (None for a clean task) in place of the arrays; per-sample ``losses_mm`` go to ``losses_path``
-    (an .npz with, per split at path ``p``, ``p`` and ``p.corrupted``)."""
+    corruption (None for a clean task) in place of the arrays; per-sample losses go to ``losses_path`` (an .npz
+    with, per split at path ``p``: ``p`` the losses the split was made on, ``p.before`` those before NIS's
+    probe where recorded, and ``p.corrupted``)."""
     saved = {}
 
     def walk(node: dict, path: str) -> None:
@@ -24,9 +27,10 @@ def score_splits(view, record: dict, losses_path) -> None:
             rows, clean = np.asarray(node.pop("rows")), np.asarray(node.pop("clean"), dtype=bool)
             corrupted = np.zeros(len(rows), bool) if view is None else view.is_corrupted(rows)
             node["quality"] = None if view is None else split_quality(clean, corrupted)
-            if "losses_mm" in node:
-                saved[path] = np.asarray(node.pop("losses_mm"))
-                saved[f"{path}.corrupted"] = corrupted
+            for key, suffix in LOSSES.items():
+                if key in node:
+                    saved[path + suffix] = np.asarray(node.pop(key))
+                    saved[f"{path}.corrupted"] = corrupted
 
     walk(record, "")
     if saved:

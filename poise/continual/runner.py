@@ -62,6 +62,10 @@ class TaskData:
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def clean_batch(self, indices) -> dict:
+        """The frames at ``indices`` as recorded, whatever this task corrupts (NIS's clean reference)."""
+        return self.dataset.batch(indices)
+
     def batch(self, indices) -> dict:
         batch = self.dataset.batch(indices)
         return batch if self.view is None else self.view.corrupt(batch)
@@ -79,7 +83,8 @@ class ContinualRun:
     model: torch.nn.Module
     train: MMFiDataset
     test: MMFiDataset
-    train_tasks: list  # dataset indices of each task's training frames
+    train_tasks: list  # dataset indices of each task's training frames (the first task's without reference_rows)
+    reference_rows: np.ndarray  # frames of the first task's held-back sequences: trained on by no task
     test_tasks: list  # and of its test frames
     views: list  # per task: a NoisyView, or None for a clean task
     device: torch.device
@@ -146,6 +151,9 @@ def phase_config(config: ContinualConfig) -> TrainConfig:
 def build(config: ContinualConfig, run_dir: Path, progress: bool = True, rebuild_cache: bool = False) -> ContinualRun:
     memory.check_fits(config, resolve_device(config.device))  # before any data is read (a floor: a peer adds more)
     train, test, train_tasks, test_tasks = load_stream(config, progress, rebuild_cache)
+    train_tasks[0], held = loop.holdout_rows(train, config.reference_holdout, config.seed, train_tasks[0],
+                                                 key="reference_holdout")
+    reference_rows = np.sort(np.random.default_rng([config.seed, 8]).permutation(held)[: config.assess_frames])
     views = [None if spec is None else NoisyView(spec, rows, train)
              for spec, rows in zip(noise_plan(config, len(train_tasks)), train_tasks)]
     kw = dict(fusion=config.fusion, dim=config.dim, encoder=config.encoder)
@@ -161,8 +169,8 @@ def build(config: ContinualConfig, run_dir: Path, progress: bool = True, rebuild
         peer.set_mean_pose(model.mean_pose.cpu())
         return peer.to(device)
 
-    return ContinualRun(config, run_dir, model, train, test, train_tasks, test_tasks, views, device,
-                        strategies.across_tasks(config, make_peer))
+    return ContinualRun(config, run_dir, model, train, test, train_tasks, reference_rows, test_tasks, views, device,
+                        strategies.across_tasks(config, make_peer, reference_rows))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -197,6 +205,16 @@ def task_phase(run: ContinualRun, t: int, progress: bool) -> loop.Run:
     return phase
 
 
+def noise_record(view: NoisyView) -> dict:
+    """What a task's corruption was; for unaligned kinds, the median distance of the sources' poses from the
+    true ones (how wrong the corrupted samples' modality is, in pose terms)."""
+    record = {"kind": view.spec.kind, "modality": view.spec.modality, "ratio": view.spec.ratio,
+              "corrupted": int(view.corrupted.sum())}
+    for key, values in view.source_distances().items():
+        record[f"source_{key}"] = float(np.median(values))
+    return record
+
+
 def evaluate_tasks(run: ContinualRun, model: torch.nn.Module, t: int) -> list:
     """[(MPJPE, PA-MPJPE) in mm] on the test frames of tasks 0..t (the ones seen so far: 001 Eq. 13 and Fig. 5
     use no more)."""
@@ -217,9 +235,7 @@ def learn_task(run: ContinualRun, t: int, progress: bool = True) -> dict:
     run.matrix.append(evaluate_tasks(run, loop.tested_model(phase), t))
     record = {"task": t, "actions": list(task_stream.tasks(run.config.protocol)[t]),
               "train_frames": int(len(run.train_tasks[t])), "test_frames": int(len(run.test_tasks[t])),
-              "noise": None if view is None else {"kind": view.spec.kind, "modality": view.spec.modality,
-                                                  "ratio": view.spec.ratio, "corrupted": int(view.corrupted.sum())},
-              **phase.record, "trained_frames": int(len(phase.train_rows)),
+              "noise": None if view is None else noise_record(view), **phase.record, "trained_frames": int(len(phase.train_rows)),
               "train_mpjpe_mm": [h["train_mpjpe_mm"] for h in phase.history], "scores": phase.scores(),
               "epochs": phase.history}
     results.score_splits(run.views[t], record, run.dir / f"losses-task{t}.npz")

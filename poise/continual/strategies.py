@@ -20,11 +20,14 @@ from poise.methods.base import Method
 from poise.methods.compose import Composite
 
 
-def across_tasks(config: ContinualConfig, make_peer) -> list[Method]:
-    """The strategies whose state spans the stream; ``make_peer()`` builds the second network if one is used."""
+def across_tasks(config: ContinualConfig, make_peer, reference_rows) -> list[Method]:
+    """The strategies whose state spans the stream; ``make_peer()`` builds the second network if one is used;
+    ``reference_rows``: the first task's held-back frames (NIS's clean reference)."""
     parts = []
     if config.nis:
-        parts.append(NIS(gamma=config.gamma, naming=config.naming, compare_gradient_stop=config.compare_gradient_stop))
+        parts.append(NIS(gamma=config.gamma, naming=config.naming, threshold=dict(config.naming_threshold),
+                         separate=config.separate, compare_gradient_stop=config.compare_gradient_stop,
+                         reference_rows=reference_rows))
     if config.peers == "coteaching":
         parts.append(CoTeaching(forget_rate=float(config.ratio)))
     elif config.peers == "dividemix":
