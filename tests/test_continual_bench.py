@@ -1,13 +1,16 @@
 """``poise continual-bench``: the plan matches 001 Table 4's rows, the tiny preset runs end to end and reads back."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
+import yaml
 
 from poise.cli import main
 from poise.continual import compare
 from poise.continual.config import ContinualConfig
+from poise.data.layout import MODALITIES as ALL
 
 
 def test_table4_rows_run_exactly_the_parts_they_tick(tmp_path):
@@ -42,30 +45,73 @@ def test_ablating_ewc_drops_the_penalty_and_the_fisher():
 
 
 def test_tiny_preset_writes_tables_plots_and_reads_back(stream_root, tmp_path, capsys):
+    """Three seeds, so that each seed's thresholds come from the two others' clean tasks (one per seed)."""
     out = tmp_path / "bench"
-    args = ["continual-bench", "--preset", "tiny", "--data", str(stream_root), "--out", str(out), "--quiet"]
+    args = ["continual-bench", "--preset", "tiny", "--data", str(stream_root), "--out", str(out), "--quiet",
+            "--seeds", "0", "1", "2"]
     assert main(args) == 0
     report = (out / "report.md").read_text()
     for heading in ("001 Table 2 analogue", "What NIS sees", "per corrupted modality", "Task x task MPJPE", "Findings"):
         assert heading in report
-    assert "| naive | " in report and "| ours | " in report and "NIS (gradient-stop)" in report
+    assert "| naive | " in report and "| ours | " in report and "GMM split (gradient-stop)" in report
     assert "| rgb | " in report.split("Which modality NIS names")[1]  # the tiny preset corrupts RGB
     noise = report.split("per corrupted modality")[1].split("###")[0]
-    assert "| raw | rgb | 2 |" in noise and "| unaligned_far | rgb | 2 |" in noise  # 2 seeds x 1 noisy task
+    assert "| raw | rgb | 3 |" in noise and "| unaligned_far | rgb | 3 |" in noise  # 3 seeds x 1 noisy task
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert len(rows) == 8 and {r["variant"] for r in rows} == {"naive", "ours"}  # 2 seeds x (2 + control + far)
+    assert len(rows) == 12 and {r["variant"] for r in rows} == {"naive", "ours"}  # 3 seeds x (2 + control + far)
+    assert all(0 <= float(r["nis_clean_precision"]) <= 1 for r in rows if r["variant"] == "ours" and r["noise"] != "none")
     tasks = list(csv.DictReader(open(out / "nis.csv")))
     noisy = [t for t in tasks if t["noise"] != "none"]  # and one clean control task per seed
-    assert len(tasks) == 6 and len(noisy) == 4 and all(0 <= float(t["auc_after"]) <= 1 for t in noisy)
+    assert len(tasks) == 9 and len(noisy) == 6
+    assert all(0 <= float(t[k]) <= 1 for t in noisy for k in ("auc_before", "auc_after"))
+    assert all(float(t["loss_ratio_before"]) > 0 for t in noisy)
     assert {t["noise"] for t in noisy} == {"raw", "unaligned_far"} and {t["corrupted"] for t in noisy} == {"rgb"}
     assert all(float(t["source_mpjpe_mm"]) > 0 for t in tasks if t["noise"] == "unaligned_far")
-    assert all(0 <= float(r["nis_clean_precision"]) <= 1 for r in rows if r["variant"] == "ours" and r["noise"] != "none")
+    # each seed's thresholds: the other two seeds' clean drops, kept in thresholds.json, used by its noisy runs
+    thresholds = json.loads((out / "thresholds.json").read_text())
+    clean = {int(t["seed"]): {m: float(t[f"drop_{m}"]) for m in ALL} for t in tasks if t["noise"] == "none"}
+    for seed in (0, 1, 2):
+        others = [clean[s] for s in clean if s != seed]
+        for m in ALL:
+            values = [d[m] for d in others]
+            assert thresholds[str(seed)][m] == pytest.approx(np.mean(values) + 3 * np.std(values, ddof=1))
+    for run in (out / "runs").iterdir():
+        config = ContinualConfig.load(run / "config.yaml")
+        if config.noise == "none":  # the control measures only
+            assert config.separate == "never" and config.naming_threshold == {}
+            nis = json.loads((run / "tasks.json").read_text())[1]["nis"]
+            assert nis["named"] == "none" and not nis["separated"]
+        elif config.nis:
+            assert config.naming_threshold == pytest.approx(thresholds[str(config.seed)])
     assert (out / "fig5.png").stat().st_size > 0 and (out / "fig3.png").stat().st_size > 0
     first = {r["run"]: r["avg_mpjpe_mm"] for r in rows}
     capsys.readouterr()
     assert main(args) == 0  # a second invocation reads every run back
     again = {r["run"]: r["avg_mpjpe_mm"] for r in csv.DictReader(open(out / "results.csv"))}
     assert again == first
+
+
+def test_thresholds_once_set_stay_when_seeds_are_added(tmp_path):
+    def control(seed, drops):
+        return {"seed": seed, "nis_tasks": [{"drops": {"rgb": d}} for d in drops]}
+
+    first = compare.settled_thresholds(tmp_path, [control(0, [0.1, 0.3]), control(1, [0.2, 0.4])], (0, 1))
+    rows = [control(0, [0.1, 0.3]), control(1, [0.2, 0.4]), control(2, [9.0, 9.0])]
+    more = compare.settled_thresholds(tmp_path, rows, (0, 1, 2))
+    assert more[0] == first[0] and more[1] == first[1]  # finished runs keep the thresholds they ran with
+    assert more[2]["rgb"] == pytest.approx(np.mean([0.1, 0.3, 0.2, 0.4]) + 3 * np.std([0.1, 0.3, 0.2, 0.4], ddof=1))
+    assert json.loads((tmp_path / "thresholds.json").read_text()).keys() == {"0", "1", "2"}
+
+
+def test_a_run_from_an_older_poise_is_not_passed_off_as_this_benchs(tmp_path):
+    config = compare.plan(compare.PRESETS["tiny"], "data", tmp_path)[0]
+    run_dir = tmp_path / "runs" / config.run_name
+    run_dir.mkdir(parents=True)
+    old = {k: v for k, v in config.to_dict().items() if k not in ("reference_holdout", "separate")}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(old))
+    (run_dir / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="older poise .*reference_holdout, separate"):
+        compare.run_one(config)
 
 
 def test_a_run_with_other_settings_is_named_not_reused(stream_root, tmp_path, capsys):

@@ -93,6 +93,21 @@ def test_naming_keys_are_checked_by_name():
         with pytest.raises(ValueError, match=message):
             ContinualConfig(**kw)
     assert ContinualConfig(method="naive", reference_holdout=0).reference_holdout == 0  # no NIS: nothing to name
+    for kw in (dict(naming_threshold={"rgb": 1.0}), dict(separate="always"), dict(compare_gradient_stop=True)):
+        with pytest.raises(ValueError, match="runs without NIS"):
+            ContinualConfig(method="naive", **kw)
+    assert ContinualConfig(separate="always").run_name == "continual-ours-separate_always-P1-raw0.2-seed0"
+
+
+def test_the_command_line_sets_the_stream_and_nis_switches(stream_root, tmp_path):
+    args = ["continual", "--data", str(stream_root), "--out", str(tmp_path), "--name", "one", "--tasks", "1",
+            "--noisy-modality", "lidar", "--separate", "always", "--noise", "unaligned_far", "--epochs", "1",
+            "--ablate", "relearn",
+            "--quiet", "--no-report"]
+    assert main(args) == 0
+    config = ContinualConfig.load(tmp_path / "one" / "config.yaml")
+    assert (config.tasks, config.noisy_modality, config.separate, config.noise) == (1, "lidar", "always",
+                                                                                    "unaligned_far")
 
 
 def test_noise_plan_keeps_task_0_clean_and_records_one_modality_per_task():

@@ -154,6 +154,10 @@ class ContinualConfig(ConfigFile):
         if self.nis and not self.reference_holdout:
             raise PoiseError("config key 'reference_holdout' is 0, but NIS names the noisy modality against held-back "
                              "frames of the first task: set it above 0 (default 0.1), or switch NIS off")
+        if not self.nis and (self.naming_threshold or self.compare_gradient_stop or self.separate != "named"):
+            raise PoiseError("config keys 'naming_threshold', 'separate' and 'compare_gradient_stop' set how NIS "
+                             f"names and splits, but method {self.method!r} runs without NIS: drop them, or use "
+                             f"method: ours")
         if not isinstance(self.naming_threshold, dict):
             raise PoiseError(f"config key 'naming_threshold' must be a mapping of modality to score drop, got "
                              f"{self.naming_threshold!r}")
@@ -231,6 +235,7 @@ class ContinualConfig(ConfigFile):
         balance = "" if self.balance == "baseline" else f"-{self.balance}"
         # switches set by hand against the recipe: such a run gets its own folder
         balance = "".join(f"-{k}_{v}".lower() for k, v in self.custom_switches().items()) + balance
+        balance += f"-separate_{self.separate}" if self.separate != "named" else ""  # NIS's split is a design
         return f"continual-{self.method}{ablated}{balance}-{self.protocol}-{noise}-seed{self.seed}"
 
 

@@ -205,6 +205,8 @@ class EWC(Method):
             run.record["fisher_networks"] = notes
 
     def name_by_drop(self, run) -> str:
+        """Without NIS: the modality whose score on the task's own assessment frames fell most over the task,
+        or "none" when none fell (scores usually rise while a task is learnt)."""
         named = name_noisy_modality(self.start_scores, run.scores(), mode=self.naming)
         run.record["named_without_nis"] = named
         return named

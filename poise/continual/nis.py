@@ -30,7 +30,9 @@ from poise.runtime import frame_batches, to_device
 
 MODES = ("absolute", "relative")
 NONE = "none"  # what naming answers when no score dropped significantly
-SEPARATE = ("named", "always")  # split a task only when a modality is named, or always (001 Algorithm 2)
+# split a task only when a modality is named, always (001 Algorithm 2 as written), or never: NIS then only
+# measures (names nothing, splits nothing), the clean control that sets the naming thresholds
+SEPARATE = ("named", "always", "never")
 RELATIVE_FLOOR = 0.05  # denominators below 5 % of the largest |score| are raised to it
 GMM_REG_COVAR = 5e-4  # DivideMix's value, on min-max normalised losses
 GMM_MAX_ITER = 100
@@ -228,7 +230,9 @@ class NIS(Method):
     3. a 2-component GMM on the probe's per-sample losses (Eq. 5-6): the task then trains on the clean set
        (``run.train_rows`` narrowed), from the parameters before the probe (the probe is undone). With
        ``separate="named"`` (default) only when a modality was named (001 Sec. 1: "upon detecting a significant
-       change in multi-modal scores"); ``"always"`` splits every later task, as 001's Algorithm 2 is written.
+       change in multi-modal scores"); ``"always"`` splits every later task, as 001's Algorithm 2 is written;
+       ``"never"`` only measures: nothing is named or split (the clean control stream that sets the thresholds
+       trains as a thresholded run that answered none would).
     ``run.record["nis"]`` holds the named modality, the score sets and drops, and the clean mask and per-sample
     losses before and after the probe over the task's samples; the stream scores the split against the
     recorded corruption, which no strategy sees.
@@ -262,14 +266,16 @@ class NIS(Method):
         losses_before = per_sample_losses(run.model, frame_batches(run.train, rows, run.config.batch_size))
         superior, _ = split_groups(self.last_scores)
         probe = self.probe(run, rows, superior)
-        separated = probe["named"] != NONE or self.separate == "always"
-        run.record["nis"] = {"named": probe["named"], "separated": separated, "frozen": list(superior),
+        named = NONE if self.separate == "never" else probe["named"]
+        separated = self.separate == "always" or (self.separate == "named" and named != NONE)
+        run.record["nis"] = {"named": named, "separated": separated, "frozen": list(superior),
                              "threshold": dict(self.threshold), "scores_start": start,
                              "scores_reference": probe["scores_reference"], "scores_after": probe["scores_after"],
                              "drops": probe["drops"], "rows": rows, "losses_mm": probe["losses_mm"],
-                             "clean": probe["clean"] if separated else np.ones(len(rows), bool),  # what it trains on
+                             "clean": probe["clean"] if separated else np.ones(len(rows), bool),  # trained on
                              "kept": int(probe["clean"].sum()) if separated else len(rows),
-                             "losses_before_mm": losses_before * M_TO_MM}
+                             "losses_before_mm": losses_before * M_TO_MM,
+                             "gmm": {"rows": rows, "clean": probe["clean"]}}  # the GMM's split, used or not
         if self.compare_gradient_stop:
             plain = self.probe(run, rows, [])
             run.record["nis"]["without_gradient_stop"] = {"named": plain["named"], "drops": plain["drops"],
