@@ -89,6 +89,12 @@ def test_tiny_preset_writes_tables_plots_and_reads_back(stream_root, tmp_path, c
     assert main(args) == 0  # a second invocation reads every run back
     again = {r["run"]: r["avg_mpjpe_mm"] for r in csv.DictReader(open(out / "results.csv"))}
     assert again == first
+    for checkpoint in out.glob("runs/*/checkpoint.pt"):  # carried to another machine as small files only
+        checkpoint.unlink()
+    written = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/tasks.json")}
+    assert main(args) == 0
+    assert {r["run"]: r["avg_mpjpe_mm"] for r in csv.DictReader(open(out / "results.csv"))} == first
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/tasks.json")} == written  # nothing retrained
 
 
 def test_thresholds_once_set_stay_when_seeds_are_added(tmp_path):

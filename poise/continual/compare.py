@@ -16,8 +16,9 @@
   MPJPE right after learning it; Fig. 3: histograms of the per-sample losses after the NIS fit with and
   without gradient-stop, corrupted samples apart.
 
-Every run is an ordinary ``poise continual`` run under ``OUT/runs/NAME``; a finished one is read back and an
-interrupted one resumed from its last finished task, so re-running the same command picks up where it stopped.
+Every run is an ordinary ``poise continual`` run under ``OUT/runs/NAME``; a finished one is read back (from its
+small files alone: config.yaml, tasks.json, results.json, losses-task*.npz) and an interrupted one resumed from
+its last finished task, so re-running the same command picks up where it stopped.
 ``--jobs N`` runs N at once in separate processes. Paired differences (same seed) are tested against seed noise
 with the 95 % t-interval of ``poise.bench.noise_clause``.
 """
@@ -245,7 +246,11 @@ def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> d
     if threads:
         torch.set_num_threads(threads)
     run_dir = Path(config.out) / config.run_name
-    if not force and (run_dir / CHECKPOINT).is_file():
+    results = run_dir / "results.json"
+    done = json.loads(results.read_text())["tasks_done"] if results.is_file() else 0
+    finished = done >= (config.tasks or len(task_stream.tasks(config.protocol)))
+    # a finished run is read back from its small files alone (carried between machines without its checkpoint)
+    if not force and (run_dir / "config.yaml").is_file() and (finished or (run_dir / CHECKPOINT).is_file()):
         written = set(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
         missing = sorted(set(config.to_dict()) - written)
         if missing:  # a default filled in for a key the run never knew would pass it off as this bench's
@@ -255,9 +260,7 @@ def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> d
         if existing != config:
             raise PoiseError(f"{run_dir} holds a continual run with other settings than this bench asks for "
                              f"({settings_diff(existing, config)}); use another --out, or --force to run it again")
-        results = run_dir / "results.json"
-        done = json.loads(results.read_text())["tasks_done"] if results.is_file() else 0
-        if done < (config.tasks or len(task_stream.tasks(config.protocol))):  # a finished run is only read back
+        if not finished:
             resume(run_dir, progress=False)
     else:
         run_continual(config, progress=False, overwrite=True)
