@@ -14,14 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from poise.bench.presets import ALL, PRESETS, SHARED, Ablation, Preset, Variant
-from poise.bench.report import findings, report, save_figure
+from poise.bench.report import findings, report, save_figure, write_csv
 from poise.bench.runs import execute, plan, plan_text, run_all, run_one, settings_diff, subset_name
 from poise.bench.stats import diff_text, fmt, mean_sd, noise_clause, paired, select
 from poise.errors import PoiseError
 
 __all__ = ["ALL", "PRESETS", "SHARED", "Ablation", "Preset", "Variant", "bench", "diff_text", "execute", "findings",
            "fmt", "mean_sd", "noise_clause", "paired", "plan", "plan_text", "report", "run_all", "run_one",
-           "save_figure", "select", "settings_diff", "subset_name"]
+           "save_figure", "select", "settings_diff", "subset_name", "write_csv"]
 
 
 def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None, force: bool = False,

@@ -310,13 +310,18 @@ def findings(rows, preset: Preset) -> list[str]:
     return out
 
 
-def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: float, data: str) -> str:
-    """Write ``results.csv``, the plots and ``report.md`` into ``out``; return the Markdown."""
+def write_csv(path: Path, rows) -> None:
+    """``rows`` (dicts) as a CSV: the first row's keys in order, then every other key any row has, sorted."""
     keys = list(rows[0]) + sorted({k for r in rows for k in r} - set(rows[0]))
-    with open(out / "results.csv", "w", newline="") as f:
+    with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, keys)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: float, data: str) -> str:
+    """Write ``results.csv``, the plots and ``report.md`` into ``out``; return the Markdown."""
+    write_csv(out / "results.csv", rows)
     plots = plot_bench(rows, preset, out)
     settings = ", ".join(f"{k}={v}" for k, v in preset.train.items())
     md = [f"# poise bench: preset `{name}`", "",

@@ -25,7 +25,6 @@ with the 95 % t-interval of ``poise.bench.noise_clause``.
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from poise.bench import diff_text, fmt, noise_clause, paired, run_all, save_figure, select, settings_diff
+from poise.bench import diff_text, fmt, noise_clause, paired, run_all, save_figure, select, settings_diff, write_csv
 from poise.continual import tasks as task_stream
 from poise.continual.config import ContinualConfig
 from poise.continual.nis import NONE, name_from_drops
@@ -571,12 +570,7 @@ def plot_fig3(rows, preset: Preset, out: Path) -> Path | None:
 
 def write_tables(rows, out: Path) -> None:
     """results.csv (one row per run) and nis.csv (one row per task NIS ran on)."""
-    flat = [{k: v for k, v in r.items() if k not in ("nis_tasks", "naming")} for r in rows]
-    keys = list(flat[0]) + sorted({k for r in flat for k in r} - set(flat[0]))
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, keys)
-        writer.writeheader()
-        writer.writerows(flat)
+    write_csv(out / "results.csv", [{k: v for k, v in r.items() if k not in ("nis_tasks", "naming")} for r in rows])
     tasks = [{"run": r["run"], "variant": r["variant"], "seed": r["seed"], "task": t["task"], "noise": t["kind"],
               "corrupted": t["truth"], "named": t["named"], "separated": t["separated"],
               **{f"drop_{m}": d for m, d in t["drops"].items()},
@@ -584,11 +578,7 @@ def write_tables(rows, out: Path) -> None:
               **{k: v for k, v in (t["quality"] or {}).items() if k in ("clean_precision", "noisy_recall")}}
              for r in rows for t in r.get("nis_tasks", [])]
     if tasks:
-        keys = list(tasks[0]) + sorted({k for t in tasks for k in t} - set(tasks[0]))
-        with open(out / "nis.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, keys)
-            writer.writeheader()
-            writer.writerows(tasks)
+        write_csv(out / "nis.csv", tasks)
 
 
 def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: float, data: str,

@@ -177,15 +177,16 @@ class NoisyView:
                 raise ValueError("unaligned noise needs a task of at least 2 samples")
             seqs = (np.asarray(dataset.sequence_of(self.indices)) if sequences is None
                     else np.asarray(sequences).reshape(-1)[order])
-            frms = frames_of(dataset, self.indices) if frames is None else np.asarray(frames).reshape(-1)[order]
-            if len(seqs) != n or len(frms) != n:
-                raise ValueError(f"sequences and frames must have one entry per index ({n})")
-            if spec.kind == "unaligned":
-                self.sources = self._choose_sources(seqs, frms.astype(np.int64))
+            if spec.kind == "unaligned":  # frame numbers (read through whole batches): only this kind needs them
+                other = frames_of(dataset, self.indices) if frames is None else np.asarray(frames).reshape(-1)[order]
             else:
-                actions = (np.array([dataset.sequences[q].action for q in seqs]) if actions is None
-                           else np.asarray(actions).reshape(-1)[order])
-                self.sources = self._choose_far_sources(seqs, actions)
+                other = (np.array([dataset.sequences[q].action for q in seqs]) if actions is None
+                         else np.asarray(actions).reshape(-1)[order])
+            if len(seqs) != n or len(other) != n:
+                raise ValueError(f"sequences and {'frames' if spec.kind == 'unaligned' else 'actions'} must have "
+                                 f"one entry per index ({n})")
+            self.sources = (self._choose_sources(seqs, other.astype(np.int64)) if spec.kind == "unaligned"
+                            else self._choose_far_sources(seqs, other))
 
     def _choose_sources(self, seqs: np.ndarray, frames: np.ndarray) -> np.ndarray:
         """Source index per position (-1 where not corrupted): see the module docstring."""

@@ -27,10 +27,10 @@ def score_splits(view, record: dict, losses_path) -> None:
             rows, clean = np.asarray(node.pop("rows")), np.asarray(node.pop("clean"), dtype=bool)
             corrupted = np.zeros(len(rows), bool) if view is None else view.is_corrupted(rows)
             node["quality"] = None if view is None else split_quality(clean, corrupted)
-            for key, suffix in LOSSES.items():
-                if key in node:
-                    saved[path + suffix] = np.asarray(node.pop(key))
-                    saved[f"{path}.corrupted"] = corrupted
+            losses = {path + suffix: np.asarray(node.pop(key)) for key, suffix in LOSSES.items() if key in node}
+            if losses:
+                saved.update(losses)
+                saved[f"{path}.corrupted"] = corrupted
 
     walk(record, "")
     if saved:
