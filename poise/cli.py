@@ -161,23 +161,21 @@ def cmd_continual(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {k: getattr(args, k) for k in ("data", "protocol", "split", "method", "ablate", "balance", "ewc",
-                                                 "noise", "noisy_modality", "ratio", "tasks", "on_error", "epochs", "gamma",
-                                                 "naming", "separate", "fisher", "fusion", "seed", "out", "name")}
+    overrides = {k: getattr(args, k) for k in ("data", "protocol", "split", "recipe", "method", "ablate", "noise",
+                                                 "noisy_modality", "ratio", "tasks", "on_error", "epochs", "fusion",
+                                                 "seed", "out", "name")}
+    overrides.update({k: _strategy(k, getattr(args, k)) for k in STRATEGIES})
     if args.param:
-        overrides["balance_params"] = dict(_parse_param(p) for p in args.param)
+        overrides["method_params"] = dict(_parse_param(p) for p in args.param)
     if args.resume:
-        flags = {"balance_params": "param"}
+        flags = {"method_params": "param"}
         ignored = [f"--{flags.get(k, k).replace('_', '-')}" for k, v in overrides.items() if v is not None]
-        ignored += ["--config"] * bool(args.config) + ["--compare-gradient-stop"] * bool(args.compare_gradient_stop)
-        ignored += ["--overwrite"] * bool(args.overwrite)
+        ignored += ["--config"] * bool(args.config) + ["--overwrite"] * bool(args.overwrite)
         if ignored:
             raise PoiseError(f"--resume continues {args.resume} with its own config.yaml; {', '.join(ignored)} "
                              f"would change that run: drop them, or start a new run")
         run = resume(args.resume, progress=not args.quiet, rebuild_cache=args.rebuild_cache)
     else:
-        if args.compare_gradient_stop:
-            overrides["compare_gradient_stop"] = True
         if args.config:
             config = ContinualConfig.load(args.config, **overrides)
         else:
@@ -262,17 +260,42 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def _parse_param(text: str):
+def _parse_param(text: str, flag: str = "--param"):
     import yaml
 
     if "=" not in text:
-        raise PoiseError(f"--param {text!r}: write NAME=VALUE, e.g. --param alpha_s=20000")
+        raise PoiseError(f"{flag} {text!r}: write NAME=VALUE, e.g. --param alpha_s=20000")
     key, value = text.split("=", 1)
     try:
         return key.strip(), yaml.safe_load(value)
     except yaml.YAMLError:
-        raise PoiseError(f"--param {text!r}: cannot read the value {value!r}; write a number, true/false or a word, "
+        raise PoiseError(f"{flag} {text!r}: cannot read the value {value!r}; write a number, true/false or a word, "
                          f"e.g. --param alpha_s=20000") from None
+
+
+STRATEGIES = ("nis", "relearn", "ewc", "peers")  # ContinualConfig's strategy keys, one flag each
+
+
+def _strategy(key: str, tokens: list | None):
+    """``--nis on``, ``--ewc online lam=5000``, ``--nis separate=always``: a switch (on / off, or a mode for ewc
+    and peers) and NAME=VALUE parameters, as the config key of the same name takes them."""
+    if tokens is None:
+        return None
+    switch, params = None, {}
+    for token in tokens:
+        if "=" in token:
+            name, value = _parse_param(token, flag=f"--{key}")
+            params[name] = value
+        elif switch is None:
+            switch = {"on": True, "true": True, "off": False, "false": False}.get(token, token) \
+                if key in ("nis", "relearn") else token
+        else:
+            raise PoiseError(f"--{key} {' '.join(tokens)}: one switch at most, then NAME=VALUE parameters")
+    if not params:
+        return switch
+    if switch is not None:
+        params["mode" if key in ("ewc", "peers") else "on"] = switch
+    return params
 
 
 def _add_epoch_frames(p) -> None:
@@ -423,46 +446,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_show)
 
-    from poise.continual.config import ABLATIONS, EWC_MODES, FISHERS, METHODS as CONTINUAL_METHODS
-    from poise.continual.nis import SEPARATE
-    from poise.continual.noise import KINDS as NOISE_KINDS
+    from poise.continual.config import ABLATIONS, NOISE, RECIPES
 
     p = sub.add_parser("continual", help="continual learning on a noisy task stream (paper 001, Algorithm 2)",
                        description="Learn the protocol's task stream (P1: 7 tasks, P2: 6) one task after another, "
-                       "one modality corrupted in each later task, with NIS, re-learning and adaptive EWC (ours) or "
-                       "a baseline. Writes config.yaml, tasks.json, results.json (avg-MPJPE per task, 001 Eq. 13; "
-                       "the task x task matrix; forgetting; NIS quality), noise.json and a checkpoint after each "
-                       "task; --resume RUN_DIR continues after the last finished task.")
+                       "one modality corrupted in each later task, with NIS, re-learning and adaptive EWC (the recipe "
+                       "ours) or a baseline recipe. Writes config.yaml, tasks.json, results.json (avg-MPJPE per task, "
+                       "001 Eq. 13; the task x task matrix; forgetting; NIS quality), noise.json and a checkpoint "
+                       "after each task; --resume RUN_DIR continues after the last finished task.")
     p.add_argument("--config", help="YAML file of ContinualConfig keys (see poise/continual/config.py)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run after its last finished task")
     p.add_argument("--data", help="MM-Fi root with every action of the protocol (default data/mmfi-continual, "
                    "from `poise simulate --preset continual`)")
     p.add_argument("--protocol", choices=["P1", "P2"])
     p.add_argument("--split")
-    p.add_argument("--method", choices=list(CONTINUAL_METHODS))
+    p.add_argument("--recipe", choices=list(RECIPES), help="a 001 Table 2 method: its strategies (default ours)")
     p.add_argument("--ablate", nargs="+", choices=list(ABLATIONS), help="switch off parts of ours (001 Table 4)")
-    p.add_argument("--balance", choices=methods.available(), help="a Setting-1 balancing method trained inside "
-                   "every task (default baseline), e.g. --method naive --balance awc")
+    p.add_argument("--method", choices=methods.available(), help="a Setting-1 balancing method trained inside "
+                   "every task (default baseline), e.g. --recipe naive --method awc")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
-                   help="a hyper-parameter of the --balance method (repeatable)")
-    p.add_argument("--ewc", choices=list(EWC_MODES), help="override the method's EWC: none, generic (the last task), "
-                   "online (every task so far), adaptive (001 Eq. 8-9)")
-    p.add_argument("--noise", choices=[*NOISE_KINDS, "none"])
+                   help="a hyper-parameter of the --method (repeatable)")
+    for key, what in (("nis", "noise identification and separation: on / off and its parameters, e.g. "
+                              "separate=always gamma=2 compare_gradient_stop=true (001 Fig. 3)"),
+                      ("relearn", "re-learning in each task: on / off and its parameters, e.g. relearn_epoch=1"),
+                      ("ewc", "EWC: none, generic (the last task), online (every task so far), adaptive (001 Eq. "
+                              "8-9), and its parameters, e.g. online lam=5000 per_sample=false"),
+                      ("peers", "a second network: none, coteaching, dividemix, and its parameters, e.g. warmup=1")):
+        p.add_argument(f"--{key}", nargs="+", metavar="SWITCH|NAME=VALUE",
+                       help=f"{what} (as the config key {key}; default: as the recipe says)")
+    p.add_argument("--noise", choices=list(NOISE))
     p.add_argument("--noisy-modality", dest="noisy_modality", choices=list(layout.MODALITIES),
                    help="corrupt this modality in every later task (default: one drawn per task from the seed)")
     p.add_argument("--ratio", type=float, help="fraction of a task's samples corrupted (001: 0.2 or 0.4)")
     p.add_argument("--tasks", type=_at_least(1), help="learn only the first N tasks of the stream (default: all)")
     p.add_argument("--epochs", type=_at_least(1), help="training epochs per task")
-    p.add_argument("--gamma", type=_at_least(1), help="NIS fitting epochs")
-    p.add_argument("--naming", choices=["absolute", "relative"],
-                   help="NIS measures score drops in absolute (default) or relative terms (per-modality thresholds: "
-                        "the config key naming_threshold)")
-    p.add_argument("--separate", choices=list(SEPARATE), help="NIS splits a task into clean and noisy samples only "
-                   "when it named a modality (named, default) or always (001 Algorithm 2 as written)")
-    p.add_argument("--fisher", choices=list(FISHERS), help="Fisher estimator (per_sample = 001 Eq. 7 exactly)")
     p.add_argument("--fusion", choices=list(FUSIONS))
-    p.add_argument("--compare-gradient-stop", action="store_true",
-                   help="also fit without gradient-stop and keep both loss histograms (001 Fig. 3)")
     p.add_argument("--seed", type=_at_least(0))
     p.add_argument("--out", help="parent folder of run directories (default runs)")
     p.add_argument("--name", help="run directory name")

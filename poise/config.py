@@ -211,7 +211,10 @@ class TrainConfig(ConfigFile):
             close = difflib.get_close_matches(str(self.method), methods.available(), n=1)
             raise PoiseError(f"config key 'method' is {self.method!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                              + f": choose one of {', '.join(methods.available())}")
-        method = methods.get(self.method, **self.method_params)  # names, types and ranges, before any data is read
+        try:
+            method = methods.get(self.method, **self.method_params)  # names, types and ranges, before any data is read
+        except PoiseError as err:
+            raise PoiseError(f"config key 'method_params': {err}") from None
         self.method_params = {k: getattr(method, k) for k in self.method_params}  # as parsed ('1e4' -> 10000.0)
 
     @property

@@ -15,21 +15,22 @@ from poise.data.layout import MODALITIES as ALL
 
 def test_table4_rows_run_exactly_the_parts_they_tick(tmp_path):
     configs = compare.plan(compare.PRESETS["small"], "data", tmp_path)
-    by_variant = {compare.ablation_label(c.method, c.ablate): c for c in configs if c.seed == 0}
-    for (a_ewc, relearn, nis), method, ablate in compare.ABLATION_ROWS:
-        c = by_variant[compare.ablation_label(method, ablate)]
-        assert (c.ewc == "adaptive", c.relearn, c.nis) == (a_ewc, relearn, nis)
+    by_variant = {compare.ablation_label(c.recipe, c.ablate): c for c in configs if c.seed == 0}
+    for (a_ewc, relearn, nis), recipe, ablate in compare.ABLATION_ROWS:
+        c = by_variant[compare.ablation_label(recipe, ablate)]
+        assert (bool(c.ewc) and c.ewc["mode"] == "adaptive", bool(c.relearn), bool(c.nis)) == (a_ewc, relearn, nis)
+        assert not c.relearn or c.relearn["relearn_epoch"] == 1  # the preset's r, wherever re-learning is on
     generic = by_variant[compare.ablation_label(*compare.GENERIC_FISHER_ROW)]
-    assert generic.ewc == "generic" and generic.nis
+    assert generic.ewc["mode"] == "generic" and generic.nis
     seeds = len(compare.PRESETS["small"].seeds)
     # Fig. 3 needs the probe without gradient-stop on exactly one run per seed
-    assert [compare.variant_of(c) for c in configs if c.compare_gradient_stop] == ["ours"] * seeds
+    assert [compare.variant_of(c) for c in configs if c.nis and c.nis["compare_gradient_stop"]] == ["ours"] * seeds
     # what NIS names when nothing is corrupted: ours on a clean stream, once per seed
-    assert sum(c.noise == "none" and c.method == "ours" for c in configs) == seeds
+    assert sum(c.noise == "none" and c.recipe == "ours" for c in configs) == seeds
     assert len({c.run_name for c in configs}) == len(configs)
     # like for like: ours with the baselines' online EWC, labelled as the table says
     like = [c for c in configs if compare.variant_of(c) == compare.LIKE_FOR_LIKE_LABEL]
-    assert len(like) == seeds and all(c.ewc == "online" and c.nis and c.relearn for c in like)
+    assert len(like) == seeds and all(c.ewc["mode"] == "online" and c.nis and c.relearn for c in like)
     # the diagnostic streams: ours only, LiDAR fixed on one, both unaligned kinds
     diagnostic = {(c.noise, c.noisy_modality) for c in configs if c.seed == 0 and
                   (c.noisy_modality or c.noise != "raw") and c.noise != "none"}
@@ -38,10 +39,10 @@ def test_table4_rows_run_exactly_the_parts_they_tick(tmp_path):
 
 def test_ablating_ewc_drops_the_penalty_and_the_fisher():
     c = ContinualConfig(ablate=["ewc"])
-    assert c.ewc == "none" and c.nis and c.relearn
-    assert ContinualConfig.from_dict(c.to_dict()) == c  # the resolved switches round-trip through config.yaml
+    assert c.ewc is False and c.nis and c.relearn
+    assert ContinualConfig.from_dict(c.to_dict()) == c  # the resolved strategies round-trip through config.yaml
     with pytest.raises(ValueError, match="ablate"):
-        ContinualConfig(method="ewc", ablate=["nis"])
+        ContinualConfig(recipe="ewc", ablate=["nis"])
 
 
 def test_tiny_preset_writes_tables_plots_and_reads_back(stream_root, tmp_path, capsys):
@@ -78,11 +79,11 @@ def test_tiny_preset_writes_tables_plots_and_reads_back(stream_root, tmp_path, c
     for run in (out / "runs").iterdir():
         config = ContinualConfig.load(run / "config.yaml")
         if config.noise == "none":  # the control measures only
-            assert config.separate == "never" and config.naming_threshold == {}
+            assert config.nis["separate"] == "never" and config.nis["threshold"] == {}
             nis = json.loads((run / "tasks.json").read_text())[1]["nis"]
             assert nis["named"] == "none" and not nis["separated"]
         elif config.nis:
-            assert config.naming_threshold == pytest.approx(thresholds[str(config.seed)])
+            assert config.nis["threshold"] == pytest.approx(thresholds[str(config.seed)])
     assert (out / "fig5.png").stat().st_size > 0 and (out / "fig3.png").stat().st_size > 0
     first = {r["run"]: r["avg_mpjpe_mm"] for r in rows}
     capsys.readouterr()
@@ -113,10 +114,10 @@ def test_a_run_from_an_older_poise_is_not_passed_off_as_this_benchs(tmp_path):
     config = compare.plan(compare.PRESETS["tiny"], "data", tmp_path)[0]
     run_dir = tmp_path / "runs" / config.run_name
     run_dir.mkdir(parents=True)
-    old = {k: v for k, v in config.to_dict().items() if k not in ("reference_holdout", "separate")}
+    old = {k: v for k, v in config.to_dict().items() if k not in ("reference_holdout", "precision")}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(old))
     (run_dir / "checkpoint.pt").write_bytes(b"")
-    with pytest.raises(ValueError, match="older poise .*reference_holdout, separate"):
+    with pytest.raises(ValueError, match="older poise .*precision, reference_holdout"):
         compare.run_one(config)
 
 

@@ -13,8 +13,9 @@ import torch
 
 from poise import methods
 from poise.continual import tasks
-from poise.continual.config import ContinualConfig
+from poise.continual.config import ContinualConfig, switch_of, tuned
 from poise.continual.ewc import EWC, fisher_generic
+from poise.continual.nis import NIS
 from poise.continual.runner import run_continual
 from poise.data.layout import MODALITIES as ALL
 from poise.errors import PoiseError
@@ -23,8 +24,13 @@ from poise.methods.compose import Composite
 from poise.models.pose import build_model
 
 CONTINUAL = Path(__file__).resolve().parents[1] / "poise" / "continual"
-SMALL = dict(split="S2", tasks=2, epochs=3, gamma=1, dim=16, lidar_points=32, mmwave_points=16, train_stride=3,
-             batch_size=32, assess_frames=128, fisher_frames=64)
+SMALL = dict(split="S2", tasks=2, epochs=3, dim=16, lidar_points=32, mmwave_points=16, train_stride=3,
+             batch_size=32, assess_frames=128)
+TUNED = {"nis": {"gamma": 1}, "ewc": {"fisher_frames": 64}}  # where the recipe has them on
+
+
+def small(**kw) -> ContinualConfig:
+    return ContinualConfig(**tuned({**SMALL, **kw}, TUNED))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -121,8 +127,8 @@ def test_online_ewc_sums_the_fishers_of_every_task_and_generic_keeps_the_last(fa
 
 
 def test_a_setting1_method_runs_inside_a_stream_with_ours(stream_root, tmp_path):
-    run = run_continual(ContinualConfig(data=str(stream_root), out=str(tmp_path), balance="awc",
-                                        noisy_modality="rgb", ratio=0.4, relearn_epoch=0, **SMALL), progress=False)
+    run = run_continual(small(data=str(stream_root), out=str(tmp_path), method="awc", noisy_modality="rgb",
+                              ratio=0.4, relearn={"relearn_epoch": 0}), progress=False)
     for record in run.records:  # AWC (window 1 of 3 epochs) constrains epoch index 1 of every task
         active = [row["awc_active"] for row in record["epochs"]]
         assert active == [0, 1, 0] and record["epochs"][1]["awc_penalty"] > 0
@@ -135,9 +141,9 @@ def test_nis_names_against_held_back_clean_frames_and_can_answer_none(stream_roo
     """NIS's reference is frames of whole first-task sequences that no task trains on; on a clean stream with a
     threshold no drop reaches, NIS answers "none" and the task trains on every frame (separate: named), while
     ``separate: always`` splits it anyway (Algorithm 2 as written)."""
-    config = dict(data=str(stream_root), ablate=["relearn"], noise="none", **SMALL)
-    run = run_continual(ContinualConfig(out=str(tmp_path / "named"), naming_threshold={m: 1e3 for m in ALL},
-                                        **config), progress=False)
+    config = dict(data=str(stream_root), ablate=["relearn"], noise="none")
+    run = run_continual(small(out=str(tmp_path / "named"), nis={"threshold": {m: 1e3 for m in ALL}}, **config),
+                        progress=False)
     held = run.reference_rows
     assert len(held) and not np.isin(held, np.concatenate(run.train_tasks)).any()
     sequences = set(run.train.sequence_of(held).tolist())
@@ -150,26 +156,40 @@ def test_nis_names_against_held_back_clean_frames_and_can_answer_none(stream_roo
     assert set(probe["scores_reference"]) == set(ALL)
     for m in ALL:
         assert probe["drops"][m] == pytest.approx(probe["scores_reference"][m] - probe["scores_after"][m])
-    always = run_continual(ContinualConfig(out=str(tmp_path / "always"), naming_threshold={m: 1e3 for m in ALL},
-                                           separate="always", **config), progress=False)
+    always = run_continual(small(out=str(tmp_path / "always"), nis={"threshold": {m: 1e3 for m in ALL},
+                                                                      "separate": "always"}, **config), progress=False)
     split = always.records[1]
     assert split["nis"]["named"] == "none" and split["nis"]["separated"]
     gmm = np.load(always.dir / "losses-task1.npz")  # the GMM's losses; its mask is what the task trained on
     assert split["trained_frames"] == split["nis"]["kept"] <= split["train_frames"] == len(gmm["nis"])
 
 
-def test_the_config_says_what_a_run_does_with_switches():
+def test_the_config_says_what_a_run_does_with_strategies():
+    """The recipe switches the strategies; each strategy key holds its class's full parameters (or false);
+    a strategy set by hand gets its own run folder; every key round-trips and errors name it."""
     ours = ContinualConfig()
-    assert (ours.nis, ours.relearn, ours.ewc, ours.peers) == (True, True, "adaptive", "none")
-    assert ContinualConfig(method="dividemix").peers == "dividemix" and ContinualConfig(method="ewc").ewc == "online"
-    assert ContinualConfig(ablate=["adaptive_ewc"]).ewc == "generic"
-    custom = ContinualConfig(ewc="online")  # a switch set by hand: its own run folder, round-trips
+    assert [switch_of(k, getattr(ours, k)) for k in ("nis", "relearn", "ewc", "peers")] == [True, True, "adaptive",
+                                                                                          "none"]
+    assert ours.nis == {"on": True, **NIS().params()} and ours.peers is False
+    assert ours.relearn == {"on": True, **methods.get("relearn").params()}
+    assert ours.ewc == EWC(mode="adaptive").params()
+    assert ContinualConfig(recipe="dividemix").peers == {"mode": "dividemix", "lambda_u": 1.0, "warmup": 1}
+    assert ContinualConfig(recipe="coteaching", ratio=0.4).peers == {"mode": "coteaching", "forget_rate": 0.4}
+    assert ContinualConfig(recipe="ewc").ewc["mode"] == "online"
+    assert ContinualConfig(ablate=["adaptive_ewc"]).ewc["mode"] == "generic"
+    assert ContinualConfig(ewc={"lam": "5e3"}).ewc["lam"] == 5000.0  # a mapping without a mode: the recipe's
+    custom = ContinualConfig(ewc="online")  # a strategy switched by hand: its own run folder, round-trips
     assert custom.run_name == "continual-ours-ewc_online-P1-raw0.2-seed0"
     assert ContinualConfig.from_dict(custom.to_dict()) == custom
-    auto = ContinualConfig(method="naive", balance="ogm_ge", optimizer="auto")
+    assert ContinualConfig(recipe="naive", nis=True).run_name == "continual-naive-nis_true-P1-raw0.2-seed0"
+    auto = ContinualConfig(recipe="naive", method="ogm_ge", optimizer="auto")
     assert auto.optimizer_name == "sgd" and auto.lr == 0.3  # the balancing method's reference optimiser and its lr
-    for kw, key in ((dict(balance="gblending"), "'balance'"), (dict(balance="relearn"), "'balance'"),
-                    (dict(ewc="online", ablate=["adaptive_ewc"]), "'ablate'"), (dict(gamma=100), "'gamma'"),
-                    (dict(balance="awc", balance_params={"alpha": 1}), "'balance_params'")):
+    assert auto.run_name == "continual-naive-ogm_ge-P1-raw0.2-seed0"
+    for kw, key in ((dict(method="gblending"), "'method'"), (dict(method="relearn"), "'method'"),
+                    (dict(ewc="online", ablate=["adaptive_ewc"]), "'ablate'"), (dict(nis={"gamma": 100}), "'nis'"),
+                    (dict(method="awc", method_params={"alpha": 1}), "'method_params'.*alpha_s"),
+                    (dict(recipe="naive", ewc={"lam": 1.0}), "'ewc'.*mode"), (dict(ewc="sometimes"), "'ewc'"),
+                    (dict(nis={"gama": 2}), "'nis'.*'gamma'"), (dict(relearn="yes"), "'relearn'"),
+                    (dict(holdout=0.2), "'holdout'.*reference_holdout"), (dict(recipe="best"), "'recipe'")):
         with pytest.raises(PoiseError, match=key):
             ContinualConfig(**kw)

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 
 from poise.cli import main
-from poise.continual.config import ContinualConfig
+from poise.continual.config import ContinualConfig, tuned
 from poise.continual.runner import noise_plan, resume, run_continual, summary
 
-SMALL = dict(split="S2", tasks=2, epochs=2, relearn_epoch=0, gamma=1, dim=16, lidar_points=32, mmwave_points=16,
-             train_stride=3, batch_size=32, assess_frames=128, fisher_frames=64)
+SMALL = dict(split="S2", tasks=2, epochs=2, dim=16, lidar_points=32, mmwave_points=16, train_stride=3, batch_size=32,
+             assess_frames=128)
+TUNED = {"relearn": {"relearn_epoch": 0}, "nis": {"gamma": 1}, "ewc": {"fisher_frames": 64}}  # where they are on
 
 
 def config(root, tmp_path, **kw):
-    return ContinualConfig(data=str(root), out=str(tmp_path), **{**SMALL, **kw})
+    return ContinualConfig(**tuned(dict(data=str(root), out=str(tmp_path), **{**SMALL, **kw}), TUNED))
 
 
 def test_ours_learns_the_stream_and_scores_its_noise_split(stream_root, tmp_path):
@@ -40,7 +41,7 @@ def test_ours_learns_the_stream_and_scores_its_noise_split(stream_root, tmp_path
 
 
 def test_resume_at_a_task_boundary_equals_an_uninterrupted_run(stream_root, tmp_path):
-    kw = dict(method="ours", noise="unaligned", fisher="batched")  # NIS, re-learning and adaptive EWC: all stateful
+    kw = dict(recipe="ours", noise="unaligned", ewc={"per_sample": False})  # NIS, re-learning and adaptive EWC: all stateful
     straight = run_continual(config(stream_root, tmp_path, name="straight", **kw), progress=False)
     run_continual(config(stream_root, tmp_path, name="cut", **{**kw, "tasks": 1}), progress=False)
     resumed = resume(tmp_path / "cut", progress=False, tasks=2)
@@ -58,19 +59,19 @@ def test_resume_at_a_task_boundary_equals_an_uninterrupted_run(stream_root, tmp_
 
 
 def test_the_baselines_and_ablations_run_what_they_say(stream_root, tmp_path):
-    naive = run_continual(config(stream_root, tmp_path, method="naive", name="naive"), progress=False)
+    naive = run_continual(config(stream_root, tmp_path, recipe="naive", name="naive"), progress=False)
     assert all("fisher" not in r and "nis" not in r and "relearn" not in r for r in naive.records)
     ablated = run_continual(config(stream_root, tmp_path, ablate=["nis", "relearn"], name="ablated"), progress=False)
     noisy = ablated.records[1]
     assert "nis" not in noisy and "relearn" not in noisy and noisy["named_without_nis"] in (*ablated.model.modalities, "none")
-    assert noisy["fisher"]["samples"] == min(SMALL["fisher_frames"], noisy["train_frames"])  # every frame kept
+    assert noisy["fisher"]["samples"] == min(TUNED["ewc"]["fisher_frames"], noisy["train_frames"])  # every frame kept
 
 
 def test_continual_errors_name_the_key_or_what_to_do(tiny, tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"'ablate' switches off \['nis'\], which method 'naive' does not have"):
-        ContinualConfig(method="naive", ablate=["nis"])
-    with pytest.raises(ValueError, match="relearn_epoch"):
-        ContinualConfig(epochs=2, relearn_epoch=2)
+    with pytest.raises(ValueError, match=r"'ablate' switches off \['nis'\], which recipe 'naive' does not have"):
+        ContinualConfig(recipe="naive", ablate=["nis"])
+    with pytest.raises(ValueError, match="'relearn'.*relearn_epoch"):
+        ContinualConfig(epochs=2, relearn={"relearn_epoch": 2})
     with pytest.raises(ValueError, match="noisy_modality"):
         ContinualConfig(noisy_modality="sonar")
     with pytest.raises(ValueError, match="did you mean 'ratio'"):
@@ -82,32 +83,35 @@ def test_continual_errors_name_the_key_or_what_to_do(tiny, tmp_path, capsys):
 
 
 def test_naming_keys_are_checked_by_name():
-    assert ContinualConfig(naming_threshold={"rgb": "0.5"}).naming_threshold == {"rgb": 0.5}
-    for kw, message in ((dict(naming_threshold={"sonar": 1.0}), "'naming_threshold' names"),
-                        (dict(naming_threshold={"rgb": "high"}), "naming_threshold"),
-                        (dict(naming_threshold={"rgb": float("inf")}), "finite"),
-                        (dict(naming_threshold=[1.0]), "mapping"),
-                        (dict(separate="sometimes"), "'separate'"),
+    assert ContinualConfig(nis={"threshold": {"rgb": "0.5"}}).nis["threshold"] == {"rgb": 0.5}
+    for kw, message in ((dict(nis={"threshold": {"sonar": 1.0}}), "'nis' threshold names"),
+                        (dict(nis={"threshold": {"rgb": "high"}}), "threshold"),
+                        (dict(nis={"threshold": {"rgb": float("inf")}}), "finite"),
+                        (dict(nis={"threshold": [1.0]}), "mapping"),
+                        (dict(nis={"separate": "sometimes"}), "'nis'.*separate"),
                         (dict(reference_holdout=0), "'reference_holdout' is 0"),
                         (dict(reference_holdout=1.0), "'reference_holdout' must lie")):
         with pytest.raises(ValueError, match=message):
             ContinualConfig(**kw)
-    assert ContinualConfig(method="naive", reference_holdout=0).reference_holdout == 0  # no NIS: nothing to name
-    for kw in (dict(naming_threshold={"rgb": 1.0}), dict(separate="always"), dict(compare_gradient_stop=True)):
-        with pytest.raises(ValueError, match="runs without NIS"):
-            ContinualConfig(method="naive", **kw)
-    assert ContinualConfig(separate="always").run_name == "continual-ours-separate_always-P1-raw0.2-seed0"
+    assert ContinualConfig(recipe="naive", reference_holdout=0).reference_holdout == 0  # no NIS: nothing to name
+    for kw in (dict(nis={"threshold": {"rgb": 1.0}}), dict(nis={"separate": "always", "on": False})):
+        with pytest.raises(ValueError, match="'nis' sets parameters .* that is off"):
+            ContinualConfig(recipe="naive", **kw)
+    assert ContinualConfig(nis={"separate": "always"}).run_name == "continual-ours-separate_always-P1-raw0.2-seed0"
 
 
 def test_the_command_line_sets_the_stream_and_nis_switches(stream_root, tmp_path):
     args = ["continual", "--data", str(stream_root), "--out", str(tmp_path), "--name", "one", "--tasks", "1",
-            "--noisy-modality", "lidar", "--separate", "always", "--noise", "unaligned_far", "--epochs", "1",
-            "--ablate", "relearn",
-            "--quiet", "--no-report"]
+            "--noisy-modality", "lidar", "--nis", "separate=always", "gamma=1", "--noise", "unaligned_far",
+            "--epochs", "1", "--ablate", "relearn", "--ewc", "online", "lam=5e3", "--method", "awc", "--param",
+            "window=1", "--quiet", "--no-report"]
     assert main(args) == 0
     config = ContinualConfig.load(tmp_path / "one" / "config.yaml")
-    assert (config.tasks, config.noisy_modality, config.separate, config.noise) == (1, "lidar", "always",
-                                                                                    "unaligned_far")
+    assert (config.tasks, config.noisy_modality, config.nis["separate"], config.noise) == (1, "lidar", "always",
+                                                                                           "unaligned_far")
+    assert (config.ewc["mode"], config.ewc["lam"], config.method, config.method_params) == ("online", 5000.0, "awc",
+                                                                                            {"window": 1})
+    assert main([*args[:-2], "--nis", "off", "gamma=2", "--quiet"]) == 2  # parameters of a strategy switched off
 
 
 def test_noise_plan_keeps_task_0_clean_and_records_one_modality_per_task():
@@ -122,7 +126,7 @@ def test_noise_plan_keeps_task_0_clean_and_records_one_modality_per_task():
 def test_the_two_network_baselines_train_both_networks_with_ewc(stream_root, tmp_path, method):
     import torch
 
-    run = run_continual(config(stream_root, tmp_path, method=method, ratio=0.4, epochs=2, name=method), progress=False)
+    run = run_continual(config(stream_root, tmp_path, recipe=method, ratio=0.4, epochs=2, name=method), progress=False)
     peer = next(p for p in run.strategies if p.name == method).peer
     ewc = next(p for p in run.strategies if p.name == "ewc")
     assert set(ewc.fisher) == {"model", "peer"} and ewc.mode == "online"  # each network protected, every task
@@ -173,7 +177,7 @@ def test_nis_names_the_corrupted_modality_on_a_tiny_stream(stream_root, tmp_path
 def test_a_p2_stream_with_unaligned_noise_runs_dividemix(stream_root, tmp_path):
     """P2's first tasks (limb extension: A07, A08, A11; lunge: A09, A10) with unaligned LiDAR frames."""
     run = run_continual(config(stream_root, tmp_path, protocol="P2", noise="unaligned", noisy_modality="lidar",
-                               ratio=0.4, method="dividemix", epochs=2), progress=False)
+                               ratio=0.4, recipe="dividemix", epochs=2), progress=False)
     first, second = run.records
     assert first["actions"] == ["A07", "A08", "A11"] and second["actions"] == ["A09", "A10"]
     assert first["noise"] is None and second["noise"]["kind"] == "unaligned"

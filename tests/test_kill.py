@@ -139,8 +139,9 @@ def test_a_continual_stream_killed_at_any_write_continues_to_the_same_files(stre
     from poise.continual.runner import resume as resume_stream, run_continual
 
     config = ContinualConfig(data=str(stream_root), out=str(tmp_path), name="k", split="S2", tasks=2, epochs=1,
-                             method="ewc", dim=16, lidar_points=32, mmwave_points=16, train_stride=4, batch_size=32,
-                             assess_frames=64, fisher_frames=32, noisy_modality="rgb", ratio=0.4, device="cpu")
+                             recipe="ewc", dim=16, lidar_points=32, mmwave_points=16, train_stride=4, batch_size=32,
+                             assess_frames=64, ewc={"fisher_frames": 32}, noisy_modality="rgb", ratio=0.4,
+                             device="cpu")
     run_dir = tmp_path / "k"
     savez = np.savez_compressed
 

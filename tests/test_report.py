@@ -130,8 +130,9 @@ def test_a_continual_run_report(stream_root, tmp_path):
     from poise.continual.runner import run_continual, summary
 
     run = run_continual(ContinualConfig(data=str(stream_root), out=str(tmp_path), split="S2", tasks=2, epochs=2,
-                                        relearn_epoch=0, gamma=1, dim=16, lidar_points=32, mmwave_points=16,
-                                        train_stride=3, batch_size=32, assess_frames=128, fisher_frames=64,
+                                        relearn={"relearn_epoch": 0}, nis={"gamma": 1}, dim=16, lidar_points=32,
+                                        mmwave_points=16, train_stride=3, batch_size=32, assess_frames=128,
+                                        ewc={"fisher_frames": 64},
                                         noisy_modality="rgb", ratio=0.4), progress=False)
     html = write_report(run.dir).read_text()
     assert_self_contained(html)

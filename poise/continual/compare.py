@@ -35,7 +35,7 @@ import yaml
 
 from poise.bench import diff_text, fmt, noise_clause, paired, run_all, save_figure, select, settings_diff, write_csv
 from poise.continual import tasks as task_stream
-from poise.continual.config import ContinualConfig
+from poise.continual.config import SWITCH_DEFAULTS, ContinualConfig, tuned, upgrade
 from poise.continual.nis import NONE, name_from_drops
 from poise.continual.results import forgetting
 from poise.data import layout
@@ -69,11 +69,12 @@ class Preset:
     clean_control: bool = True  # ours on a clean stream: NIS's naming thresholds and its false alarms
     like_for_like: bool = True  # ours with the baselines' online EWC beside ours with a-EWC, on every stream
     diagnostics: tuple = ()  # streams only ours runs on: what NIS sees per corrupted modality and noise kind
-    config: dict = field(default_factory=dict)  # ContinualConfig overrides shared by every run
+    config: dict = field(default_factory=dict)  # ContinualConfig keys shared by every run; a strategy's key
+    # (nis, relearn, ewc, peers) holds parameters for the runs whose recipe has that strategy on
     about: str = ""
 
 
-_SMALL = dict(epochs=5, relearn_epoch=1, train_stride=2)  # re-learn after epoch index 1 (2 of 5)
+_SMALL = dict(epochs=5, train_stride=2, relearn={"relearn_epoch": 1})  # re-learn after epoch index 1 (2 of 5)
 PRESETS = {
     "small": Preset(
         streams=(("P1", "raw", 0.2),), methods=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1, 2),
@@ -90,19 +91,19 @@ PRESETS = {
     "tiny": Preset(
         streams=(("P1", "raw", 0.4, "rgb"),), methods=("naive", "ours"), seeds=(0, 1), ablation=False,
         like_for_like=False, diagnostics=(("P1", "unaligned_far", 0.4, "rgb"),),
-        config=dict(epochs=2, relearn_epoch=0, dim=16, lidar_points=32, mmwave_points=16, train_stride=2,
-                    batch_size=32, fisher_frames=64, assess_frames=128, tasks=2),
+        config=dict(epochs=2, dim=16, lidar_points=32, mmwave_points=16, train_stride=2, batch_size=32,
+                    assess_frames=128, tasks=2, relearn={"relearn_epoch": 0}, ewc={"fisher_frames": 64}),
         about="a smoke test on `poise simulate --preset tiny-continual` data (a minute)"),
 }
 
 
-def ablation_label(method: str, ablate) -> str:
-    return method + "".join(f"-no_{a}" for a in ablate)
+def ablation_label(recipe: str, ablate) -> str:
+    return recipe + "".join(f"-no_{a}" for a in ablate)
 
 
 def variant_of(config: ContinualConfig) -> str:
-    """A run's row label: its method, the parts ablated, and any switch set by hand (``ours-ewc_online``)."""
-    return ablation_label(config.method, config.ablate) + "".join(
+    """A run's row label: its recipe, the parts ablated, and any switch set by hand (``ours-ewc_online``)."""
+    return ablation_label(config.recipe, config.ablate) + "".join(
         f"-{k}_{v}".lower() for k, v in config.custom_switches().items())
 
 
@@ -116,15 +117,17 @@ def plan(preset: Preset, data: str, out: Path, on_error: str = "raise") -> list:
         cells += [(first, method, tuple(ablate), {}) for _, method, ablate in ABLATION_ROWS]
         cells.append((first, *GENERIC_FISHER_ROW, {}))
     if preset.clean_control:  # NIS measures only: the drops of a stream trained as a run that named nothing
-        cells.append(((first[0], "none", first[2]), "ours", (), {"separate": "never"}))
+        cells.append(((first[0], "none", first[2]), "ours", (), {"nis": {"separate": "never"}}))
     cells += [(stream, "ours", (), {}) for stream in preset.diagnostics]
+    shared = {k: v for k, v in preset.config.items() if k not in SWITCH_DEFAULTS}
     configs, seen = [], set()
     for seed in preset.seeds:
-        for stream, method, ablate, switches in cells:
-            config = ContinualConfig(**_stream(stream), method=method, ablate=list(ablate), data=data, seed=seed,
-                                     out=str(out / "runs"), on_error=on_error, **switches,
-                                     compare_gradient_stop=stream == first and method == "ours" and not ablate
-                                     and not switches, **preset.config)
+        for stream, recipe, ablate, switches in cells:
+            fig3 = stream == first and recipe == "ours" and not ablate and not switches
+            values = dict(_stream(stream), recipe=recipe, ablate=list(ablate), data=data, seed=seed,
+                          out=str(out / "runs"), on_error=on_error, **shared, **switches)
+            config = ContinualConfig(**tuned(values, {k: v for k, v in preset.config.items() if k in SWITCH_DEFAULTS},
+                                             {"nis": {"compare_gradient_stop": True}} if fig3 else {}))
             if config.run_name not in seen:
                 seen.add(config.run_name)
                 configs.append(config)
@@ -202,7 +205,7 @@ def nis_tasks(records, run_dir: Path, threshold: dict | None = None) -> list:
 def _row(config: ContinualConfig, run_dir: Path, threshold: dict | None = None) -> dict:
     results = json.loads((run_dir / "results.json").read_text())
     records = json.loads((run_dir / "tasks.json").read_text())
-    row = {**_stream((config.protocol, config.noise, config.ratio, config.noisy_modality)), "method": config.method,
+    row = {**_stream((config.protocol, config.noise, config.ratio, config.noisy_modality)), "recipe": config.recipe,
            "variant": variant_of(config), "seed": config.seed,
            "tasks": results["tasks_done"], "avg_mpjpe_mm": results["avg_mpjpe_mm"][-1],
            "avg_pa_mpjpe_mm": results["avg_pa_mpjpe_mm"][-1], "mean_forgetting_mm": results["mean_forgetting_mm"],
@@ -250,7 +253,7 @@ def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> d
     finished = done >= (config.tasks or len(task_stream.tasks(config.protocol)))
     # a finished run is read back from its small files alone (carried between machines without its checkpoint)
     if not force and (run_dir / "config.yaml").is_file() and (finished or (run_dir / CHECKPOINT).is_file()):
-        written = set(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+        written = set(upgrade(yaml.safe_load((run_dir / "config.yaml").read_text()) or {}))
         missing = sorted(set(config.to_dict()) - written)
         if missing:  # a default filled in for a key the run never knew would pass it off as this bench's
             raise PoiseError(f"{run_dir} holds a continual run from an older poise (its config.yaml has no "
@@ -655,7 +658,8 @@ def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: in
     rows = execute(controls, jobs=jobs, threads=threads, force=force, progress=progress) if controls else []
     thresholds = settled_thresholds(out, rows, preset.seeds)
     rows = [_row(c, Path(r["run"]), thresholds[c.seed]) for c, r in zip(controls, rows)]  # named as it would be
-    rest = [replace(c, naming_threshold=thresholds[c.seed]) if c.nis else c for c in configs if c.noise != "none"]
+    rest = [replace(c, nis={**c.nis, "threshold": thresholds[c.seed]}) if c.nis else c
+            for c in configs if c.noise != "none"]
     rows += execute(rest, jobs=jobs, threads=threads, force=force, progress=progress)
     return report(rows, preset, preset_name, out, command or f"poise continual-bench --preset {preset_name}",
                   time.perf_counter() - start, f"`{data}`, split S2", thresholds)

@@ -1,23 +1,33 @@
-"""The configuration of one ``poise continual`` run (paper 001, Setting 2): a typed dataclass, YAML round-trip,
-unknown keys named (``poise.config.ConfigFile``)."""
+"""The configuration of one ``poise continual`` run (paper 001, Setting 2).
+
+``ContinualConfig`` is a ``TrainConfig`` (every loop key means what it means in ``poise train``: ``method`` and
+``method_params`` are the Setting-1 balancing method trained inside every task) plus the stream: the protocol's
+tasks, their noise, and the ``recipe`` of 001 Table 2 (ours, naive, EWC, Co-teaching, DivideMix) with its
+strategies. Each strategy is one key holding its switch and its own parameters, parsed by the strategy's class
+(``from_params``), so each parameter is declared once, where it is used:
+
+    nis: {gamma: 1, separate: named, threshold: {lidar: 5.0}}      # or true / false
+    relearn: {relearn_epoch: 1}                                     # or true / false
+    ewc: {mode: adaptive, lam: 1e4}                                 # or a mode: none, generic, online, adaptive
+    peers: {mode: dividemix, warmup: 1}                             # or a mode: none, coteaching, dividemix
+
+Left unset, a strategy is as the recipe says; a mapping without its switch keeps the recipe's switch. A saved
+``config.yaml`` holds every strategy resolved: ``false``, or its switch and all its parameters. ``upgrade`` reads the configs
+of earlier poise versions (continual ``method`` = the recipe, ``balance`` = the balancing method, flat
+strategy keys), so committed runs re-read.
+"""
 
 from __future__ import annotations
 
-import difflib
-import math
+import dataclasses
 from dataclasses import dataclass, field
 
-from poise.config import ON_ERROR, ConfigFile, check_run_name, modality_list, positive_ints
-from poise.continual.ewc import DEFAULT_BETA, DEFAULT_LAMBDA
-from poise.continual.nis import MODES, SEPARATE
+from poise.config import TrainConfig
 from poise.continual.noise import KINDS
-from poise.data import layout
 from poise.errors import PoiseError
-from poise.optim import CHOICES, DEFAULTS
-from poise.values import typed
 
-# Each method of 001 Table 2 is a recipe: the switches it turns on (``ContinualConfig`` keys). ``ablate`` turns
-# parts of a recipe off again (001 Table 4); any switch can also be set by hand.
+# Each method of 001 Table 2 is a recipe: the strategies it switches on. ``ablate`` switches parts of a recipe
+# off again (001 Table 4); any strategy can also be set by hand.
 RECIPES = {
     "ours": dict(nis=True, relearn=True, ewc="adaptive"),  # 001: NIS + re-learning + adaptive EWC
     "naive": dict(),  # fine-tuning on every sample
@@ -25,170 +35,128 @@ RECIPES = {
     "coteaching": dict(peers="coteaching", ewc="online"),  # 001 Table 2: with EWC
     "dividemix": dict(peers="dividemix", ewc="online"),
 }
-METHODS = tuple(RECIPES)
 SWITCH_DEFAULTS = dict(nis=False, relearn=False, ewc="none", peers="none")
 EWC_MODES = ("none", "generic", "online", "adaptive")  # poise.continual.ewc
 PEERS = ("none", "coteaching", "dividemix")  # poise.continual.peers
+MODE_KEYS = {"ewc": EWC_MODES, "peers": PEERS}  # strategies switched by a mode; nis and relearn by true / false
+SWITCH_KEY = {"nis": "on", "relearn": "on", "ewc": "mode", "peers": "mode"}  # the switch inside a mapping
 # parts of a recipe that ``ablate`` can switch off (001 Table 4): ``adaptive_ewc`` falls back to the generic
 # Fisher (Eq. 7) after every task, ``ewc`` drops the EWC penalty altogether (Table 4's rows without a-EWC)
 ABLATIONS = ("nis", "relearn", "adaptive_ewc", "ewc")
-FISHERS = ("per_sample", "batched")
+NOISE = (*KINDS, "none")  # the noise kinds, and a clean stream
+
+
+def strategy_class(key: str, switch):
+    """The class whose ``from_params`` parses strategy ``key``'s parameters when switched to ``switch``."""
+    from poise import methods
+    from poise.continual.ewc import EWC
+    from poise.continual.nis import NIS
+    from poise.continual.peers import CoTeaching, DivideMix
+
+    return {"nis": NIS, "relearn": type(methods.get("relearn")), "ewc": EWC,
+            "peers": {"coteaching": CoTeaching, "dividemix": DivideMix}.get(switch)}[key]
+
+
+def switch_of(key: str, value) -> bool | str:
+    """A resolved strategy value's switch: on / off, or the mode (``ewc``, ``peers``)."""
+    if key in MODE_KEYS:
+        return value["mode"] if value else "none"
+    return bool(value is not False and value is not None)
 
 
 @dataclass
-class ContinualConfig(ConfigFile):
+class ContinualConfig(TrainConfig):
+    # the loop keys whose stream defaults differ from poise train's (a task is short and is learnt on the CPU)
     data: str = "data/mmfi-continual"  # an MM-Fi root with every action of the protocol (`poise simulate --preset continual`)
-    protocol: str = "P1"  # P1 (7 tasks) or P2 (6 tasks)
     split: str = "S2"  # 001 uses the cross-subject split for Setting 2
-    method: str = "ours"  # a recipe of the switches below: ours, naive, ewc, coteaching or dividemix (RECIPES)
-    ablate: list = field(default_factory=list)  # parts of the recipe switched off: nis, relearn, adaptive_ewc, ewc
-    # the switches (None / "": as the method's recipe says)
-    nis: bool | None = None  # noise identification and separation before each later task (poise.continual.nis)
-    relearn: bool | None = None  # re-learning inside each task (001 Eq. 4; poise.methods.relearn)
-    ewc: str = ""  # none, generic (the last task's Fisher, Eq. 7), online (Fishers summed over tasks), adaptive (Eq. 8-9)
-    peers: str = ""  # none, coteaching or dividemix: a second network and its noisy-label rule
-    balance: str = "baseline"  # a Setting-1 method trained inside every task (poise.methods), e.g. awc
-    balance_params: dict = field(default_factory=dict)  # its hyper-parameters
-    tasks: int = 0  # learn only the first N tasks of the stream (0: all)
-    noise: str = "raw"  # raw, unaligned, or none (a clean stream)
-    noisy_modality: str = ""  # corrupt this modality in every later task ("": one drawn per task from the seed)
-    ratio: float = 0.2  # fraction of each later task's samples whose one modality is corrupted (001: 0.2, 0.4)
     epochs: int = 5  # training epochs per task
-    gamma: int = 1  # NIS fitting epochs (gradient-stop) before the clean/noisy split
-    naming: str = "absolute"  # NIS measures score drops in absolute or relative terms (nis.score_drops)
-    naming_threshold: dict = field(default_factory=dict)  # {modality: the score drop a clean task shows}: NIS names
-    # a modality only above it, "none" when no score fell that far (continual-bench measures it on a clean stream)
-    separate: str = "named"  # NIS splits a task into clean / noisy samples when it named a modality, or always
-    reference_holdout: float = 0.1  # fraction of the first task's training sequences no task trains on (every
-    # method, so all learn the same stream): the clean frames NIS names the noisy modality against
-    compare_gradient_stop: bool = False  # also fit without gradient-stop, for the 001 Fig. 3 histograms
-    relearn_epoch: int | None = None  # re-learn after epoch index r of each task (0-based, as `poise train`'s
-    # relearn); None: 40 % of the epochs (001 gives r only for Setting 1, 20 of 50 epochs, and we keep that proportion)
-    alpha_s: float = 0.5  # re-learning weight of the superior group (001 Eq. 4)
-    alpha_i: float = 0.7  # and of the inferior group
-    lam: float = DEFAULT_LAMBDA  # EWC strength lambda (001 Eq. 12), for the loss in metres
-    beta: float = DEFAULT_BETA  # adaptive Fisher's beta (001 Eq. 9)
-    ewc_decay: float = 1.0  # online EWC's gamma: F <- gamma F + F_task (Schwarz et al. 2018; 1 sums the tasks)
-    fisher: str = "per_sample"  # per_sample (001 Eq. 7 exactly) or batched (squared batch-mean gradients)
-    fisher_frames: int = 512  # task frames the Fisher is estimated on (a random subset, for cost)
-    lambda_u: float = 1.0  # DivideMix: weight of the unlabelled samples' co-guessed targets
-    warmup: int = 1  # DivideMix: epochs of each later task trained on every sample before the first co-divide
-    fusion: str = "concat"
-    modalities: list = field(default_factory=lambda: list(layout.MODALITIES))
-    encoder: str = "lite"
+    batch_size: int = 32
+    optimizer: str = "adam"  # adam, sgd, or auto (the balancing method's reference optimiser); new for each task
+    lr_gamma: float = 1.0  # a constant learning rate within a task (each task builds a fresh optimiser)
     dim: int = 64
     lidar_points: int = 128
-    mmwave_points: int = 64
     train_stride: int = 2  # every k-th training frame of a sequence (the test split always uses every frame)
-    batch_size: int = 32
-    on_error: str = "raise"  # a damaged data file: raise (name it and stop) or skip (leave its frame out, report it)
-    optimizer: str = "adam"  # adam, sgd, or auto (the balancing method's reference optimiser); new for each task
-    lr: float | None = None  # None: the optimiser's default (adam 1e-3, sgd poise.optim.SGD_LR)
-    assess_frames: int = 512  # frames of a task scored for Shapley contributions (naming, re-learning groups)
-    seed: int = 0
-    device: str = "auto"
-    out: str = "runs"
-    name: str = ""  # run directory name (default: continual-method-protocol-noise-ratio-seed)
+    name: str = ""  # run directory name (default: continual-recipe-protocol-noise-ratio-seed)
+    # the stream
+    recipe: str = "ours"  # the strategies of a 001 Table 2 method: ours, naive, ewc, coteaching, dividemix (RECIPES)
+    ablate: list = field(default_factory=list)  # parts of the recipe switched off: nis, relearn, adaptive_ewc, ewc
+    tasks: int = 0  # learn only the first N tasks of the stream (0: all)
+    noise: str = "raw"  # raw, unaligned, unaligned_far, or none (a clean stream)
+    noisy_modality: str = ""  # corrupt this modality in every later task ("": one drawn per task from the seed)
+    ratio: float = 0.2  # fraction of each later task's samples whose one modality is corrupted (001: 0.2, 0.4)
+    reference_holdout: float = 0.1  # fraction of the first task's training sequences no task trains on (every
+    # method, so all learn the same stream): the clean frames NIS names the noisy modality against
+    # the strategies (unset: as the recipe says); each a switch or a mapping of its class's parameters
+    nis: bool | dict | None = None  # noise identification and separation (poise.continual.nis.NIS)
+    relearn: bool | dict | None = None  # re-learning inside each task (001 Eq. 4; poise.methods.relearn.Relearn)
+    ewc: str | dict | None = None  # the EWC penalty and its Fisher (poise.continual.ewc.EWC)
+    peers: str | dict | None = None  # a second network and its noisy-label rule (poise.continual.peers)
 
     def __post_init__(self):
-        self.parse_scalars()
-        check_run_name(self.name)
+        if self.holdout:
+            raise PoiseError(f"config key 'holdout' is {self.holdout!r}, but a continual task holds no training "
+                             f"sequences out; the stream's held-back frames are 'reference_holdout'")
+        super().__post_init__()
         if self.tasks < 0:
             raise PoiseError(f"config key 'tasks' must be an integer >= 0 (0: the whole stream), got {self.tasks!r}")
-        positive_ints(self, "epochs", "gamma", "fisher_frames", "dim", "lidar_points",
-                      "mmwave_points", "train_stride", "batch_size", "assess_frames")
-        self.modalities = modality_list(self.modalities)
         if isinstance(self.ablate, str):
             self.ablate = [a.strip() for a in self.ablate.split(",")]
         if self.ablate is not None and (not isinstance(self.ablate, (list, tuple))
                                         or not all(isinstance(a, str) for a in self.ablate)):
             raise PoiseError(f"config key 'ablate' must be a list of {', '.join(ABLATIONS)}, got {self.ablate!r}")
         self.ablate = sorted(set(self.ablate or []))
-        choices = {"method": METHODS, "noise": (*KINDS, "none"), "fisher": FISHERS, "protocol": ("P1", "P2"),
-                   "device": ("auto", "cpu", "cuda"), "encoder": ("lite", "paper"), "optimizer": CHOICES,
-                   "naming": MODES, "separate": SEPARATE, "on_error": ON_ERROR, "ewc": ("", *EWC_MODES), "peers": ("", *PEERS)}
+        choices = {"recipe": tuple(RECIPES), "noise": NOISE, "protocol": ("P1", "P2")}
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
-                raise PoiseError(f"config key {key!r} is {getattr(self, key)!r}: choose one of "
-                                 f"{', '.join(v for v in valid if v)}")
+                raise PoiseError(f"config key {key!r} is {getattr(self, key)!r}: choose one of {', '.join(valid)}")
         unknown = [a for a in self.ablate if a not in ABLATIONS]
         if unknown:
             raise PoiseError(f"config key 'ablate' names {unknown}: choose from {', '.join(ABLATIONS)}")
-        self.resolve_switches()
-        for key in ("epochs", "gamma"):  # a task's phases draw the data of epochs 1000 t + 100 phase + e
-            if getattr(self, key) >= 100:
-                raise PoiseError(f"config key {key!r} must be below 100 (epochs per task), got {getattr(self, key)}")
-        if self.relearn_epoch is not None and self.relearn_epoch < 0:
-            raise PoiseError(f"config key 'relearn_epoch' must be an epoch index >= 0 (or unset: 40 % of the "
-                             f"epochs), got {self.relearn_epoch!r}")
-        if self.relearn:
-            from poise.methods.relearn import RELEARN_FRACTION
-
-            r = round(RELEARN_FRACTION * self.epochs) if self.relearn_epoch is None else self.relearn_epoch
-            if r > self.epochs - 2:
-                raise PoiseError(f"config key 'relearn_epoch': re-learning after epoch index {r} leaves no epoch of a "
-                                 f"task to re-learn in ({self.epochs} epochs); set it to at most epochs - 2 = "
-                                 f"{self.epochs - 2}, train more epochs, or ablate relearn")
-        if self.warmup < 0 or (self.peers == "dividemix" and self.warmup >= self.epochs):
-            raise PoiseError(f"config key 'warmup' ({self.warmup}) must lie in 0 .. epochs - 1 = {self.epochs - 1}: "
-                             f"DivideMix needs an epoch after its warm-up to co-divide in")
+        if self.epochs >= 100:  # a task's phases draw the data of epochs 1000 t + 100 phase + e
+            raise PoiseError(f"config key 'epochs' must be below 100 (epochs per task), got {self.epochs}")
         if self.noise != "none" and not 0.0 < float(self.ratio) < 1.0:
             raise PoiseError(f"config key 'ratio' must lie in (0, 1), got {self.ratio!r} (001 uses 0.2 and 0.4)")
-        for key in ("alpha_s", "alpha_i", "beta", "ewc_decay"):
-            if not 0.0 <= float(getattr(self, key)) <= 1.0:
-                raise PoiseError(f"config key {key!r} must lie in [0, 1], got {getattr(self, key)!r}")
-        if self.lr is None:
-            self.lr = DEFAULTS[self.optimizer_name]["lr"]
-        if not float(self.lam) >= 0 or not float(self.lr) > 0 or not float(self.lambda_u) >= 0:
-            raise PoiseError(f"config keys 'lam' >= 0, 'lr' > 0 and 'lambda_u' >= 0 required, got {self.lam!r}, "
-                             f"{self.lr!r}, {self.lambda_u!r}")
         if self.noisy_modality and self.noisy_modality not in self.modalities:
             raise PoiseError(f"config key 'noisy_modality' is {self.noisy_modality!r}: choose one of "
                              f"{', '.join(self.modalities)} (or leave it empty to draw one per task)")
-        if len(self.modalities) < 2 or set(self.modalities) - set(layout.MODALITIES):
-            raise PoiseError(f"config key 'modalities' must name at least two of {', '.join(layout.MODALITIES)}; "
-                             f"got {self.modalities}")
+        if len(self.modalities) < 2:
+            raise PoiseError(f"config key 'modalities' must name at least two modalities; got {self.modalities}")
         if not 0.0 <= float(self.reference_holdout) < 1.0:
             raise PoiseError(f"config key 'reference_holdout' must lie in [0, 1) (a fraction of the first task's "
                              f"training sequences), got {self.reference_holdout!r}")
+        self.resolve_strategies()
         if self.nis and not self.reference_holdout:
             raise PoiseError("config key 'reference_holdout' is 0, but NIS names the noisy modality against held-back "
                              "frames of the first task: set it above 0 (default 0.1), or switch NIS off")
-        if not self.nis and (self.naming_threshold or self.compare_gradient_stop or self.separate != "named"):
-            raise PoiseError("config keys 'naming_threshold', 'separate' and 'compare_gradient_stop' set how NIS "
-                             f"names and splits, but method {self.method!r} runs without NIS: drop them, or use "
-                             f"method: ours")
-        if not isinstance(self.naming_threshold, dict):
-            raise PoiseError(f"config key 'naming_threshold' must be a mapping of modality to score drop, got "
-                             f"{self.naming_threshold!r}")
-        unknown = sorted(set(self.naming_threshold) - set(self.modalities))
-        if unknown:
-            raise PoiseError(f"config key 'naming_threshold' names {unknown}: use the run's modalities, "
-                             f"{', '.join(self.modalities)}")
-        self.naming_threshold = {m: typed(f"config key 'naming_threshold' ({m})", v, float)
-                                 for m, v in self.naming_threshold.items()}
-        if not all(math.isfinite(v) for v in self.naming_threshold.values()):
-            raise PoiseError(f"config key 'naming_threshold' must hold finite numbers, got {self.naming_threshold!r}")
-        if not isinstance(self.balance_params, dict):
-            raise PoiseError(f"config key 'balance_params' must be a mapping of parameter to value, got "
-                             f"{self.balance_params!r}")
+        self.check_against_the_stream()
+        if self.lr is None:
+            from poise.optim import DEFAULTS
+
+            self.lr = DEFAULTS[self.optimizer_name]["lr"]
+
+    def check_against_the_stream(self) -> None:
+        """What the strategies' and the balancing method's settings must agree with: epochs, modalities."""
         from poise import methods
 
-        if self.balance not in methods.available():
-            close = difflib.get_close_matches(str(self.balance), methods.available(), n=1)
-            raise PoiseError(f"config key 'balance' is {self.balance!r}" + (f" (did you mean {close[0]!r}?)" if close
-                             else "") + f": choose a Setting-1 method, one of {', '.join(methods.available())}")
-        try:
-            balance = methods.get(self.balance, **self.balance_params)  # names, types and ranges, before any data
-        except PoiseError as err:
-            raise PoiseError(f"config key 'balance_params': {err}") from None
-        if balance.needs_holdout:
-            raise PoiseError(f"config key 'balance' is {self.balance!r}, which needs held-out training sequences; a "
+        unknown = sorted(set(self.nis["threshold"]) - set(self.modalities)) if self.nis else []
+        if unknown:
+            raise PoiseError(f"config key 'nis' threshold names {unknown}: use the run's modalities, "
+                             f"{', '.join(self.modalities)}")
+        if self.relearn:
+            try:
+                strategy_class("relearn", True).from_params(parameters("relearn", self.relearn)).check_epochs(
+                    self.epochs)
+            except PoiseError as err:
+                raise PoiseError(f"config key 'relearn': {err}; or ablate relearn") from None
+        if self.peers and self.peers["mode"] == "dividemix" and self.peers["warmup"] >= self.epochs:
+            raise PoiseError(f"config key 'peers' warmup ({self.peers['warmup']}) must lie in 0 .. epochs - 1 = "
+                             f"{self.epochs - 1}: DivideMix needs an epoch after its warm-up to co-divide in")
+        if methods.get(self.method, **self.method_params).needs_holdout:
+            raise PoiseError(f"config key 'method' is {self.method!r}, which needs held-out training sequences; a "
                              f"continual task holds none out: choose another balancing method")
-        if self.balance == "relearn" and self.relearn:
-            raise PoiseError("config key 'balance' is 'relearn' and re-learning is already on (the 'relearn' switch "
-                             "of this method): set balance: baseline, or relearn: false")
-        self.balance_params = {k: getattr(balance, k) for k in self.balance_params}
+        if self.method == "relearn" and self.relearn:
+            raise PoiseError("config key 'method' is 'relearn' and re-learning is already on (the recipe's 'relearn' "
+                             "strategy): set method: baseline, or relearn: false")
 
     @property
     def optimizer_name(self) -> str:
@@ -197,50 +165,126 @@ class ContinualConfig(ConfigFile):
             return self.optimizer
         from poise import methods
 
-        return methods.get(self.balance, **self.balance_params).reference_optimizer
+        return methods.get(self.method, **self.method_params).reference_optimizer
 
-    def resolve_switches(self) -> None:
-        """The switches as the method's recipe sets them, with the ablated parts switched off; a switch set by
-        hand keeps its value (and may not contradict ``ablate``)."""
-        recipe = {**SWITCH_DEFAULTS, **RECIPES[self.method]}
+    def recipe_switches(self) -> dict:
+        """The strategies' switches as the recipe, with its ablated parts switched off, sets them."""
+        return ablated({**SWITCH_DEFAULTS, **RECIPES[self.recipe]}, self.ablate)
+
+    def resolve_strategies(self) -> None:
+        """Each strategy key as ``false`` or its full parameters (its switch included for ``ewc`` / ``peers``):
+        the recipe's switch unless one is given (which may not contradict ``ablate``), the given parameters
+        parsed by the strategy's own class."""
+        recipe = {**SWITCH_DEFAULTS, **RECIPES[self.recipe]}
         has = {"nis": recipe["nis"], "relearn": recipe["relearn"], "ewc": recipe["ewc"] != "none",
                "adaptive_ewc": recipe["ewc"] == "adaptive"}
         absent = [a for a in self.ablate if not has[a]]
         if absent:
-            raise PoiseError(f"config key 'ablate' switches off {absent}, which method {self.method!r} does not "
+            raise PoiseError(f"config key 'ablate' switches off {absent}, which recipe {self.recipe!r} does not "
                              f"have; its parts: {', '.join(k for k, on in has.items() if on) or 'none'} (to change "
-                             f"a switch itself, set it: nis, relearn, ewc, peers)")
-        given = {k: getattr(self, k) for k in SWITCH_DEFAULTS if getattr(self, k) not in (None, "")}
-        target = ablated(recipe, self.ablate)
-        for part in self.ablate:
-            key = "ewc" if part == "adaptive_ewc" else part
-            if key in given and given[key] != target[key]:
-                raise PoiseError(f"config keys 'ablate' ({part}) and {key!r} ({given[key]!r}) say different things "
-                                 f"about {key}: set one of them")
+                             f"a strategy itself, set it: nis, relearn, ewc, peers)")
+        target = self.recipe_switches()
         for key in SWITCH_DEFAULTS:
-            setattr(self, key, given.get(key, target[key]))
+            switch, params = given(key, getattr(self, key), target[key])
+            if switch in (False, "none") and params:
+                raise PoiseError(f"config key {key!r} sets parameters ({', '.join(map(str, params))}) of a strategy "
+                                 f"that is off (recipe {self.recipe!r}" + (", ablated" if key in self.ablate else "")
+                                 + ")" + (f": give its mode, one of {', '.join(MODE_KEYS[key][1:])}" if key in
+                                          MODE_KEYS else ": switch it on with on: true, or drop them"))
+            for part in self.ablate:
+                if (part == key or (part == "adaptive_ewc" and key == "ewc")) and switch != target[key]:
+                    raise PoiseError(f"config keys 'ablate' ({part}) and {key!r} ({getattr(self, key)!r}) say "
+                                     f"different things about {key}: set one of them")
+            setattr(self, key, self.parsed(key, switch, params))
+
+    def parsed(self, key: str, switch, params: dict):
+        """Strategy ``key`` switched to ``switch`` with ``params``: False, or its class's full parameters."""
+        if switch in (False, "none"):
+            return False
+        if key == "peers" and switch == "coteaching":
+            params = {"forget_rate": float(self.ratio), **params}  # tau: the stream's noise rate (Co-teaching's rule)
+        try:
+            strategy = strategy_class(key, switch).from_params({**({"mode": switch} if key == "ewc" else {}), **params})
+        except (PoiseError, ValueError, TypeError) as err:
+            raise PoiseError(f"config key {key!r}: {err}") from None
+        return {SWITCH_KEY[key]: switch, **strategy.params()}
 
     def custom_switches(self) -> dict:
-        """The switches that differ from the method's recipe with its ablations (set by hand)."""
-        recipe = ablated({**SWITCH_DEFAULTS, **RECIPES[self.method]}, self.ablate)
-        return {k: getattr(self, k) for k in SWITCH_DEFAULTS if getattr(self, k) != recipe[k]}
+        """The strategies whose switch differs from the recipe's with its ablations (set by hand)."""
+        target = self.recipe_switches()
+        return {k: switch_of(k, getattr(self, k)) for k in SWITCH_DEFAULTS
+                if switch_of(k, getattr(self, k)) != target[k]}
+
+    def to_dict(self) -> dict:
+        """The stream's keys first, then the loop's (a saved config.yaml reads top-down)."""
+        values = super().to_dict()
+        own = [f.name for f in dataclasses.fields(self) if f.name not in TRAIN_KEYS]
+        return {**{k: values[k] for k in own}, **{k: v for k, v in values.items() if k not in own}}
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "ContinualConfig":
+        return super().from_dict(upgrade(values, source), source)
 
     @property
     def run_name(self) -> str:
         if self.name:
             return self.name
-        ablated = "".join(f"-no_{a}" for a in self.ablate)
+        ablated_parts = "".join(f"-no_{a}" for a in self.ablate)
         noise = "clean" if self.noise == "none" else f"{self.noise}{self.ratio:g}" + (
             f"-{self.noisy_modality}" if self.noisy_modality else "")  # a fixed noisy modality: its own stream
-        balance = "" if self.balance == "baseline" else f"-{self.balance}"
-        # switches set by hand against the recipe: such a run gets its own folder
-        balance = "".join(f"-{k}_{v}".lower() for k, v in self.custom_switches().items()) + balance
-        balance += f"-separate_{self.separate}" if self.separate != "named" else ""  # NIS's split is a design
-        return f"continual-{self.method}{ablated}{balance}-{self.protocol}-{noise}-seed{self.seed}"
+        method = "" if self.method == "baseline" else f"-{self.method}"
+        # strategies switched by hand against the recipe: such a run gets its own folder
+        custom = "".join(f"-{k}_{v}".lower() for k, v in self.custom_switches().items())
+        custom += f"-separate_{self.nis['separate']}" if self.nis and self.nis["separate"] != "named" else ""
+        return f"continual-{self.recipe}{ablated_parts}{custom}{method}-{self.protocol}-{noise}-seed{self.seed}"
+
+
+def given(key: str, value, default) -> tuple:
+    """(switch, parameters) that the value ``value`` of strategy key ``key`` sets; the switch ``default`` (the
+    recipe's) when it sets none."""
+    modes = MODE_KEYS.get(key)
+    params = {}
+    if value is None:
+        return default, params
+    if isinstance(value, dict):
+        params = dict(value)
+        value = params.pop(SWITCH_KEY[key], default)
+    if modes:
+        value = "none" if value is False else value
+        if value not in modes:
+            raise PoiseError(f"config key {key!r}: the mode is {value!r}: choose one of {', '.join(modes)} (or a "
+                             f"mapping with 'mode' and the strategy's parameters)")
+        return value, params
+    if not isinstance(value, bool):
+        raise PoiseError(f"config key {key!r} is {value!r}: true, false, or a mapping of its parameters")
+    return value, params
+
+
+def parameters(key: str, value: dict) -> dict:
+    """A resolved strategy value as its class's ``from_params`` takes it (the switch left out; EWC's mode is its
+    own parameter)."""
+    return {k: v for k, v in value.items() if k != SWITCH_KEY[key] or key == "ewc"}
+
+
+def tuned(values: dict, *params: dict) -> dict:
+    """ContinualConfig ``values`` with each of ``params``' strategy parameters ({strategy: {name: value}})
+    merged into the strategies that are on in this run (by its own switch, else its recipe's); for the others,
+    which are off, they do not apply. How a bench shares, e.g., re-learning's epoch among recipes."""
+    values = dict(values)
+    target = ablated({**SWITCH_DEFAULTS, **RECIPES.get(values.get("recipe", "ours"), {})}, values.get("ablate") or [])
+    for extra in params:
+        for key, more in extra.items():
+            switch, mine = given(key, values.get(key), target[key])
+            if switch not in (False, "none"):
+                values[key] = {**mine, **more, SWITCH_KEY[key]: switch}
+    return values
+
+
+TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def ablated(switches: dict, ablate) -> dict:
-    """``switches`` (nis, relearn, ewc, ...) with the parts in ``ablate`` switched off."""
+    """``switches`` (nis, relearn, ewc, peers) with the parts in ``ablate`` switched off."""
     out = {k: switches[k] for k in SWITCH_DEFAULTS}
     if "nis" in ablate:
         out["nis"] = False
@@ -251,3 +295,66 @@ def ablated(switches: dict, ablate) -> dict:
     elif "adaptive_ewc" in ablate and out["ewc"] == "adaptive":
         out["ewc"] = "generic"
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# configs of earlier versions
+
+# flat keys of the earlier ContinualConfig: (strategy, its parameter)
+MOVED = {"gamma": ("nis", "gamma"), "naming_threshold": ("nis", "threshold"), "separate": ("nis", "separate"),
+         "compare_gradient_stop": ("nis", "compare_gradient_stop"), "relearn_epoch": ("relearn", "relearn_epoch"),
+         "alpha_s": ("relearn", "alpha_s"), "alpha_i": ("relearn", "alpha_i"), "lam": ("ewc", "lam"),
+         "beta": ("ewc", "beta"), "ewc_decay": ("ewc", "decay"), "fisher_frames": ("ewc", "fisher_frames"),
+         "lambda_u": ("peers", "lambda_u"), "warmup": ("peers", "warmup")}
+# what the earlier runner trained every task with, for the loop keys its config did not have
+EARLIER_LOOP = dict(method_params={}, lr_groups={}, lr_step=10, lr_gamma=1.0, holdout=0.0, eval_stride=1,
+                    eval_every=5, rgb_window=0, train_subjects=0, epoch_frames=0, precision="float32",
+                    deterministic=False, momentum=0.9, weight_decay=None)
+
+
+def upgrade(values: dict, source: str = "config") -> dict:
+    """``values`` in today's keys: an earlier version's continual config (``method`` = a recipe, ``balance`` =
+    the balancing method, flat strategy parameters such as ``gamma`` or ``lam``) is translated; today's is
+    returned as it is. A saved earlier config also gets the loop keys its runner fixed (``EARLIER_LOOP``)."""
+    values = dict(values)
+    saved = "balance" in values  # a whole earlier config.yaml (it wrote every key)
+    earlier = saved or any(k in values for k in MOVED) or \
+        ("recipe" not in values and values.get("method") in RECIPES)
+    if not earlier:
+        return values
+    if "recipe" in values and values.get("method") in RECIPES:
+        raise PoiseError(f"{source}: 'method' is {values['method']!r}, a recipe, beside 'recipe': the balancing "
+                         f"method trained in every task is 'method' (e.g. baseline), the 001 Table 2 method 'recipe'")
+    if values.get("method") in RECIPES:
+        values["recipe"] = values.pop("method")
+    for old, new in (("balance", "method"), ("balance_params", "method_params")):
+        if old in values:
+            if new in values:
+                raise PoiseError(f"{source}: both {old!r} (an earlier poise's key) and {new!r}: keep {new!r}")
+            values[new] = values.pop(old)
+    recipe = values.get("recipe", "ours")
+    target = ablated({**SWITCH_DEFAULTS, **RECIPES.get(recipe, {})}, values.get("ablate") or [])
+    params = {k: {} for k in SWITCH_DEFAULTS}
+    for old, (key, param) in MOVED.items():
+        if old in values:
+            params[key][param] = values.pop(old)
+    naming = values.pop("naming", None)
+    if naming is not None:
+        params["nis"]["naming"] = params["ewc"]["naming"] = naming
+    fisher = values.pop("fisher", None)
+    if fisher is not None:
+        params["ewc"]["per_sample"] = fisher == "per_sample"
+    for key in SWITCH_DEFAULTS:
+        switch = values.get(key)
+        switch = target[key] if switch in (None, "") else switch
+        if switch in (False, "none"):
+            values[key] = False  # an earlier config checked that an off strategy's parameters were not set
+        elif key == "peers":
+            values[key] = {"mode": switch, **({} if switch == "coteaching" else params[key])}
+        elif key == "ewc":
+            values[key] = {"mode": switch, **params[key]}
+        else:
+            values[key] = {"on": True, **params[key]}
+    if saved:
+        values = {**EARLIER_LOOP, **values}
+    return values

@@ -31,7 +31,8 @@ import torch
 
 from poise.contrib.shapley import batch_scores
 from poise.fisher import empirical_fisher, quadratic_penalty
-from poise.continual.nis import NONE, name_noisy_modality
+from poise.continual.nis import MODES as NAMING_MODES, NONE, name_noisy_modality
+from poise.errors import PoiseError
 from poise.methods.base import Method
 from poise.runtime import frame_batches
 
@@ -160,7 +161,16 @@ class EWC(Method):
 
     def __post_init__(self):
         if self.mode not in MODES:
-            raise ValueError(f"ewc mode {self.mode!r}: choose one of {', '.join(MODES)}")
+            raise PoiseError(f"ewc: mode is {self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.naming not in NAMING_MODES:
+            raise PoiseError(f"ewc: naming is {self.naming!r}: choose one of {', '.join(NAMING_MODES)}")
+        if not self.lam >= 0:
+            raise PoiseError(f"ewc: lam (the penalty's strength) must be >= 0, got {self.lam!r}")
+        for key in ("beta", "decay"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise PoiseError(f"ewc: {key} must lie in [0, 1], got {getattr(self, key)!r}")
+        if not 1 <= self.fisher_frames <= 1_000_000:
+            raise PoiseError(f"ewc: fisher_frames must lie in 1 .. 1,000,000, got {self.fisher_frames!r}")
         self.fisher: dict[str, Fisher] = {}  # per network name ("model", "peer")
         self.anchor: dict[str, dict] = {}
         self.start_scores: dict = {}

@@ -25,7 +25,9 @@ import torch
 
 from poise.metrics import M_TO_MM, sample_mpjpe  # noqa: F401  (sample_mpjpe: part of this module's interface)
 from poise.contrib.shapley import batch_scores
+from poise.errors import PoiseError
 from poise.methods.base import Method
+from poise.values import typed
 from poise.runtime import frame_batches, to_device
 
 MODES = ("absolute", "relative")
@@ -244,21 +246,26 @@ class NIS(Method):
     threshold: dict = dataclasses.field(default_factory=dict)
     separate: str = "named"
     compare_gradient_stop: bool = False
-    reference_rows: np.ndarray | None = None
 
     def __post_init__(self):
         if self.naming not in MODES:
-            raise ValueError(f"naming={self.naming!r}: choose one of {', '.join(MODES)}")
+            raise PoiseError(f"nis: naming is {self.naming!r}: choose one of {', '.join(MODES)}")
         if self.separate not in SEPARATE:
-            raise ValueError(f"separate={self.separate!r}: choose one of {', '.join(SEPARATE)}")
-        if self.reference_rows is None or not len(self.reference_rows):
-            raise ValueError("NIS names the noisy modality against clean frames of the first task that no task "
-                             "trains on: pass reference_rows (the runner holds them back with reference_holdout > 0)")
+            raise PoiseError(f"nis: separate is {self.separate!r}: choose one of {', '.join(SEPARATE)}")
+        if not 1 <= self.gamma < 100:  # a task's phases draw the data of epochs 1000 t + 100 phase + e
+            raise PoiseError(f"nis: gamma (fitting epochs) must lie in 1 .. 99, got {self.gamma!r}")
+        if not isinstance(self.threshold, dict):
+            raise PoiseError(f"nis: threshold must be a mapping of modality to score drop, got {self.threshold!r}")
+        self.threshold = {m: typed(f"nis: threshold ({m})", v, float) for m, v in self.threshold.items()}
+        self.reference_rows: np.ndarray | None = None  # set by whoever builds the strategy (as Peers.peer)
         self.last_scores: dict | None = None
 
     def on_task_start(self, run) -> None:
         if run.task == 0 or self.last_scores is None:
             return
+        if self.reference_rows is None or not len(self.reference_rows):
+            raise PoiseError("NIS names the noisy modality against clean frames of the first task that no task "
+                             "trains on: set .reference_rows (the runner holds them back with reference_holdout > 0)")
         from poise.methods.groups import split_groups
 
         rows = np.asarray(run.train_rows)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from poise.continual.nis import gmm_clean_mask, per_sample_losses
+from poise.errors import PoiseError
 from poise.methods.base import Method
 from poise.metrics import sample_mpjpe
 from poise.runtime import frame_batches
@@ -110,6 +111,11 @@ class CoTeaching(Peers):
     name: ClassVar[str] = "coteaching"
     forget_rate: float = 0.2  # tau: the original's default is the true noise rate
 
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.forget_rate < 1.0:
+            raise PoiseError(f"coteaching: forget_rate must lie in [0, 1), got {self.forget_rate!r}")
+
     def extra_loss(self, run, step):
         gt = step.batch["gt"]
         loss_a, loss_b = sample_mpjpe(step.pred, gt), sample_mpjpe(self.peer(step.batch), gt)
@@ -134,6 +140,8 @@ class DivideMix(Peers):
 
     def __post_init__(self):
         super().__post_init__()
+        if not self.lambda_u >= 0 or self.warmup < 0:
+            raise PoiseError(f"dividemix: lambda_u and warmup must be >= 0, got {self.lambda_u!r} and {self.warmup!r}")
         self.division = None  # this epoch's co-divide, over the frames ``self.rows``
         self.rows = np.zeros(0, np.int64)
 

@@ -26,6 +26,7 @@ so a resumed run ends with the same numbers as an uninterrupted one on CPU.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -38,7 +39,7 @@ import torch
 from poise import memory, train as loop
 from poise.config import TrainConfig
 from poise.continual import results, strategies, tasks as task_stream
-from poise.continual.config import ContinualConfig
+from poise.continual.config import TRAIN_KEYS, ContinualConfig
 from poise.continual.noise import NoiseSpec, NoisyView
 from poise.data.dataset import MMFiDataset
 from poise.errors import PoiseError
@@ -137,15 +138,9 @@ def load_stream(config: ContinualConfig, progress: bool = True, rebuild_cache: b
 
 
 def phase_config(config: ContinualConfig) -> TrainConfig:
-    """The Setting-1 configuration of one task's phase: the stream's model, optimiser and batch settings, the
-    balancing method, a constant learning rate (a fresh optimiser per task), nothing held out."""
-    return TrainConfig(data=config.data, method=config.balance, method_params=dict(config.balance_params),
-                       fusion=config.fusion, modalities=list(config.modalities), protocol=config.protocol,
-                       split=config.split, epochs=config.epochs, batch_size=config.batch_size,
-                       optimizer=config.optimizer, lr=config.lr, lr_gamma=1.0, encoder=config.encoder,
-                       dim=config.dim, lidar_points=config.lidar_points, mmwave_points=config.mmwave_points,
-                       train_stride=config.train_stride, on_error=config.on_error, seed=config.seed,
-                       device=config.device, assess_frames=config.assess_frames)
+    """The Setting-1 configuration of one task's phase: the stream's loop keys (model, optimiser, batches, the
+    balancing method; a fresh optimiser per task), nothing held out."""
+    return TrainConfig(**{k: copy.deepcopy(getattr(config, k)) for k in TRAIN_KEYS})
 
 
 def build(config: ContinualConfig, run_dir: Path, progress: bool = True, rebuild_cache: bool = False) -> ContinualRun:

@@ -53,12 +53,17 @@ class Relearn(Method):
         """r, the epoch index after which the encoders re-learn, in a run of ``epochs``."""
         return round(RELEARN_FRACTION * epochs) if self.relearn_epoch is None else self.relearn_epoch
 
-    def setup(self, run) -> None:
-        self.at = self.epoch_for(run.config.epochs)
-        if not 0 <= self.at <= run.config.epochs - 2:
-            raise PoiseError(f"relearn: re-learning after epoch index r = {self.at} (Algorithm 1's n == r) needs "
+    def check_epochs(self, epochs: int) -> int:
+        """r for a run of ``epochs``, or an error when it leaves no epoch to re-learn in."""
+        r = self.epoch_for(epochs)
+        if not 0 <= r <= epochs - 2:
+            raise PoiseError(f"relearn: re-learning after epoch index r = {r} (Algorithm 1's n == r) needs "
                              f"0 <= r <= epochs - 2 to leave an epoch to re-learn in, and this run has "
-                             f"{run.config.epochs} epochs; train more epochs, or set --param relearn_epoch=r")
+                             f"{epochs} epochs; train more epochs, or set relearn_epoch (--param relearn_epoch=r)")
+        return r
+
+    def setup(self, run) -> None:
+        self.at = self.check_epochs(run.config.epochs)
         self.params_of = run.model.modality_parameters()
         self.initial = {m: snapshot(self.params_of[m]) for m in run.model.modalities}
 

@@ -94,9 +94,11 @@ def continual_report(run_dir) -> Path:
     if not tasks or not results.get("tasks_done"):
         raise PoiseError(f"{run_dir}: no task finished yet; {what}")
     tasks = tasks[:results["tasks_done"]]  # results.json is written last: a stream stopped between the two
-    config = read_config(run_dir, what)
+    from poise.continual.config import upgrade
 
-    page = Page(f"poise continual run {run_dir.name}: {config.get('method', '?')}")
+    config = upgrade(read_config(run_dir, what), f"{run_dir}/config.yaml")  # an earlier poise's keys too
+    method = "" if config.get("method", "baseline") == "baseline" else f" + {config['method']}"
+    page = Page(f"poise continual run {run_dir.name}: {config.get('recipe', '?')}{method}")
     text = (f"{run_dir}: {results['tasks_done']} tasks of protocol {config.get('protocol', '?')}, noise "
             f"{config.get('noise', '?')} at ratio {config.get('ratio', '?')}. After the last task: avg-MPJPE "
             f"{results['avg_mpjpe_mm'][-1]:.1f} mm, avg-PA-MPJPE {results['avg_pa_mpjpe_mm'][-1]:.1f} mm, mean "
