@@ -212,6 +212,22 @@ def cmd_continual_bench(args) -> int:
     return 0
 
 
+def cmd_methods(args) -> int:
+    import inspect
+    import textwrap
+
+    from poise import methods
+
+    for name in methods.available():
+        method = type(methods.get(name))
+        doc = inspect.getdoc(inspect.getmodule(method)) or inspect.getdoc(method) or ""
+        first = " ".join(doc.split("\n\n")[0].split())  # the module's first paragraph: the paper and equation
+        optimizer = method.reference_optimizer + (f" {method.reference_lr:g}" if method.reference_lr else "")
+        print(f"{name}  [{optimizer}]")
+        print(textwrap.fill(first, width=100, initial_indent="    ", subsequent_indent="    "))
+    return 0
+
+
 def cmd_contrib(args) -> int:
     from poise.contrib.report import contribution_report, format_report, save_report
     from poise.train import load_run
@@ -318,7 +334,9 @@ def _at_least(low: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from poise.data.synth.writer import PRESETS
+    """Every subcommand and option. It imports no torch, numpy or simulator (``poise --help`` is quick): choices
+    come from ``poise.choices`` and the light preset modules."""
+    from poise.data.synth.presets import PRESETS
 
     import poise
 
@@ -354,8 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_all_options(p)
     p.set_defaults(func=cmd_calibrate)
 
-    from poise import methods
-    from poise.models.fusion import FUSIONS
+    from poise.choices import ENCODERS, FUSIONS, OPTIMIZERS
+
+    p = sub.add_parser("methods", help="list the balancing methods, with the paper and equation each implements",
+                       description="Every registered method (poise's and any a plugin registered), its reference "
+                       "optimiser (what `--optimizer auto` uses) and the first paragraph of its documentation.")
+    p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("train", help="train a multi-modal pose model with a balancing method",
                        description="Train on an MM-Fi root (the synthetic demo by default). Writes a run directory "
@@ -364,10 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file of TrainConfig keys (see poise/config.py)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
     p.add_argument("--data", help=f"MM-Fi root (default {DEFAULT_DEMO})")
-    p.add_argument("--method", choices=methods.available())
+    p.add_argument("--method", metavar="NAME", help="a balancing method (default baseline; `poise methods` lists "
+                   "them, with the paper and equation each implements)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a method hyper-parameter (repeatable)")
     p.add_argument("--fusion", choices=list(FUSIONS))
-    p.add_argument("--encoder", choices=["lite", "paper"], help="encoder size (default lite; paper wants a GPU)")
+    p.add_argument("--encoder", choices=list(ENCODERS), help="encoder size (default lite; paper wants a GPU)")
     p.add_argument("--rgb-window", dest="rgb_window", type=_at_least(0),
                    help="RGB keypoint frames on each side (temporal context for the paper TCN)")
     p.add_argument("--modalities", nargs="+", choices=list(layout.MODALITIES))
@@ -375,8 +398,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split")
     p.add_argument("--epochs", type=_at_least(1))
     p.add_argument("--batch-size", dest="batch_size", type=_at_least(1))
-    from poise.optim import CHOICES as OPTIMIZERS
-
     p.add_argument("--optimizer", choices=list(OPTIMIZERS),
                    help="auto (default): the method's reference optimiser (Adam; SGD for ogm_ge and agm)")
     p.add_argument("--lr", type=float, help="learning rate (default: the optimiser's, see poise/optim.py)")
@@ -462,8 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split")
     p.add_argument("--recipe", choices=list(RECIPES), help="a 001 Table 2 method: its strategies (default ours)")
     p.add_argument("--ablate", nargs="+", choices=list(ABLATIONS), help="switch off parts of ours (001 Table 4)")
-    p.add_argument("--method", choices=methods.available(), help="a Setting-1 balancing method trained inside "
-                   "every task (default baseline), e.g. --recipe naive --method awc")
+    p.add_argument("--method", metavar="NAME", help="a Setting-1 balancing method trained inside every task "
+                   "(default baseline; `poise methods` lists them), e.g. --recipe naive --method awc")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="a hyper-parameter of the --method (repeatable)")
     for key, what in (("nis", "noise identification and separation: on / off and its parameters, e.g. "
@@ -493,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_no_report(p)
     p.set_defaults(func=cmd_continual)
 
-    from poise.bench import PRESETS as BENCH_PRESETS
+    from poise.bench.presets import PRESETS as BENCH_PRESETS
 
     p = sub.add_parser("bench", help="compare methods, fusions and modality subsets over seeds (tables + plots)",
                        description="Train every configuration of a preset (each an ordinary run under "
@@ -514,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_no_report(p)
     p.set_defaults(func=cmd_bench)
 
-    from poise.continual.compare import PRESETS as CONTINUAL_PRESETS
+    from poise.continual.presets import PRESETS as CONTINUAL_PRESETS
 
     p = sub.add_parser("continual-bench", help="compare the continual methods over seeds (001 Tables 2 and 4, plots)",
                        description="Run every continual configuration of a preset (each an ordinary `poise "

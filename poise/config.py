@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from poise.choices import ENCODERS
 from poise.data import layout
 from poise.errors import PoiseError
 from poise.values import typed  # noqa: F401  (re-exported: configs and methods parse values alike)
@@ -184,7 +185,7 @@ class TrainConfig(ConfigFile):
             raise PoiseError(f"config key 'device' must be auto, cpu or cuda, got {self.device!r}")
         if self.on_error not in ON_ERROR:
             raise PoiseError(f"config key 'on_error' must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
-        if self.encoder not in ("lite", "paper"):
+        if self.encoder not in ENCODERS:
             raise PoiseError(f"config key 'encoder' must be 'lite' or 'paper', got {self.encoder!r}")
         from poise.optim import CHOICES
 

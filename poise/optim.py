@@ -27,12 +27,13 @@ from __future__ import annotations
 import difflib
 
 import torch
+from poise.choices import OPTIMIZERS
 from poise.errors import PoiseError
 
 SGD_LR = 0.3
 DEFAULTS = {"adam": dict(lr=1e-3, momentum=None, weight_decay=0.0),
             "sgd": dict(lr=SGD_LR, momentum=0.9, weight_decay=1e-4)}
-CHOICES = ("auto", *DEFAULTS)
+CHOICES = OPTIMIZERS  # "auto", then each of DEFAULTS
 
 
 def resolve(config, method) -> dict:

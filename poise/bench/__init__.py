@@ -5,6 +5,9 @@
 - ``runs``: the plan of runs, and training / resuming / reading them back, several at a time;
 - ``report``: the tables, findings and plots of ``OUT/report.md``;
 - ``stats``: means over seeds, paired differences and their 95 % t-intervals.
+
+Import what you use from its module (``poise.bench.stats.paired``): this package's own import stays light, so
+that ``poise --help`` can list the presets without loading torch.
 """
 
 from __future__ import annotations
@@ -13,15 +16,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from poise.bench.presets import ALL, PRESETS, SHARED, Ablation, Preset, Variant
-from poise.bench.report import findings, report, save_figure, write_csv
-from poise.bench.runs import execute, plan, plan_text, run_all, run_one, settings_diff, subset_name
-from poise.bench.stats import diff_text, fmt, mean_sd, noise_clause, paired, select
+from poise.bench.presets import PRESETS
 from poise.errors import PoiseError
-
-__all__ = ["ALL", "PRESETS", "SHARED", "Ablation", "Preset", "Variant", "bench", "diff_text", "execute", "findings",
-           "fmt", "mean_sd", "noise_clause", "paired", "plan", "plan_text", "report", "run_all", "run_one",
-           "save_figure", "select", "settings_diff", "subset_name", "write_csv"]
 
 
 def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None, force: bool = False,
@@ -30,6 +26,9 @@ def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, see
     """Run a preset (optionally with other ``seeds``, or only some ``variants`` and their pairs; ``epoch_frames``:
     each epoch on a fresh draw of that many frames, for a P1-scale root) into ``out``; returns the report's
     Markdown, or with ``dry_run`` the plan of runs (nothing trained)."""
+    from poise.bench.report import report
+    from poise.bench.runs import execute, plan, plan_text
+
     if preset_name not in PRESETS:
         raise PoiseError(f"unknown bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]

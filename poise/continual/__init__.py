@@ -10,19 +10,7 @@
   a balancing method);
 - ``config``, ``runner`` and ``results``: ``poise continual``, Algorithm 2 over the stream, each task a phase of
   ``poise.train``'s loop (see docs/continual.md).
+
+Import what you use from its module (``poise.continual.ewc.fisher_generic``): this package's own import stays
+light, so that the command line can offer the continual choices without loading torch.
 """
-
-from poise.continual.ewc import (DEFAULT_BETA, DEFAULT_LAMBDA, Fisher, anchor_of, branch_names, ewc_penalty,
-                                 fisher_adaptive, fisher_generic)
-from poise.continual.nis import (gmm_clean_mask, gradient_stop, name_noisy_modality, per_sample_losses,
-                                 sample_mpjpe, split_quality)
-from poise.continual.noise import KINDS, NoiseSpec, NoisyView, clutter_ranges
-from poise.continual.tasks import TASKS, task_indices, task_of_action
-
-__all__ = [
-    "DEFAULT_BETA", "DEFAULT_LAMBDA", "Fisher", "KINDS", "NoiseSpec", "NoisyView", "TASKS", "anchor_of",
-    "branch_names", "clutter_ranges", "ewc_penalty", "fisher_adaptive", "fisher_generic", "gmm_clean_mask",
-    "gradient_stop", "name_noisy_modality", "per_sample_losses", "sample_mpjpe", "split_quality",
-    "task_indices", "task_of_action",
-]
-# ``poise.continual.tasks`` stays the module: its function is ``poise.continual.tasks.tasks(protocol)``.

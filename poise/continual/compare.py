@@ -27,16 +27,19 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from poise.bench import diff_text, fmt, noise_clause, paired, run_all, save_figure, select, settings_diff, write_csv
+from poise.bench.report import save_figure, write_csv
+from poise.bench.runs import run_all, settings_diff
+from poise.bench.stats import diff_text, fmt, noise_clause, paired, select
 from poise.continual import tasks as task_stream
 from poise.continual.config import SWITCH_DEFAULTS, ContinualConfig, tuned, upgrade
 from poise.continual.nis import NONE, name_from_drops
+from poise.continual.presets import PRESETS, Preset  # noqa: F401  (part of this module's interface)
 from poise.continual.results import forgetting
 from poise.data import layout
 from poise.errors import PoiseError
@@ -60,43 +63,6 @@ LIKE_FOR_LIKE_LABEL = "ours-ewc_online"  # its row (``variant_of``)
 THRESHOLD_SDS = 3.0  # a naming threshold: the clean drops' mean + 3 sd (under other seeds)
 
 
-@dataclass(frozen=True)
-class Preset:
-    streams: tuple  # (protocol, noise, ratio[, noisy modality]) each; the first also carries the ablation and Fig. 3
-    methods: tuple
-    seeds: tuple
-    ablation: bool = True  # Table 4 on the first stream
-    clean_control: bool = True  # ours on a clean stream: NIS's naming thresholds and its false alarms
-    like_for_like: bool = True  # ours with the baselines' online EWC beside ours with a-EWC, on every stream
-    diagnostics: tuple = ()  # streams only ours runs on: what NIS sees per corrupted modality and noise kind
-    config: dict = field(default_factory=dict)  # ContinualConfig keys shared by every run; a strategy's key
-    # (nis, relearn, ewc, peers) holds parameters for the runs whose recipe has that strategy on
-    about: str = ""
-
-
-_SMALL = dict(epochs=5, train_stride=2, relearn={"relearn_epoch": 1})  # re-learn after epoch index 1 (2 of 5)
-PRESETS = {
-    "small": Preset(
-        streams=(("P1", "raw", 0.2),), methods=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1, 2),
-        diagnostics=(("P1", "raw", 0.2, "lidar"), ("P1", "unaligned", 0.2), ("P1", "unaligned_far", 0.2)),
-        config=dict(_SMALL, tasks=4),
-        about="P1 with 20 % raw noise, its first 4 tasks, the five methods and ours with online EWC, the Table 4 "
-              "ablation, ours on the clean stream (NIS's thresholds), and ours on three more streams for what NIS "
-              "sees (LiDAR corrupted in every task as in 001 Fig. 3; unaligned and far-unaligned noise), 3 seeds"),
-    "paper": Preset(
-        streams=tuple((p, n, r) for p in ("P1", "P2") for n in ("raw", "unaligned") for r in (0.2, 0.4)),
-        methods=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1, 2), config=dict(_SMALL),
-        about="001 Table 2's grid (P1 / P2 x raw / unaligned x 20 / 40 %), whole streams, every method and ours "
-              "with online EWC, the Table 4 ablation, ours on the clean stream, 3 seeds"),
-    "tiny": Preset(
-        streams=(("P1", "raw", 0.4, "rgb"),), methods=("naive", "ours"), seeds=(0, 1), ablation=False,
-        like_for_like=False, diagnostics=(("P1", "unaligned_far", 0.4, "rgb"),),
-        config=dict(epochs=2, dim=16, lidar_points=32, mmwave_points=16, train_stride=2, batch_size=32,
-                    assess_frames=128, tasks=2, relearn={"relearn_epoch": 0}, ewc={"fisher_frames": 64}),
-        about="a smoke test on `poise simulate --preset tiny-continual` data (a minute)"),
-}
-
-
 def ablation_label(recipe: str, ablate) -> str:
     return recipe + "".join(f"-no_{a}" for a in ablate)
 
@@ -110,7 +76,7 @@ def variant_of(config: ContinualConfig) -> str:
 def plan(preset: Preset, data: str, out: Path, on_error: str = "raise") -> list:
     """The ContinualConfigs of a preset, seed-major, without duplicates (naming thresholds not yet set)."""
     first = preset.streams[0]
-    cells = [(stream, method, (), {}) for stream in preset.streams for method in preset.methods]
+    cells = [(stream, method, (), {}) for stream in preset.streams for method in preset.recipes]
     if preset.like_for_like:
         cells += [(stream, *LIKE_FOR_LIKE) for stream in preset.streams]
     if preset.ablation:
@@ -304,7 +270,7 @@ def _cell(sel, key: str = "avg_mpjpe_mm", pa: str = "avg_pa_mpjpe_mm") -> str:
 
 def table_methods(preset: Preset) -> tuple:
     """The rows of the Table 2 analogue: the preset's methods, then ours with the baselines' EWC."""
-    return (*preset.methods, *((LIKE_FOR_LIKE_LABEL,) if preset.like_for_like else ()))
+    return (*preset.recipes, *((LIKE_FOR_LIKE_LABEL,) if preset.like_for_like else ()))
 
 
 def table2(rows, preset: Preset) -> str:
@@ -444,7 +410,7 @@ def matrix_tables(rows, preset: Preset) -> str:
     """The mean task x task MPJPE matrix of each method on the first stream (row i: after task i)."""
     on = _stream(preset.streams[0])
     out = []
-    for method in preset.methods:
+    for method in preset.recipes:
         sel = select(rows, variant=method, **on)
         if not sel:
             continue
@@ -464,7 +430,7 @@ def findings(rows, preset: Preset) -> list[str]:
     for stream in preset.streams:
         on = _stream(stream)
         for ours in ("ours", *((LIKE_FOR_LIKE_LABEL,) if preset.like_for_like else ())):
-            for method in preset.methods:
+            for method in preset.recipes:
                 if method == "ours":
                     continue
                 d = paired(rows, "avg_mpjpe_mm", dict(variant=ours, **on), dict(variant=method, **on))
@@ -506,7 +472,7 @@ def plot_fig5(rows, preset: Preset, out: Path) -> Path:
     on = _stream(preset.streams[0])
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     n = 0
-    for k, method in enumerate(preset.methods):
+    for k, method in enumerate(preset.recipes):
         sel = select(rows, variant=method, **on)
         if not sel:
             continue
@@ -514,7 +480,7 @@ def plot_fig5(rows, preset: Preset, out: Path) -> Path:
         n = len(mats[0])
         last = np.array([m[-1] for m in mats])
         diag = np.array([[m[i][i] for i in range(n)] for m in mats])
-        shift = (k - (len(preset.methods) - 1) / 2) * 0.05  # keep the error bars apart
+        shift = (k - (len(preset.recipes) - 1) / 2) * 0.05  # keep the error bars apart
         for ax, values in zip(axes, (last, diag)):
             ax.errorbar(np.arange(n) + shift, values.mean(0), yerr=values.std(0, ddof=1) if len(values) > 1 else None,
                         marker="o", capsize=3, label=method)

@@ -23,7 +23,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from poise.config import TrainConfig
-from poise.continual.noise import KINDS
+from poise.choices import NOISE_KINDS
 from poise.errors import PoiseError
 
 # Each method of 001 Table 2 is a recipe: the strategies it switches on. ``ablate`` switches parts of a recipe
@@ -43,7 +43,7 @@ SWITCH_KEY = {"nis": "on", "relearn": "on", "ewc": "mode", "peers": "mode"}  # t
 # parts of a recipe that ``ablate`` can switch off (001 Table 4): ``adaptive_ewc`` falls back to the generic
 # Fisher (Eq. 7) after every task, ``ewc`` drops the EWC penalty altogether (Table 4's rows without a-EWC)
 ABLATIONS = ("nis", "relearn", "adaptive_ewc", "ewc")
-NOISE = (*KINDS, "none")  # the noise kinds, and a clean stream
+NOISE = (*NOISE_KINDS, "none")  # the noise kinds, and a clean stream
 
 
 def strategy_class(key: str, switch):

@@ -41,10 +41,10 @@ import math
 import numpy as np
 import torch
 
+from poise.choices import NOISE_KINDS as KINDS  # the kinds, defined once
 from poise.data import layout
 from poise.data.mmfi import clean_csi
 
-KINDS = ("raw", "unaligned", "unaligned_far")
 UNALIGNED = ("unaligned", "unaligned_far")  # the kinds that take a modality from another frame
 MODALITIES = layout.MODALITIES
 POINT_MODALITIES = ("lidar", "mmwave")

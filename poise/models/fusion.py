@@ -14,9 +14,8 @@ import difflib
 
 import torch
 from torch import nn
+from poise.choices import FUSIONS  # noqa: F401  (the names, defined once; part of this module's interface)
 from poise.errors import PoiseError
-
-FUSIONS = ("concat", "mlp", "attention")
 
 
 class ConcatFusion(nn.Module):

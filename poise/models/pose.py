@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from poise.choices import ENCODERS
 from poise.data import layout
 from poise.data.mmfi import check_modalities
 from poise.models.fusion import make_fusion
@@ -161,9 +162,6 @@ class PoseModel(nn.Module):
         groups[SHARED] = [p for part in (self.fusion, self.head, self.embedding, self.restorer) if part is not None
                           for p in part.parameters()]
         return groups
-
-
-ENCODERS = ("lite", "paper")
 
 
 def build_model(modalities=layout.MODALITIES, fusion: str = "concat", dim: int = 256, rgb_window: int = 0,
