@@ -404,7 +404,9 @@ def test_a_robust_bench_trains_the_teacher_first_and_tables_every_subset(tiny, t
     rows = bench.execute(configs, jobs=2, progress=False, robust=True)
     assert [r["run"] for r in rows] == [str(out / "runs" / c.run_name) for c in configs]
     assert all(len([k for k in r if k.startswith("robust_") and k.endswith("_mm")]) == 15 + 3 for r in rows)
-    text = bench.report(rows, preset, "robust-test", out, "test", 1.0, "tiny")
+    from poise.bench.report import report
+
+    text = report(rows, preset, "robust-test", out, "test", 1.0, "tiny")
     assert "## Missing sensors" in text and "| R+L+M |" in text and (out / "robust.png").is_file()
     base = [r["robust_mean_mm"] for r in rows if r["variant"] == "baseline"]
     assert f"| baseline | {bench.fmt(r['test_mpjpe_mm'] for r in rows if r['variant'] == 'baseline')} | {bench.fmt(base)} |" in text

@@ -6,8 +6,9 @@
 - ``report``: the tables, findings and plots of ``OUT/report.md``;
 - ``stats``: means over seeds, paired differences and their 95 % t-intervals.
 
-Import what you use from its module (``poise.bench.stats.paired``): this package's own import stays light, so
-that ``poise --help`` can list the presets without loading torch.
+``poise.bench.plan``, ``poise.bench.paired`` and the other names in ``LAZY`` load their module when first
+used, so that importing this package stays light (``poise --help`` lists the presets without loading torch);
+the report writer is ``poise.bench.report.report``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,22 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import importlib
+
 from poise.bench.presets import PRESETS
 from poise.errors import PoiseError
+
+# the names this package offers, each from its module, imported when first used (PEP 562)
+LAZY = {**dict.fromkeys(("ALL", "SHARED", "Ablation", "Preset", "Variant"), "presets"),
+        **dict.fromkeys(("findings", "save_figure", "write_csv"), "report"),
+        **dict.fromkeys(("execute", "plan", "plan_text", "run_all", "run_one", "settings_diff", "subset_name"), "runs"),
+        **dict.fromkeys(("diff_text", "fmt", "mean_sd", "noise_clause", "paired", "select"), "stats")}
+
+
+def __getattr__(name: str):
+    if name in LAZY:
+        return getattr(importlib.import_module(f"poise.bench.{LAZY[name]}"), name)
+    raise AttributeError(f"module 'poise.bench' has no attribute {name!r}")
 
 
 def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None, force: bool = False,
