@@ -53,11 +53,11 @@ from poise.data.dataset import MMFiDataset
 from poise.methods.base import snapshot
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.models.pose import PoseModel, build_model
-from poise.runtime import (batches, configure, evaluate, prefetched, read_checkpoint, replace_with, resolve_device,
-                           run_lock, to_device, write_atomic)
+from poise.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from poise.run_dir import clear_run, write_environment
+from poise.runtime import batches, configure, evaluate, prefetched, resolve_device, run_lock, to_device, write_atomic
 from poise.errors import PoiseError
 
-CHECKPOINT = "checkpoint.pt"
 # what a run (and the commands run on it) write into its directory: an --overwrite removes these before it
 # writes the new config, so that nothing of the old run can be resumed or read back under the new one
 logger = logging.getLogger(__name__)
@@ -367,55 +367,6 @@ def epoch_evaluation(run: Run) -> dict:
     return {**metrics, **evaluate(model, run.test, rows), "test_frames": len(rows)}
 
 
-MODEL_KEYS = ("model", "method_modules", "method", "torch_rng")  # what every poise checkpoint holds
-
-
-def save_checkpoint(run: Run, path: Path | None = None, stream: dict | None = None) -> None:
-    """The run's state, written to a temporary file and renamed (``path``: default ``run.dir/checkpoint.pt``).
-    One format for both settings: a task stream saves its finished phase with the stream's own state in
-    ``stream`` (its optimiser is rebuilt per task, and ignored on restore)."""
-    state = {"epoch": run.epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-             "scheduler": run.scheduler.state_dict(), "method": run.method.state_dict(),
-             "method_modules": {k: m.state_dict() for k, m in run.method.modules().items()},
-             "history": run.history, "torch_rng": torch.get_rng_state()}
-    if run.drift_anchor is not None:
-        state["drift_anchor"] = run.drift_anchor
-    if run.scaler is not None:
-        state["scaler"] = run.scaler.state_dict()
-    if stream is not None:
-        state["stream"] = stream
-    if run.device.type == "cuda":  # the GPU generator too, or a resumed CUDA run draws other noise
-        state["cuda_rng"] = torch.cuda.get_rng_state(run.device)
-    path = Path(path or run.dir / CHECKPOINT)
-    replace_with(path, path.with_name(path.name + ".tmp"), lambda tmp: torch.save(state, tmp))
-
-
-def restore_model_and_method(state: dict, model: torch.nn.Module, method: methods.Method, device) -> None:
-    """The model, the method's state and modules, and the RNGs from a checkpoint's ``state``, into a model and
-    a method that have been set up (set up, then restore)."""
-    model.load_state_dict(state["model"])
-    for name, module in method.modules().items():
-        module.load_state_dict(state["method_modules"][name])
-    method.load_state_dict(state["method"])
-    torch.set_rng_state(state["torch_rng"])
-    if "cuda_rng" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda_rng"], device)
-
-
-def load_checkpoint(run: Run, then: str = "start a new run instead of --resume") -> None:
-    """Restore the state of a run that has been built (and its method set up) from its checkpoint (``then``:
-    what to do when it is unreadable)."""
-    state = read_checkpoint(run.dir / CHECKPOINT, (*MODEL_KEYS, "optimizer", "scheduler", "epoch", "history"), then)
-    restore_model_and_method(state, run.model, run.method, run.device)
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    if run.scaler is not None and "scaler" in state:
-        run.scaler.load_state_dict(state["scaler"])
-    run.epoch, run.history = state["epoch"], state["history"]
-    if "drift_anchor" in state:
-        run.drift_anchor = {m: [a.to(run.device) for a in anchor] for m, anchor in state["drift_anchor"].items()}
-
-
 def csv_text(rows: list[dict], columns=None) -> str:
     """``rows`` as CSV, with every column any row has (in order of first appearance) unless ``columns`` says."""
     out = io.StringIO()
@@ -503,39 +454,13 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, r
             from poise.data.synth.writer import provenance
 
             data = provenance(config.data)  # which data, which generator (never raises)
-            clear_run(run_dir)  # --overwrite: the old run's state goes before the new config comes
+            clear_run(run_dir, RUN_FILES)  # --overwrite: the old run's state goes before the new config comes
             config.save(run_dir / "config.yaml")
             (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params(),
                                                              "optimizer": optim.resolve(config, run.method)}, indent=1))
             (run_dir / "data.json").write_text(json.dumps(data, indent=1))
             write_environment(run)
         return fit_logged(run, progress, tensorboard, fresh=True)
-
-
-def write_environment(run, resumed: bool = False) -> None:
-    """``env.json``: the code, libraries, device and data the run trained with (``poise.environment``), one
-    record per start and per resume (a run continued elsewhere says so). ``run``: a Run or a ContinualRun."""
-    from poise.environment import record
-
-    path = run.dir / "env.json"
-    records = []
-    if resumed and path.is_file():
-        try:
-            records = json.loads(path.read_text())
-        except (OSError, ValueError):
-            records = []  # a damaged record is replaced, not trusted
-        records = records if isinstance(records, list) else []
-    records.append(record(run.config.data, run.train, run.device))
-    write_atomic(path, json.dumps(records, indent=1))
-
-
-def clear_run(run_dir: Path, files=RUN_FILES) -> None:
-    """Remove what an earlier run wrote into ``run_dir`` (``files``, names or glob patterns; a new TensorBoard
-    log clears its own), checkpoint first: a kill part-way leaves a folder that cannot be resumed, never an old
-    history under a new config. Files poise did not write stay."""
-    for pattern in files:
-        for path in run_dir.glob(pattern):
-            path.unlink()
 
 
 def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_cache: bool = False,

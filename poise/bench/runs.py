@@ -174,7 +174,8 @@ def run_one(config, threads: int = 0, force: bool = False, robust: bool = False)
     import torch
 
     from poise.config import TrainConfig
-    from poise.train import CHECKPOINT, resume, train
+    from poise.checkpoint import CHECKPOINT
+    from poise.train import resume, train
 
     if threads:
         torch.set_num_threads(threads)

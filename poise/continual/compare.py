@@ -209,7 +209,8 @@ def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> d
     """Run (or resume, or read back) one continual configuration; its summary row."""
     import torch
 
-    from poise.continual.runner import CHECKPOINT, resume, run_continual
+    from poise.checkpoint import CHECKPOINT
+    from poise.continual.runner import resume, run_continual
 
     if threads:
         torch.set_num_threads(threads)

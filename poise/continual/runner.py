@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from poise import memory, train as loop
+from poise.checkpoint import CHECKPOINT, MODEL_KEYS, restore_parts, save_checkpoint
 from poise.config import TrainConfig
 from poise.continual import results, strategies, tasks as task_stream
 from poise.continual.config import TRAIN_KEYS, ContinualConfig
@@ -44,10 +45,10 @@ from poise.continual.noise import NoiseSpec, NoisyView
 from poise.data.dataset import MMFiDataset
 from poise.errors import PoiseError
 from poise.models.pose import build_model
+from poise.run_dir import clear_run, write_environment
 from poise.runtime import evaluate, read_checkpoint, resolve_device, run_lock, to_device, write_atomic
 
 logger = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
 STREAM_FILES = (CHECKPOINT, CHECKPOINT + ".tmp", "tasks.json", "results.json", "noise.json", "losses-task*.npz",
                 "*.json.partial", "report.html", "config.yaml", "env.json")  # what a continual run writes (--overwrite clears)
 TASK_EPOCHS = 1000  # task t's phases draw the data of epochs 1000 t + 100 phase + e (phase 0: training)
@@ -253,7 +254,7 @@ def save(run: ContinualRun) -> None:
     state = {"task": run.task, "matrix": run.matrix, "records": json.dumps(run.records, default=_json),
              "strategies": {p.name: p.state_dict() for p in run.strategies}}
     write_results(run)  # before the checkpoint: a kill between the two relearns the task and rewrites them
-    loop.save_checkpoint(run.last, run.dir / CHECKPOINT, stream=state)
+    save_checkpoint(run.last, run.dir / CHECKPOINT, stream=state)
 
 
 def write_results(run: ContinualRun) -> None:
@@ -275,17 +276,11 @@ def _json(value):
 
 def restore(run: ContinualRun) -> None:
     """The stream's state after its last finished task (set up, then restore: the strategies exist)."""
-    state = read_checkpoint(run.dir / CHECKPOINT, (*loop.MODEL_KEYS, "stream"), "start the run again")
+    state = read_checkpoint(run.dir / CHECKPOINT, (*MODEL_KEYS, "stream"), "start the run again")
     stream = state["stream"]
-    run.model.load_state_dict(state["model"])
-    modules = {k: m for p in run.strategies for k, m in p.modules().items()}
-    for name, module in modules.items():
-        module.load_state_dict(state["method_modules"][name])
+    restore_parts(state, run.model, {k: m for p in run.strategies for k, m in p.modules().items()}, run.device)
     for part in run.strategies:
         part.load_state_dict(stream["strategies"][part.name])
-    torch.set_rng_state(state["torch_rng"])
-    if "cuda_rng" in state and run.device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda_rng"], run.device)
     run.task, run.matrix, run.records = stream["task"], stream["matrix"], json.loads(stream["records"])
 
 
@@ -311,9 +306,9 @@ def run_continual(config: ContinualConfig, progress: bool = True, overwrite: boo
                               f"choose another --name (or --overwrite)")
     with run_lock(run_dir):
         run = build(config, run_dir, progress, rebuild_cache)  # a start that fails here leaves no run folder behind
-        loop.clear_run(run_dir, STREAM_FILES)  # --overwrite: the old stream's state goes before the new config comes
+        clear_run(run_dir, STREAM_FILES)  # --overwrite: the old stream's state goes before the new config comes
         config.save(run_dir / "config.yaml")
-        loop.write_environment(run)
+        write_environment(run)
         return stream(run, progress)
 
 
@@ -329,7 +324,7 @@ def resume(run_dir, progress: bool = True, tasks: int | None = None, rebuild_cac
         restore(run)
         if tasks is not None:
             config.save(run_dir / "config.yaml")
-        loop.write_environment(run, resumed=True)
+        write_environment(run, resumed=True)
         if run.task >= len(run.train_tasks):
             write_results(run)  # nothing left to learn: the files say what the checkpoint holds
         return stream(run, progress)
