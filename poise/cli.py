@@ -195,7 +195,7 @@ def cmd_continual(args) -> int:
 
 
 def cmd_continual_bench(args) -> int:
-    from poise.continual.compare import continual_bench
+    from poise.bench.continual import continual_bench
 
     out = args.out or f"runs/continual-bench-{args.preset}"
     command = " ".join(["poise continual-bench --preset", args.preset,
@@ -535,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_no_report(p)
     p.set_defaults(func=cmd_bench)
 
-    from poise.continual.presets import PRESETS as CONTINUAL_PRESETS
+    from poise.bench.continual.presets import PRESETS as CONTINUAL_PRESETS
 
     p = sub.add_parser("continual-bench", help="compare the continual methods over seeds (001 Tables 2 and 4, plots)",
                        description="Run every continual configuration of a preset (each an ordinary `poise "

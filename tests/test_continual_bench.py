@@ -8,28 +8,28 @@ import pytest
 import yaml
 
 from poise.cli import main
-from poise.continual import compare
+from poise.bench import continual as cbench
 from poise.continual.config import ContinualConfig
 from poise.data.layout import MODALITIES as ALL
 
 
 def test_table4_rows_run_exactly_the_parts_they_tick(tmp_path):
-    configs = compare.plan(compare.PRESETS["small"], "data", tmp_path)
-    by_variant = {compare.ablation_label(c.recipe, c.ablate): c for c in configs if c.seed == 0}
-    for (a_ewc, relearn, nis), recipe, ablate in compare.ABLATION_ROWS:
-        c = by_variant[compare.ablation_label(recipe, ablate)]
+    configs = cbench.plan(cbench.PRESETS["small"], "data", tmp_path)
+    by_variant = {cbench.ablation_label(c.recipe, c.ablate): c for c in configs if c.seed == 0}
+    for (a_ewc, relearn, nis), recipe, ablate in cbench.ABLATION_ROWS:
+        c = by_variant[cbench.ablation_label(recipe, ablate)]
         assert (bool(c.ewc) and c.ewc["mode"] == "adaptive", bool(c.relearn), bool(c.nis)) == (a_ewc, relearn, nis)
         assert not c.relearn or c.relearn["relearn_epoch"] == 1  # the preset's r, wherever re-learning is on
-    generic = by_variant[compare.ablation_label(*compare.GENERIC_FISHER_ROW)]
+    generic = by_variant[cbench.ablation_label(*cbench.GENERIC_FISHER_ROW)]
     assert generic.ewc["mode"] == "generic" and generic.nis
-    seeds = len(compare.PRESETS["small"].seeds)
+    seeds = len(cbench.PRESETS["small"].seeds)
     # Fig. 3 needs the probe without gradient-stop on exactly one run per seed
-    assert [compare.variant_of(c) for c in configs if c.nis and c.nis["compare_gradient_stop"]] == ["ours"] * seeds
+    assert [cbench.variant_of(c) for c in configs if c.nis and c.nis["compare_gradient_stop"]] == ["ours"] * seeds
     # what NIS names when nothing is corrupted: ours on a clean stream, once per seed
     assert sum(c.noise == "none" and c.recipe == "ours" for c in configs) == seeds
     assert len({c.run_name for c in configs}) == len(configs)
     # like for like: ours with the baselines' online EWC, labelled as the table says
-    like = [c for c in configs if compare.variant_of(c) == compare.LIKE_FOR_LIKE_LABEL]
+    like = [c for c in configs if cbench.variant_of(c) == cbench.LIKE_FOR_LIKE_LABEL]
     assert len(like) == seeds and all(c.ewc["mode"] == "online" and c.nis and c.relearn for c in like)
     # the diagnostic streams: ours only, LiDAR fixed on one, both unaligned kinds
     diagnostic = {(c.noise, c.noisy_modality) for c in configs if c.seed == 0 and
@@ -102,40 +102,40 @@ def test_thresholds_once_set_stay_when_seeds_are_added(tmp_path):
     def control(seed, drops):
         return {"seed": seed, "nis_tasks": [{"drops": {"rgb": d}} for d in drops]}
 
-    first = compare.settled_thresholds(tmp_path, [control(0, [0.1, 0.3]), control(1, [0.2, 0.4])], (0, 1))
+    first = cbench.settled_thresholds(tmp_path, [control(0, [0.1, 0.3]), control(1, [0.2, 0.4])], (0, 1))
     rows = [control(0, [0.1, 0.3]), control(1, [0.2, 0.4]), control(2, [9.0, 9.0])]
-    more = compare.settled_thresholds(tmp_path, rows, (0, 1, 2))
+    more = cbench.settled_thresholds(tmp_path, rows, (0, 1, 2))
     assert more[0] == first[0] and more[1] == first[1]  # finished runs keep the thresholds they ran with
     assert more[2]["rgb"] == pytest.approx(np.mean([0.1, 0.3, 0.2, 0.4]) + 3 * np.std([0.1, 0.3, 0.2, 0.4], ddof=1))
     assert json.loads((tmp_path / "thresholds.json").read_text()).keys() == {"0", "1", "2"}
 
 
 def test_a_run_from_an_older_poise_is_not_passed_off_as_this_benchs(tmp_path):
-    config = compare.plan(compare.PRESETS["tiny"], "data", tmp_path)[0]
+    config = cbench.plan(cbench.PRESETS["tiny"], "data", tmp_path)[0]
     run_dir = tmp_path / "runs" / config.run_name
     run_dir.mkdir(parents=True)
     old = {k: v for k, v in config.to_dict().items() if k not in ("reference_holdout", "precision")}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(old))
     (run_dir / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(ValueError, match="older poise .*precision, reference_holdout"):
-        compare.run_one(config)
+        cbench.run_one(config)
 
 
 def test_a_run_with_other_settings_is_named_not_reused(stream_root, tmp_path, capsys):
-    preset = compare.PRESETS["tiny"]
-    config = compare.plan(preset, str(stream_root), tmp_path)[0]
+    preset = cbench.PRESETS["tiny"]
+    config = cbench.plan(preset, str(stream_root), tmp_path)[0]
     (tmp_path / "runs" / config.run_name).mkdir(parents=True)
     changed = ContinualConfig.from_dict({**config.to_dict(), "epochs": 1})
     changed.save(tmp_path / "runs" / config.run_name / "config.yaml")
     (tmp_path / "runs" / config.run_name / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(ValueError, match="epochs: 1 there, 2 asked"):
-        compare.run_one(config)
+        cbench.run_one(config)
 
 
 def test_the_naming_confusion_counts_corrupted_against_named_with_none():
     rows = [{"naming": [["rgb", "rgb"], ["wifi-csi", "none"], ["none", "lidar"], ["none", "none"]]},
             {"naming": [["rgb", "mmwave"]]}]
-    table = compare.naming_confusion(rows, modalities=("rgb", "lidar", "mmwave", "wifi-csi"))
+    table = cbench.naming_confusion(rows, modalities=("rgb", "lidar", "mmwave", "wifi-csi"))
     lines = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
     assert lines["rgb"] == "| rgb | 1 | 0 | 1 | 0 | 0 | 2 | 50% |"
     assert lines["wifi-csi"] == "| wifi-csi | 0 | 0 | 0 | 0 | 1 | 1 | 0% |"
@@ -149,9 +149,9 @@ def test_each_seeds_thresholds_come_from_the_other_seeds_clean_tasks():
         return {"seed": seed, "nis_tasks": [{"drops": {"rgb": d, "lidar": -d}} for d in drops]}
 
     rows = [control(0, [0.1, 0.3]), control(1, [0.2, 0.4]), control(2, [5.0, 5.0])]
-    thresholds = compare.naming_thresholds(rows, (0, 1, 2))
+    thresholds = cbench.naming_thresholds(rows, (0, 1, 2))
     others = [0.2, 0.4, 5.0, 5.0]  # seed 0's: seeds 1 and 2
-    assert thresholds[0]["rgb"] == pytest.approx(np.mean(others) + compare.THRESHOLD_SDS * np.std(others, ddof=1))
+    assert thresholds[0]["rgb"] == pytest.approx(np.mean(others) + cbench.THRESHOLD_SDS * np.std(others, ddof=1))
     assert thresholds[2]["lidar"] == pytest.approx(np.mean([-0.1, -0.3, -0.2, -0.4])
-                                                   + compare.THRESHOLD_SDS * np.std([-0.1, -0.3, -0.2, -0.4], ddof=1))
-    assert compare.naming_thresholds([control(0, [0.1])], (0, 1)) == {0: {}, 1: {}}  # one clean drop: no threshold
+                                                   + cbench.THRESHOLD_SDS * np.std([-0.1, -0.3, -0.2, -0.4], ddof=1))
+    assert cbench.naming_thresholds([control(0, [0.1])], (0, 1)) == {0: {}, 1: {}}  # one clean drop: no threshold

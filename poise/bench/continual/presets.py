@@ -1,5 +1,5 @@
-"""What ``poise continual-bench --preset NAME`` runs: streams, recipes, seeds and shared settings. Apart from
-the bench (no torch, no numpy), so that the command line can offer the presets without loading it."""
+"""What ``poise continual-bench --preset NAME`` runs: streams, recipes, seeds and shared settings, and the rows
+of 001 Table 4 it runs them as. No torch, no numpy: the command line offers the presets without loading them."""
 
 from __future__ import annotations
 
@@ -41,3 +41,20 @@ PRESETS = {
                     assess_frames=128, tasks=2, relearn={"relearn_epoch": 0}, ewc={"fisher_frames": 64}),
         about="a smoke test on `poise simulate --preset tiny-continual` data (a minute)"),
 }
+
+
+# 001 Table 4's rows as (a-EWC, re-learning, NIS) -> the run that has exactly those parts, and one more row
+ABLATION_ROWS = (
+    ((False, False, False), "naive", ()),
+    ((False, True, True), "ours", ("ewc",)),
+    ((True, False, False), "ours", ("nis", "relearn")),
+    ((True, False, True), "ours", ("relearn",)),
+    ((True, True, False), "ours", ("nis",)),
+    ((True, True, True), "ours", ()),
+)
+GENERIC_FISHER_ROW = ("ours", ("adaptive_ewc",))  # a-EWC replaced by EWC with the generic Fisher
+PAPER_TABLE2_P1_RAW20 = {"naive": 168.55, "coteaching": 164.00, "dividemix": 156.76, "ours": 140.80}
+
+
+LIKE_FOR_LIKE = ("ours", (), {"ewc": "online"})  # ours with the baselines' EWC (online, Fishers summed over tasks)
+LIKE_FOR_LIKE_LABEL = "ours-ewc_online"  # its row (``variant_of``)
