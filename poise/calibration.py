@@ -56,7 +56,7 @@ def mean_pose_mpjpe(config) -> dict:
     import torch
 
     from poise.metrics import mpjpe_mm
-    from poise.train import load_datasets
+    from poise.selection import load_datasets
 
     train, test = load_datasets(replace(config, modalities=config.modalities[:1]), progress=False)
     mean = torch.from_numpy(train.poses(np.arange(len(train))).mean(0))

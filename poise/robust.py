@@ -57,7 +57,7 @@ def random_masks(n: int, n_modalities: int, drop: float, seed: int) -> torch.Ten
 
 def robustness(run, drops=(), seeds: int = 5) -> dict:
     """{"subsets": [{subset, mpjpe_mm, pa_mpjpe_mm}], "mean_mpjpe_mm", "worst", "drops": [...]} on the test split."""
-    from poise.train import tested_model
+    from poise.epoch import tested_model
 
     model = tested_model(run)
     if model is not run.model:

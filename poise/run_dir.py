@@ -1,9 +1,11 @@
 """What a run directory holds beside its checkpoint, for both settings: clearing an earlier run's files before a
-new one writes its config (``--overwrite``), and ``env.json``, the record of what each start and resume ran
-with."""
+new one writes its config (``--overwrite``), ``env.json`` (the record of what each start and resume ran with),
+and a Setting-1 run's metric files and plots (``write_reports``)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -34,3 +36,31 @@ def clear_run(run_dir: Path, files) -> None:
     for pattern in files:
         for path in run_dir.glob(pattern):
             path.unlink()
+
+
+def csv_text(rows: list[dict], columns=None) -> str:
+    """``rows`` as CSV, with every column any row has (in order of first appearance) unless ``columns`` says."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns or list(dict.fromkeys(k for r in rows for k in r)), lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def write_reports(run) -> None:
+    """metrics.csv/json and contributions.csv from the history so far, each written atomically (the loop
+    writes them before the checkpoint that claims their epochs); the two plots once the run is done."""
+    if not run.history:
+        return
+    write_atomic(run.dir / "metrics.csv", csv_text(run.history))
+    write_atomic(run.dir / "metrics.json", json.dumps(run.history, indent=1))
+    first = f"shapley_{run.model.modalities[0]}"
+    assessed = [{"epoch": h["epoch"], **{m: h[f"shapley_{m}"] for m in run.model.modalities}}
+                for h in run.history if first in h]
+    write_atomic(run.dir / "contributions.csv", csv_text(assessed, ["epoch", *run.model.modalities]))
+    if run.epoch < run.config.epochs:
+        return
+    from poise.plots import plot_contributions, plot_curves
+
+    plot_curves(run.history, run.dir / "curves.png", title=run.config.run_name)
+    plot_contributions(run.history, run.dir / "contributions.png", title=run.config.run_name)

@@ -14,7 +14,7 @@ from poise.methods import arl, arm, lsi
 from poise.methods.responses import unimodal_predictions
 from poise.metrics import mpjpe_loss
 from poise.models.pose import build_model
-from poise.train import Step
+from poise.epoch import Step
 
 ALL = ("rgb", "lidar", "mmwave", "wifi-csi")
 

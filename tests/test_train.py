@@ -265,7 +265,7 @@ def test_a_method_that_would_never_act_is_an_error(tiny, tmp_path):
 def test_held_out_sequences_are_never_trained_on_and_validate_every_epoch(tiny, tmp_path):
     """On tiny, protocol P3 split S1 trains A02 on S31 and A03 on S01 and S31: the holdout (stratified by
     action) takes one of A03's two sequences, and never A02's only one."""
-    from poise.train import epoch_order
+    from poise.epoch import epoch_order
 
     run = train(tiny_config(tiny, tmp_path, epochs=2, method="gblending", holdout=0.5, protocol="P3", split="S1",
                             method_params={"super_epoch": 1}), progress=False)
@@ -327,7 +327,7 @@ def test_train_subjects_draws_nested_subject_sets_per_action(tmp_path):
 
     from poise.data.dataset import MMFiDataset
     from poise.errors import PoiseError
-    from poise.train import subject_rows
+    from poise.selection import subject_rows
 
     root = write_tree(tmp_path / "mmfi", subjects=("S01", "S02", "S03", "S33"), actions=("A02", "A03"), n_frames=5)
     train = MMFiDataset(root, protocol="P1", split="S3", part="train", progress=False, cache_dir=tmp_path / "cache")
@@ -405,7 +405,8 @@ def test_epoch_frames_trains_a_fresh_draw_of_k_frames_each_epoch(tiny, tmp_path)
     trained-on frames (k / batch_size steps), a new draw each epoch (from the seed and the epoch, so a resumed
     run repeats it)."""
     from poise.errors import PoiseError
-    from poise.train import build_run, epoch_order, train_epoch
+    from poise.epoch import epoch_order
+    from poise.train import build_run, train_epoch
 
     run = build_run(tiny_config(tiny, tmp_path, epochs=2, epoch_frames=50, holdout=0.5, protocol="P3", split="S1",
                                 batch_size=16),

@@ -246,7 +246,7 @@ def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False,
             robust: bool = False) -> list:
     """Run every config (``jobs`` at a time, each with ``threads`` torch threads); their summary rows in order.
     Runs that read other runs (``depends_on``) go in a second wave, after everything else has finished."""
-    from poise.train import load_datasets
+    from poise.selection import load_datasets
 
     for modalities in sorted({tuple(c.modalities) for c in configs}):  # build each cache here, not in N workers
         load_datasets(next(c for c in configs if tuple(c.modalities) == modalities), progress=progress)

@@ -37,6 +37,9 @@ import numpy as np
 import torch
 
 from poise import memory, train as loop
+from poise.epoch import tested_model
+from poise.run import Run
+from poise.selection import holdout_rows
 from poise.checkpoint import CHECKPOINT, MODEL_KEYS, restore_parts, save_checkpoint
 from poise.config import TrainConfig
 from poise.continual import results, strategies, tasks as task_stream
@@ -94,7 +97,7 @@ class ContinualRun:
     task: int = 0  # tasks finished
     matrix: list = field(default_factory=list)  # row i: [(mpjpe, pa) on the test set of each task] after task i
     records: list = field(default_factory=list)  # one dict per finished task
-    last: loop.Run | None = None  # the last task's phase
+    last: Run | None = None  # the last task's phase
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -147,7 +150,7 @@ def phase_config(config: ContinualConfig) -> TrainConfig:
 def build(config: ContinualConfig, run_dir: Path, progress: bool = True, rebuild_cache: bool = False) -> ContinualRun:
     memory.check_fits(config, resolve_device(config.device))  # before any data is read (a floor: a peer adds more)
     train, test, train_tasks, test_tasks = load_stream(config, progress, rebuild_cache)
-    train_tasks[0], held = loop.holdout_rows(train, config.reference_holdout, config.seed, train_tasks[0],
+    train_tasks[0], held = holdout_rows(train, config.reference_holdout, config.seed, train_tasks[0],
                                                  key="reference_holdout")
     reference_rows = np.sort(np.random.default_rng([config.seed, 8]).permutation(held)[: config.assess_frames])
     views = [None if spec is None else NoisyView(spec, rows, train)
@@ -179,7 +182,7 @@ def assessment(run: ContinualRun, t: int, data: TaskData, rows: np.ndarray) -> d
     return to_device(data.batch(np.sort(rows[pick])), run.device)
 
 
-def task_phase(run: ContinualRun, t: int, progress: bool) -> loop.Run:
+def task_phase(run: ContinualRun, t: int, progress: bool) -> Run:
     """Task ``t``'s phase of the loop, its method's ``on_task_start`` done and set up (not yet trained)."""
     data = TaskData(run.train, run.views[t])
     # The assessment frames' point draws: those of the stream's last training epoch, which an uninterrupted
@@ -187,7 +190,7 @@ def task_phase(run: ContinualRun, t: int, progress: bool) -> loop.Run:
     data.set_epoch(TASK_EPOCHS * (t - 1) + run.config.epochs - 1 if t else 0)
     rows = run.train_tasks[t]
     method = strategies.task_method(run.config, run.strategies)
-    phase = loop.Run(phase_config(run.config), None, run.model, method, data, run.test, rows, rows[:0],
+    phase = Run(phase_config(run.config), None, run.model, method, data, run.test, rows, rows[:0],
                      assessment(run, t, data, rows), device=run.device, test_rows=np.zeros(0, np.int64), task=t,
                      epoch_offset=TASK_EPOCHS * t, label=f"task {t} ", progress=progress)
     method.on_task_start(phase)
@@ -228,7 +231,7 @@ def learn_task(run: ContinualRun, t: int, progress: bool = True) -> dict:
     phase = task_phase(run, t, progress)
     loop.fit(phase, progress)
     phase.method.on_task_end(phase)
-    run.matrix.append(evaluate_tasks(run, loop.tested_model(phase), t))
+    run.matrix.append(evaluate_tasks(run, tested_model(phase), t))
     record = {"task": t, "actions": list(task_stream.tasks(run.config.protocol)[t]),
               "train_frames": int(len(run.train_tasks[t])), "test_frames": int(len(run.test_tasks[t])),
               "noise": None if view is None else noise_record(view), **phase.record, "trained_frames": int(len(phase.train_rows)),

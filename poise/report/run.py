@@ -58,7 +58,7 @@ def shown_rows(errors: np.ndarray, chosen: list, worst: int) -> list[tuple[int, 
 @torch.no_grad()
 def predictions(run, rows=None, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """The tested model's predictions and the ground truth (N, 17, 3), metres, on ``rows`` of the test split."""
-    from poise.train import tested_model
+    from poise.epoch import tested_model
 
     model = tested_model(run)
     model.eval()
@@ -75,7 +75,7 @@ def predictions(run, rows=None, batch_size: int = 256) -> tuple[np.ndarray, np.n
 def unimodal_predictions(run, row: int) -> dict | None:
     """{"fused": pose, modality: pose with only that modality present} on one test frame (17, 3); None for a
     method evaluated as a combination of networks (DivideMix's pair), which has no unimodal prediction."""
-    from poise.train import tested_model
+    from poise.epoch import tested_model
 
     if tested_model(run) is not run.model:
         return None
