@@ -206,7 +206,7 @@ def test_a_run_with_no_finished_epoch_says_so_and_a_failed_report_does_not_fail_
         write_report(started)
     from argparse import Namespace
 
-    from poise.cli import _report
+    from poise.cli.commands import _report
 
     _report(started, Namespace(command="train", no_report=False))  # a warning, not an exception
     assert "warning: report not written" in capsys.readouterr().err
