@@ -217,3 +217,27 @@ def evaluate(model: torch.nn.Module, data, rows=None, batch_size: int = EVAL_BAT
                     sums[2] + float(mpjpe_mm(pred, batch["gt"], root_relative=True)) * n, sums[3] + n]
     total, pa, rootrel, n = distributed.all_sum(sums)
     return {f"{prefix}_mpjpe_mm": total / n, f"{prefix}_pa_mpjpe_mm": pa / n, f"{prefix}_rootrel_mpjpe_mm": rootrel / n}
+
+
+@contextlib.contextmanager
+def gradient_stop(model, superior):
+    """Freeze the encoders of the ``superior`` modalities for the duration (001 Sec. 3.3: "we halt
+    optimization of M_S during the fitting"): their parameters get ``requires_grad = False`` and ``grad =
+    None`` (so an optimizer skips them even if it was built with them), and get their previous
+    ``requires_grad`` back on exit, also on an exception. Only parameters are frozen: normalisation buffers
+    (BatchNorm running statistics) still update in train mode. Yields the frozen modalities."""
+    superior = [superior] if isinstance(superior, str) else list(superior)
+    unknown = [m for m in superior if m not in model.encoders]
+    if unknown:
+        raise ValueError(f"superior={superior} names {unknown}, which the model has no encoder for "
+                         f"(its modalities: {list(model.encoders)})")
+    params = list({id(p): p for m in superior for p in model.encoders[m].parameters()}.values())
+    saved = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+            p.grad = None
+        yield tuple(superior)
+    finally:
+        for p, flag in zip(params, saved):
+            p.requires_grad_(flag)

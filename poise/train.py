@@ -24,6 +24,7 @@ scheduler, method (and its modules) and RNG states.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -35,11 +36,11 @@ import torch
 
 from poise import distributed, memory, methods, optim, precision
 from poise.config import TrainConfig
-from poise.methods.base import snapshot
+from poise.methods.base import Probe, snapshot
 from poise.models.pose import build_model
 from poise.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from poise.run_dir import clear_run, write_environment, write_reports
-from poise.runtime import configure, resolve_device, run_lock, to_device
+from poise.runtime import configure, gradient_stop, resolve_device, run_lock, to_device
 from poise.epoch import encoder_drift, epoch_evaluation, evaluates, train_epoch
 from poise.errors import PoiseError
 from poise.run import Run
@@ -85,6 +86,23 @@ def phase_of(run: Run, rows: np.ndarray, epochs: int, method: methods.Method, **
                                 record={}, optimizer=None, scheduler=None, loggers=[], assessed=None, **changes)
     prepare(phase)
     return phase
+
+def run_probe(run: Run, probe: Probe) -> dict:
+    """A probe a method asked for (``Method.probes``): ``probe.epochs`` epochs of the pose loss alone on
+    ``probe.rows`` with the task's optimiser, ``probe.frozen`` encoders held; ``probe.measure`` of the fitted
+    phase, then the model as it was. The loop runs it, so that no method calls the loop."""
+    saved = copy.deepcopy(run.model.state_dict())
+    plain = methods.Method()  # the probe trains the pose loss alone
+    plain.reference_optimizer = run.method.reference_optimizer  # the task's optimiser (``optimizer: auto``)
+    plain.reference_lr = run.method.reference_lr
+    with gradient_stop(run.model, probe.frozen):
+        phase = phase_of(run, probe.rows, probe.epochs, plain, epoch_offset=run.epoch_offset + 100 * probe.phase,
+                         label=probe.label)
+        fit(phase, run.progress)
+        probe.result = probe.measure(phase)
+    run.model.load_state_dict(saved)
+    return probe.result
+
 
 def prepare(run: Run) -> None:
     """The method's ``setup``, then the optimiser over one parameter group per modality, ``"fusion"`` and each

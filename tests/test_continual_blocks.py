@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from poise.continual import ewc, nis, noise, tasks
+from poise.runtime import gradient_stop
 from poise.data import layout
 from poise.metrics import mpjpe_loss
 from poise.models.pose import build_model
@@ -432,7 +433,7 @@ def test_gradient_stop_freezes_superior_encoders_and_restores(model, fake_batch)
     params = dict(model.named_parameters())
     params["encoders.rgb.net.0.bias"].requires_grad_(False)  # frozen before: must stay frozen after
     try:
-        with nis.gradient_stop(model, ["rgb", "lidar"]) as frozen:
+        with gradient_stop(model, ["rgb", "lidar"]) as frozen:
             assert frozen == ("rgb", "lidar")
             for n, p in params.items():
                 expect = not (n in names["rgb"] | names["lidar"] or n == "encoders.rgb.net.0.bias")
@@ -445,11 +446,11 @@ def test_gradient_stop_freezes_superior_encoders_and_restores(model, fake_batch)
         assert all(p.requires_grad for n, p in params.items() if n != "encoders.rgb.net.0.bias")
         assert not params["encoders.rgb.net.0.bias"].requires_grad
         with pytest.raises(RuntimeError, match="boom"):
-            with nis.gradient_stop(model, "wifi-csi"):
+            with gradient_stop(model, "wifi-csi"):
                 raise RuntimeError("boom")
         assert all(params[n].requires_grad for n in names["wifi-csi"])
         with pytest.raises(ValueError, match="depth"):
-            with nis.gradient_stop(model, ["depth"]):
+            with gradient_stop(model, ["depth"]):
                 pass
     finally:
         params["encoders.rgb.net.0.bias"].requires_grad_(True)
@@ -530,7 +531,7 @@ def test_fisher_per_sample_equals_manual_loop(model, fisher_batches):
 
 def test_fisher_skips_frozen_parameters_and_keeps_the_others_exact(model, fisher_batches):
     full = ewc.fisher_generic(model, fisher_batches, per_sample=True)
-    with nis.gradient_stop(model, ["rgb"]):
+    with gradient_stop(model, ["rgb"]):
         part = ewc.fisher_generic(model, fisher_batches, per_sample=True)
     rgb = ewc.branch_names(model, "rgb")
     assert set(part.values) == set(full.values) - rgb and rgb

@@ -86,6 +86,18 @@ def test_continual_has_no_training_loop_and_the_runner_names_no_method():
     assert not constants & names, f"the runner compares method names: {constants & names}"
 
 
+def test_no_strategy_calls_the_loop():
+    """A strategy asks for a training phase (``Method.probes``) and the stream runs it (issue 30): no file of
+    the strategies imports the loop."""
+    for name in ("nis.py", "ewc.py", "peers.py", "strategies.py"):
+        tree = ast.parse((CONTINUAL / name).read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {f"{node.module}.{alias.name}" for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module for alias in node.names}
+        loop = sorted(n for n in imported if n.startswith(("poise.train", "poise.epoch")))
+        assert not loop, f"{name} imports {loop}"
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # online EWC
 

@@ -5,8 +5,9 @@
    model for gamma epochs on the new task (``name_noisy_modality``; "none" when no score dropped further than
    it does on a clean task).
 2. During those gamma epochs, halt the optimisation of the superior modalities' encoders (001's
-   "gradient-stop", ``gradient_stop``), so the model cannot fit the corrupted samples through the strong
-   modalities and their losses stay separable.
+   "gradient-stop", ``poise.runtime.gradient_stop``), so the model cannot fit the corrupted samples through
+   the strong modalities and their losses stay separable. The stream runs this fit on NIS's request
+   (``NIS.probes``, ``poise.train.run_probe``): no strategy calls the loop.
 3. Fit a 2-component Gaussian mixture to the per-sample losses (``per_sample_losses``) and keep as clean the
    samples whose posterior for the lower-mean component is >= 0.5 (001 Eq. 5-6, ``gmm_clean_mask``).
 ``split_quality`` scores a split against the recorded corruption (``NoisyView.record``).
@@ -14,8 +15,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
 import math
 from typing import ClassVar
@@ -26,7 +25,7 @@ import torch
 from poise.metrics import M_TO_MM, sample_mpjpe  # noqa: F401  (sample_mpjpe: part of this module's interface)
 from poise.contrib.shapley import batch_scores
 from poise.errors import PoiseError
-from poise.methods.base import Method
+from poise.methods.base import Method, Probe
 from poise.values import typed
 from poise.runtime import frame_batches, to_device
 
@@ -153,30 +152,6 @@ def gmm_clean_mask(losses, threshold: float = 0.5, seed: int = 0) -> tuple[np.nd
     return posterior >= threshold, posterior
 
 
-@contextlib.contextmanager
-def gradient_stop(model, superior):
-    """Freeze the encoders of the ``superior`` modalities for the duration (001 Sec. 3.3: "we halt
-    optimization of M_S during the fitting"): their parameters get ``requires_grad = False`` and ``grad =
-    None`` (so an optimizer skips them even if it was built with them), and get their previous
-    ``requires_grad`` back on exit, also on an exception. Only parameters are frozen: normalisation buffers
-    (BatchNorm running statistics) still update in train mode. Yields the frozen modalities."""
-    superior = [superior] if isinstance(superior, str) else list(superior)
-    unknown = [m for m in superior if m not in model.encoders]
-    if unknown:
-        raise ValueError(f"superior={superior} names {unknown}, which the model has no encoder for "
-                         f"(its modalities: {list(model.encoders)})")
-    params = list({id(p): p for m in superior for p in model.encoders[m].parameters()}.values())
-    saved = [p.requires_grad for p in params]
-    try:
-        for p in params:
-            p.requires_grad_(False)
-            p.grad = None
-        yield tuple(superior)
-    finally:
-        for p, flag in zip(params, saved):
-            p.requires_grad_(flag)
-
-
 def split_quality(clean_mask, corrupted) -> dict:
     """How well a clean/noisy split matches the recorded corruption (bool arrays, one entry per sample).
 
@@ -216,9 +191,9 @@ class NIS(Method):
     """Noise identification and separation as a continual strategy (001 Sec. 3.3, Algorithm 2), before every
     task after the first (001's first task is clean):
 
-    1. a probe: ``gamma`` epochs of the Setting-1 loop on the whole task, the superior modalities' encoders
-       frozen (``gradient_stop``; superior / inferior by K-Means on the scores at the end of the previous task,
-       the trained model's view of its modalities);
+    1. a probe (``probes``, run by the stream): ``gamma`` epochs of the Setting-1 loop on the whole task, the
+       superior modalities' encoders frozen (``gradient_stop``; superior / inferior by K-Means on the scores at
+       the end of the previous task, the trained model's view of its modalities);
     2. naming against a clean reference: the probed model's Shapley-Pearson scores on the task's fixed
        assessment frames (as the learner sees them, corruption included) and on ``reference_rows``, frames of
        the clean first task that no task trains on (``ContinualConfig.reference_holdout``); a modality whose
@@ -259,60 +234,72 @@ class NIS(Method):
         self.threshold = {m: typed(f"nis: threshold ({m})", v, float) for m, v in self.threshold.items()}
         self.reference_rows: np.ndarray | None = None  # set by whoever builds the strategy (as Peers.peer)
         self.last_scores: dict | None = None
+        self.pending: list = []  # this task's probes, asked for in ``probes`` and read in ``on_task_start``
+        self.start: dict = {}
+
+    def probes(self, run) -> list:
+        """The probe of 001's NIS fit (with gradient-stop; without too for ``compare_gradient_stop``), asked for
+        before every later task; the task's start scores and per-sample losses are read first, before a probe
+        draws other data."""
+        self.pending = []
+        if run.task == 0 or self.last_scores is None:
+            return []
+        from poise.methods.groups import split_groups
+
+        rows = np.asarray(run.train_rows)
+        self.start = {"rows": rows, "scores": batch_scores(run.model, run.assess),
+                      "losses": per_sample_losses(run.model, frame_batches(run.train, rows, run.config.batch_size))}
+        superior, _ = split_groups(self.last_scores)
+
+        def measure(phase) -> dict:
+            return self.measure(phase, rows)
+
+        self.pending = [Probe(rows, self.gamma, measure, frozen=tuple(superior), phase=PROBE_PHASES[True],
+                              label=f"{run.label}NIS fit (gradient-stop) ")]
+        if self.compare_gradient_stop:
+            self.pending.append(Probe(rows, self.gamma, measure, frozen=(), phase=PROBE_PHASES[False],
+                                      label=f"{run.label}NIS fit "))
+        return list(self.pending)
+
+    def measure(self, phase, rows: np.ndarray) -> dict:
+        """What the fitted probe says: the scores of the task's assessment frames and of the clean reference,
+        the named modality, and the GMM split of the per-sample losses over ``rows``."""
+        after = phase.scores()  # the task's assessment frames, as at the task's start
+        reference = batch_scores(phase.model, to_device(phase.train.clean_batch(self.reference_rows), phase.device))
+        losses = per_sample_losses(phase.model, frame_batches(phase.train, rows, phase.config.batch_size))
+        clean, _ = gmm_clean_mask(losses, seed=phase.config.seed)
+        return {"named": name_noisy_modality(reference, after, self.naming, self.threshold),
+                "drops": score_drops(reference, after, self.naming), "scores_after": after,
+                "scores_reference": reference, "clean": clean, "losses_mm": losses * M_TO_MM}
 
     def on_task_start(self, run) -> None:
-        if run.task == 0 or self.last_scores is None:
+        if not self.pending:
             return
         if self.reference_rows is None or not len(self.reference_rows):
             raise PoiseError("NIS names the noisy modality against clean frames of the first task that no task "
                              "trains on: set .reference_rows (the runner holds them back with reference_holdout > 0)")
-        from poise.methods.groups import split_groups
-
-        rows = np.asarray(run.train_rows)
-        start = batch_scores(run.model, run.assess)
-        losses_before = per_sample_losses(run.model, frame_batches(run.train, rows, run.config.batch_size))
-        superior, _ = split_groups(self.last_scores)
-        probe = self.probe(run, rows, superior)
+        if any(p.result is None for p in self.pending):
+            raise PoiseError("NIS asked for its fit (Method.probes) but the stream did not run it: a stream runs "
+                             "each probe with poise.train.run_probe before on_task_start")
+        rows, probe = self.start["rows"], self.pending[0].result
         named = NONE if self.separate == "never" else probe["named"]
         separated = self.separate == "always" or (self.separate == "named" and named != NONE)
-        run.record["nis"] = {"named": named, "separated": separated, "frozen": list(superior),
-                             "threshold": dict(self.threshold), "scores_start": start,
+        run.record["nis"] = {"named": named, "separated": separated, "frozen": list(self.pending[0].frozen),
+                             "threshold": dict(self.threshold), "scores_start": self.start["scores"],
                              "scores_reference": probe["scores_reference"], "scores_after": probe["scores_after"],
                              "drops": probe["drops"], "rows": rows, "losses_mm": probe["losses_mm"],
                              "clean": probe["clean"] if separated else np.ones(len(rows), bool),  # trained on
                              "kept": int(probe["clean"].sum()) if separated else len(rows),
-                             "losses_before_mm": losses_before * M_TO_MM,
+                             "losses_before_mm": self.start["losses"] * M_TO_MM,
                              "gmm": {"rows": rows, "clean": probe["clean"]}}  # the GMM's split, used or not
         if self.compare_gradient_stop:
-            plain = self.probe(run, rows, [])
+            plain = self.pending[1].result
             run.record["nis"]["without_gradient_stop"] = {"named": plain["named"], "drops": plain["drops"],
                                                           "rows": rows, "clean": plain["clean"],
                                                           "losses_mm": plain["losses_mm"]}
         if separated:
             run.train_rows = rows[probe["clean"]]
-
-    def probe(self, run, rows: np.ndarray, frozen) -> dict:
-        """Fit ``gamma`` epochs (``frozen`` encoders held), score the task and the reference, name, split; then
-        put the model back."""
-        from poise import train
-
-        saved = copy.deepcopy(run.model.state_dict())
-        plain = Method()  # the probe trains the pose loss alone
-        plain.reference_optimizer = run.method.reference_optimizer  # the task's optimiser (``optimizer: auto``)
-        plain.reference_lr = run.method.reference_lr
-        offset = run.epoch_offset + 100 * PROBE_PHASES[bool(frozen)]
-        label = f"{run.label}NIS fit{' (gradient-stop)' if frozen else ''} "
-        with gradient_stop(run.model, frozen):
-            phase = train.phase_of(run, rows, self.gamma, plain, epoch_offset=offset, label=label)
-            train.fit(phase, run.progress)
-            after = phase.scores()  # the task's assessment frames, as at the task's start
-            reference = batch_scores(run.model, to_device(run.train.clean_batch(self.reference_rows), run.device))
-        losses = per_sample_losses(run.model, frame_batches(run.train, rows, run.config.batch_size))
-        clean, _ = gmm_clean_mask(losses, seed=run.config.seed)
-        run.model.load_state_dict(saved)
-        return {"named": name_noisy_modality(reference, after, self.naming, self.threshold),
-                "drops": score_drops(reference, after, self.naming), "scores_after": after,
-                "scores_reference": reference, "clean": clean, "losses_mm": losses * M_TO_MM}
+        self.pending = []
 
     def on_task_end(self, run) -> None:
         self.last_scores = dict(run.scores())

@@ -193,6 +193,8 @@ def task_phase(run: ContinualRun, t: int, progress: bool) -> Run:
     phase = Run(phase_config(run.config), None, run.model, method, data, run.test, rows, rows[:0],
                      assessment(run, t, data, rows), device=run.device, test_rows=np.zeros(0, np.int64), task=t,
                      epoch_offset=TASK_EPOCHS * t, label=f"task {t} ", progress=progress)
+    for probe in method.probes(phase):  # NIS's fit: phases the loop runs on the method's request
+        loop.run_probe(phase, probe)
     method.on_task_start(phase)
     if len(phase.train_rows) < run.config.batch_size:
         raise PoiseError(f"task {t}: {len(phase.train_rows)} of {len(rows)} frames are left to train on, fewer "

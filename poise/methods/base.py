@@ -25,8 +25,12 @@
 In a task stream (``poise continual``) each task is one training phase of the same loop, and two more hooks
 mark its ends (Avalanche's before/after_training_exp):
 
-    on_task_start(run)              after the task's data is in ``run`` (``run.task``, ``run.train_rows``) and
-                                    before ``setup``: may narrow ``run.train_rows`` (NIS keeps the clean set)
+    probes(run) -> [Probe]          after the task's data is in ``run``: training phases the method asks the
+                                    stream to run first (NIS's fit); the stream runs each (``poise.train.run_probe``:
+                                    the pose loss alone, some encoders frozen, the model put back afterwards) and
+                                    sets its ``result`` from the probe's ``measure``; no method runs the loop itself
+    on_task_start(run)              after the probes, before ``setup``: may narrow ``run.train_rows`` (NIS keeps
+                                    the clean set)
     on_task_end(run)                after the task's last epoch, before the stream evaluates and checkpoints
                                     (EWC takes its Fisher and anchor here)
     state_dict() / load_state_dict  what a checkpoint must hold to resume the method exactly (modules() are
@@ -111,6 +115,9 @@ class Method:
     def test_model(self, run):
         return None
 
+    def probes(self, run) -> list:
+        return []
+
     def on_task_start(self, run) -> None:
         pass
 
@@ -122,6 +129,22 @@ class Method:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+@dataclasses.dataclass
+class Probe:
+    """A training phase a method asks for before a task (``Method.probes``): ``epochs`` epochs of the pose loss
+    alone on the training frames ``rows`` with the encoders of ``frozen`` held (001's gradient-stop), drawing
+    the data of epoch ``run.epoch_offset + 100 * phase + e``; ``measure(phase)`` reads what the method needs off
+    the fitted model (a dict, kept as ``result``) before the model is put back as it was."""
+
+    rows: object
+    epochs: int
+    measure: typing.Callable
+    frozen: tuple = ()
+    phase: int = 1
+    label: str = ""
+    result: dict | None = None
 
 
 def snapshot(params) -> list[torch.Tensor]:

@@ -94,6 +94,9 @@ class Composite(Method):
     def test_model(self, run):
         return self._single("test_model", run)
 
+    def probes(self, run) -> list:
+        return [probe for p in self.parts for probe in p.probes(run)]
+
     def on_task_start(self, run) -> None:
         for p in self.parts:
             p.on_task_start(run)
