@@ -134,6 +134,23 @@ def test_online_ewc_sums_the_fishers_of_every_task_and_generic_keeps_the_last(fa
     assert not torch.equal(firsts[0][name], firsts[1][name])  # the two tasks' Fishers differ
 
 
+def test_a_restored_ewc_moves_its_fisher_and_anchor_to_the_parameters_once(fake_batch):
+    """Set up, then train: a Fisher and anchor restored from a checkpoint (on the CPU, float32) are moved onto
+    each parameter's device and dtype by ``setup``, not copied in every step (float64 stands in for a GPU)."""
+    model = build_model(["rgb", "lidar", "mmwave", "wifi-csi"], dim=8)
+    batch = fake_batch(6)
+    batch["gt"] = torch.randn(6, 17, 3) + torch.tensor([0, 0, 3.0])
+    saved = EWC(mode="online", fisher_frames=6)
+    saved.on_task_end(_fake_run(model, batch, 0))
+    restored = EWC(mode="online", fisher_frames=6)
+    restored.load_state_dict(saved.state_dict())
+    model.double()
+    restored.setup(_fake_run(model, batch, 1))
+    params = dict(model.named_parameters())
+    for name, value in restored.fisher["model"].values.items():
+        assert value.dtype == params[name].dtype == restored.anchor["model"][name].dtype == torch.float64, name
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # streams
 

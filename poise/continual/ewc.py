@@ -179,6 +179,13 @@ class EWC(Method):
         return {"model": run.model, **run.method.networks()}
 
     def setup(self, run) -> None:
+        # a restored stream's Fisher and anchor come from the checkpoint on the CPU: onto each parameter's
+        # device (and dtype) once, not in every step's penalty
+        for key, net in self.networks_of(run).items():
+            if key in self.fisher:
+                params = dict(net.named_parameters())
+                self.fisher[key].values = {n: v.to(params[n]) for n, v in self.fisher[key].values.items()}
+                self.anchor[key] = {n: v.to(params[n]) for n, v in self.anchor[key].items()}
         if self.mode == "adaptive":  # the task's assessment at its start, for naming without NIS
             self.start_scores = batch_scores(run.model, run.assess)
 
