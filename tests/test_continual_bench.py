@@ -155,3 +155,16 @@ def test_each_seeds_thresholds_come_from_the_other_seeds_clean_tasks():
     assert thresholds[2]["lidar"] == pytest.approx(np.mean([-0.1, -0.3, -0.2, -0.4])
                                                    + cbench.THRESHOLD_SDS * np.std([-0.1, -0.3, -0.2, -0.4], ddof=1))
     assert cbench.naming_thresholds([control(0, [0.1])], (0, 1)) == {0: {}, 1: {}}  # one clean drop: no threshold
+
+
+@pytest.mark.parametrize("preset", ["small", "p1"])
+def test_the_plan_lists_every_run_with_an_estimate_and_trains_nothing(tmp_path, capsys, preset):
+    out = tmp_path / "out"
+    assert main(["continual-bench", "--preset", preset, "--data", str(tmp_path / "none"), "--out", str(out),
+                 "--plan"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    runs = cbench.plan(cbench.PRESETS[preset], "data", out)
+    assert len(lines) == len(runs) + 1 and all(c.run_name in text for c, text in zip(runs, lines))
+    tasks = sum(c.tasks or 7 for c in runs)
+    assert f"{len(runs)} runs, {tasks} tasks" in lines[-1] and " h with --jobs 2" in lines[-1]
+    assert "Nothing was trained" in lines[-1] and not out.exists()

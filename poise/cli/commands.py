@@ -195,8 +195,11 @@ def cmd_continual_bench(args) -> int:
                         *([f"--jobs {args.jobs}"] if args.jobs not in (None, 1) else []),
                         *(["--on-error skip"] if args.on_error == "skip" else [])])
     text = continual_bench(args.preset, args.data, out, jobs=args.jobs or 0, threads=args.threads, seeds=args.seeds,
-                           force=args.force, progress=not args.quiet, command=command, on_error=args.on_error)
+                           force=args.force, progress=not args.quiet, command=command, on_error=args.on_error,
+                           dry_run=args.plan)
     print(text)
+    if args.plan:
+        return 0
     print(f"saved {out}/report.md, {out}/results.csv and the plots")
     _report(out, args)
     return 0

@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"MM-Fi root with every action of the protocols (default {DEFAULT_CONTINUAL}, from "
                         f"`poise simulate --preset continual`)")
     p.add_argument("--out", help="output folder (default runs/continual-bench-PRESET)")
+    p.add_argument("--plan", action="store_true", help="list the runs and the time estimate; train nothing")
     _add_run_all_options(p)
     add_no_report(p)
     p.set_defaults(func=cmd_continual_bench)

@@ -53,17 +53,21 @@ def __getattr__(name: str):
 
 
 def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None,
-                    force: bool = False, progress: bool = True, command: str = "", on_error: str = "raise") -> str:
-    """Run a preset (optionally with other ``seeds``) into ``out``; returns the report's Markdown. The clean
-    control runs first: their drops set each seed's naming thresholds (``naming_thresholds``), which the other
-    runs with NIS then use."""
+                    force: bool = False, progress: bool = True, command: str = "", on_error: str = "raise",
+                    dry_run: bool = False) -> str:
+    """Run a preset (optionally with other ``seeds``) into ``out``; returns the report's Markdown, or with
+    ``dry_run`` the plan of runs and its time estimate (nothing trained). The clean control runs first: their
+    drops set each seed's naming thresholds (``naming_thresholds``), which the other runs with NIS then use."""
     if preset_name not in PRESETS:
         raise PoiseError(f"unknown continual-bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
     if seeds:
         preset = replace(preset, seeds=tuple(seeds))
     from poise.bench.continual.report import report
-    from poise.bench.continual.runs import row_of, execute, plan, settled_thresholds
+    from poise.bench.continual.runs import execute, plan, plan_text, row_of, settled_thresholds
+
+    if dry_run:
+        return plan_text(preset, plan(preset, data, Path(out), on_error))
 
     if not Path(data).is_dir():
         raise FileNotFoundError(f"{data}: no such MM-Fi root; write the synthetic one with "

@@ -29,6 +29,11 @@ PRESETS = {
         about="P1 with 20 % raw noise, its first 4 tasks, the five methods and ours with online EWC, the Table 4 "
               "ablation, ours on the clean stream (NIS's thresholds), and ours on three more streams for what NIS "
               "sees (LiDAR corrupted in every task as in 001 Fig. 3; unaligned and far-unaligned noise), 3 seeds"),
+    "p1": Preset(
+        streams=(("P1", "raw", 0.2),), recipes=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1, 2),
+        config=dict(_SMALL),
+        about="the whole 7-task P1 stream with 20 % raw noise: the five methods and ours with online EWC (001 Table 2's "
+              "P1 column), the Table 4 ablation, ours on the clean stream (NIS's thresholds), 3 seeds"),
     "paper": Preset(
         streams=tuple((p, n, r) for p in ("P1", "P2") for n in ("raw", "unaligned") for r in (0.2, 0.4)),
         recipes=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1, 2), config=dict(_SMALL),

@@ -12,13 +12,17 @@ import yaml
 from poise.bench.continual.presets import ABLATION_ROWS, GENERIC_FISHER_ROW, LIKE_FOR_LIKE, Preset
 from poise.bench.runs import run_all, settings_diff
 from poise.continual import tasks as task_stream
-from poise.continual.config import SWITCH_DEFAULTS, ContinualConfig, tuned, upgrade
+from poise.continual.config import SWITCH_DEFAULTS, ContinualConfig, switch_of, tuned, upgrade
 from poise.continual.nis import NONE, name_from_drops
 from poise.continual.results import forgetting
 from poise.errors import PoiseError
 from poise.runtime import write_atomic
 
 
+# seconds per task of each recipe's run at P1 scale (poise simulate --preset p1), 5 epochs, every 2nd frame, the
+# lite model, 2 runs at once on 2 CPU cores (runs/continual-p1, seed 0, tasks 1-3): (first task, later task)
+SECONDS_PER_TASK = {"naive": (60, 68), "ewc": (60, 75), "coteaching": (170, 270), "dividemix": (185, 335),
+                    "ours": (100, 210)}
 THRESHOLD_SDS = 3.0  # a naming threshold: the clean drops' mean + 3 sd (under other seeds)
 
 
@@ -213,3 +217,20 @@ def stream_keys(stream) -> dict:
     """A preset's stream, (protocol, noise, ratio[, noisy modality]), as the ContinualConfig keys (and row keys)."""
     protocol, noise, ratio, *modality = stream
     return dict(protocol=protocol, noise=noise, ratio=ratio, noisy_modality=modality[0] if modality else "")
+
+
+def plan_text(preset: Preset, configs: list) -> str:
+    """One line per run (name, recipe, strategies, tasks, seed) and an estimate of the whole."""
+    lines, seconds = [], 0.0
+    for c in configs:
+        n = c.tasks or len(task_stream.tasks(c.protocol))
+        first, later = SECONDS_PER_TASK.get(c.recipe, SECONDS_PER_TASK["ours"])
+        seconds += first + (n - 1) * later
+        switches = " ".join(f"{k}={switch_of(k, getattr(c, k))}" for k in SWITCH_DEFAULTS)
+        lines.append(f"{c.run_name:56s} {switches} tasks={n} seed={c.seed}")
+    lines.append(f"{len(configs)} runs, {sum(c.tasks or len(task_stream.tasks(c.protocol)) for c in configs)} tasks "
+                 f"in all ({len(preset.seeds)} seeds). Measured at P1 scale with 2 runs at once on 2 CPU cores "
+                 f"(seconds per task: {', '.join(f'{k} {a}-{b}' for k, (a, b) in SECONDS_PER_TASK.items())}), so "
+                 f"about {seconds / 2 / 3600:.1f} h with --jobs 2 (a smaller root is faster; anything else running "
+                 f"on the machine slows it down). Nothing was trained.")
+    return "\n".join(lines)
