@@ -30,7 +30,7 @@ def test_ours_learns_the_stream_and_scores_its_noise_split(stream_root, tmp_path
     assert nis["named"] in run.model.modalities and set(nis["frozen"]) <= set(run.model.modalities)
     assert nis["quality"]["samples"] == record["train_frames"] and nis["quality"]["corrupted"] > 0
     # the Fisher of a noisy task comes from the clean set only, and adapts on the named branch
-    assert record["fisher"]["samples"] == min(SMALL["fisher_frames"], nis["kept"])
+    assert record["fisher"]["samples"] == min(TUNED["ewc"]["fisher_frames"], nis["kept"])
     assert record["fisher"]["beta"] == 0.3 and all(n.startswith(f"encoders.{nis['named']}.") for n in record["fisher"]["branch"])
     assert run.records[0]["fisher"]["beta"] is None  # task 0: the generic Fisher (Eq. 7)
     assert "relearn" in run.records[0] and "relearn" in record
