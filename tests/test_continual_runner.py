@@ -103,14 +103,14 @@ def test_naming_keys_are_checked_by_name():
 def test_the_command_line_sets_the_stream_and_nis_switches(stream_root, tmp_path):
     args = ["continual", "--data", str(stream_root), "--out", str(tmp_path), "--name", "one", "--tasks", "1",
             "--noisy-modality", "lidar", "--nis", "separate=always", "gamma=1", "--noise", "unaligned_far",
-            "--epochs", "1", "--ablate", "relearn", "--ewc", "online", "lam=5e3", "--method", "awc", "--param",
-            "window=1", "--quiet", "--no-report"]
+            "--epochs", "1", "--ablate", "relearn", "--ewc", "online", "lam=5e3", "--method", "ogm_ge", "--param",
+            "alpha=0.5", "--quiet", "--no-report"]
     assert main(args) == 0
     config = ContinualConfig.load(tmp_path / "one" / "config.yaml")
     assert (config.tasks, config.noisy_modality, config.nis["separate"], config.noise) == (1, "lidar", "always",
                                                                                            "unaligned_far")
-    assert (config.ewc["mode"], config.ewc["lam"], config.method, config.method_params) == ("online", 5000.0, "awc",
-                                                                                            {"window": 1})
+    assert (config.ewc["mode"], config.ewc["lam"], config.method, config.method_params) == ("online", 5000.0,
+                                                                                            "ogm_ge", {"alpha": 0.5})
     assert main([*args[:-2], "--nis", "off", "gamma=2", "--quiet"]) == 2  # parameters of a strategy switched off
 
 
