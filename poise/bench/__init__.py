@@ -3,7 +3,8 @@
 - ``presets``: what a bench trains (variants of each method with their optimiser and pairing, fusions,
   subsets, seeds, the converged length, ablations);
 - ``runs``: the plan of runs, and training / resuming / reading them back, several at a time;
-- ``report``: the tables, findings and plots of ``OUT/report.md``;
+- ``report``: the tables and findings of ``OUT/report.md``; ``mechanisms``: its tables of what each
+  method acts on; ``plots``: its plots;
 - ``stats``: means over seeds, paired differences and their 95 % t-intervals.
 """
 
@@ -14,7 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from poise.bench.presets import ALL, PRESETS, SHARED, Ablation, Preset, Variant
-from poise.bench.report import findings, report, save_figure, write_csv
+from poise.bench.plots import save_figure
+from poise.bench.report import findings, report, write_csv
 from poise.bench.runs import execute, plan, plan_text, run_all, run_one, settings_diff, subset_name
 from poise.bench.stats import diff_text, fmt, mean_sd, noise_clause, paired, select
 from poise.errors import PoiseError
