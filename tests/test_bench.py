@@ -184,7 +184,7 @@ def test_the_force_table_pairs_awcs_drift_with_the_baselines_of_the_same_seed(tm
     run's at the same epochs (penalised epochs only), seed by seed."""
     import json
 
-    from poise.bench.report import awc_force_table, held_back
+    from poise.bench.mechanisms import awc_force_table, held_back
 
     def run(name, drift, active=None):
         history = [{"epoch": e + 1, "awc_active": int(active is not None and e in active),
@@ -236,7 +236,7 @@ def test_an_ablation_row_is_paired_with_its_own_reference(tmp_path):
     assert "| baseline_sgd | -10.0" in lines["ogm_ge"] and "| baseline_sgd | -1.0" in lines["agm"]
     assert "| baseline | +1.0" in lines["ogm_ge_adam"] and "| baseline | +20.0" in lines["baseline_sgd"]
     assert "| – | – |" in lines["baseline"]
-    from poise.bench.report import plot_ablations
+    from poise.bench.plots import plot_ablations
 
     paths = []
     plot_ablations(rows, preset, tmp_path, paths)
@@ -373,6 +373,6 @@ def test_a_run_extended_with_more_epochs_is_summarised_from_its_evaluated_epochs
                 **({"val_mpjpe_mm": 100.0 - e, "test_mpjpe_mm": 60.0, "test_pa_mpjpe_mm": 30.0, "shapley_rgb": 1.0,
                     "unimodal_std_mm_rgb": 9.0}
                    if e in (1, 5, 10, 15, 16, 20, 22) else {})} for e in range(1, 23)]
-    config = SimpleNamespace(method="baseline", fusion="concat", modalities=["rgb"], seed=0)
+    config = SimpleNamespace(method="baseline", method_params={}, fusion="concat", modalities=["rgb"], seed=0)
     row = summary(config, history, "r", "baseline")
     assert row["val_change_mm"] == (100.0 - 22) - (100.0 - 16)

@@ -1,4 +1,5 @@
-"""The training loop: a run directory with everything in it, exact resume, configs that reject bad keys."""
+"""The training loop: a run directory with everything in it, exact resume, configs that reject bad keys. What
+every method must do in it (learn, resume exactly, ...) is ``test_method_contract.py``'s."""
 
 import json
 import math
@@ -34,29 +35,6 @@ def test_a_run_writes_its_directory_and_learns(tiny, tmp_path):
     assert all(h["unimodal_std_mm_rgb"] >= 0 for h in history)
     with pytest.raises(FileExistsError, match="--resume"):
         train(tiny_config(tiny, tmp_path, epochs=3), progress=False)
-
-
-@pytest.mark.parametrize("method, params, fusion", [
-    ("baseline", {}, "attention"), ("awc", {"window": 1, "alpha_s": 2e4, "fisher_frames": 64}, "concat"),
-    ("relearn", {"relearn_epoch": 0}, "concat"), ("ogm_ge", {}, "concat"), ("agm", {}, "concat"),
-    ("gblending", {"super_epoch": 1}, "concat"), ("modality_resample", {"warmup": 1}, "mlp"),
-    ("arl", {"warmup": 1}, "concat"), ("dgl", {}, "mlp"), ("arm", {}, "concat"), ("lsi", {}, "attention")])
-def test_resume_ends_with_the_same_numbers(tiny, tmp_path, method, params, fusion):
-    """N epochs straight == N - 1 epochs, stop, resume for the last (AWC's penalty and re-learning included)."""
-    kw = dict(fusion=fusion, method=method, method_params=params)
-    if method == "gblending":  # a holdout needs an action with two training sequences: P3 / S1 on tiny
-        kw.update(holdout=0.5, protocol="P3", split="S1")
-    n = 3 if method in ("modality_resample", "relearn", "gblending", "awc", "arl") else 2  # long enough that the cut run acts
-    straight = train(tiny_config(tiny, tmp_path, epochs=n, name="straight", **kw), progress=False)
-    train(tiny_config(tiny, tmp_path, epochs=n - 1, name="cut", **kw), progress=False)
-    resumed = resume(tmp_path / "runs" / "cut", progress=False, epochs=n)
-    assert len(resumed.history) == n
-    for a, b in zip(straight.history, resumed.history):
-        for key in a:
-            if key != "seconds":
-                assert a[key] == b[key], key
-    for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(p, q), name
 
 
 @pytest.mark.parametrize("method, params", [("baseline", {}), ("awc", {"window": 3, "fisher_frames": 64})])

@@ -3,7 +3,8 @@
 - ``presets``: what a bench trains (variants of each method with their optimiser and pairing, fusions,
   subsets, seeds, the converged length, ablations);
 - ``runs``: the plan of runs, and training / resuming / reading them back, several at a time;
-- ``report``: the tables, findings and plots of ``OUT/report.md``;
+- ``report``: the tables and findings of ``OUT/report.md``; ``mechanisms``: its tables of what each
+  method acts on; ``plots``: its plots;
 - ``stats``: means over seeds, paired differences and their 95 % t-intervals.
 
 ``poise.bench.plan``, ``poise.bench.paired`` and the other names in ``LAZY`` load their module when first
@@ -24,7 +25,7 @@ from poise.errors import PoiseError
 
 # the names this package offers, each from its module, imported when first used (PEP 562)
 LAZY = {**dict.fromkeys(("ALL", "SHARED", "Ablation", "Preset", "Variant"), "presets"),
-        **dict.fromkeys(("findings", "save_figure", "write_csv"), "report"),
+        **dict.fromkeys(("findings", "write_csv"), "report"), "save_figure": "plots",
         **dict.fromkeys(("execute", "plan", "plan_text", "run_all", "run_one", "settings_diff", "subset_name"), "runs"),
         **dict.fromkeys(("diff_text", "fmt", "mean_sd", "noise_clause", "paired", "select"), "stats")}
 

@@ -103,7 +103,9 @@ def data_text(rows: list) -> str:
 
 def summary(config, history: list, run_dir: Path, label: str) -> dict:
     """The bench's row of one run: its last epoch, how much it still moved over its last 20 % of epochs, and
-    the method's mechanism numbers (AWC's penalty shares averaged over its window, OGM-GE / AGM coefficients)."""
+    the method's mechanism numbers (its ``Method.statistic``, AWC's penalty shares averaged over its window)."""
+    from poise import methods
+
     last = history[-1]
     row = {"variant": label, "method": config.method, "fusion": config.fusion,
            "subset": subset_name(config.modalities), "seed": config.seed, "epochs": len(history),
@@ -123,18 +125,23 @@ def summary(config, history: list, run_dir: Path, label: str) -> dict:
         row[f"shapley_{m}"] = last[f"shapley_{m}"]
         row[f"unimodal_std_mm_{m}"] = last[f"unimodal_std_mm_{m}"]
     window = [h for h in history if h.get("awc_active")]
+    statistic = methods.get(config.method, **config.method_params).statistic
+    kept = {"awc_fisher": "last", "modality_resample_added": "mean",
+            **({statistic.key: statistic.over} if statistic else {})}
     for m in config.modalities:
         for key in ("awc_share", "awc_superior", "awc_force"):
             if window and f"{key}_{m}" in window[0]:
                 row[f"{key}_{m}"] = sum(h[f"{key}_{m}"] for h in window) / len(window)
-        for key in ("awc_fisher", "ogm_ge_k", "agm_k", "arl_k", "modality_resample_added"):  # mean over epochs
+        for key, over in kept.items():  # the method's statistic, AWC's Fisher, the duplicates re-sampling adds
             if f"{key}_{m}" in last:
-                values = [h[f"{key}_{m}"] for h in history]
-                row[f"{key}_{m}"] = values[-1] if key == "awc_fisher" else sum(values) / len(values)
-        for key in ("arm_gain", "lsi_share", "dgl_uni_mm"):  # at the end
-            if f"{key}_{m}" in last:
-                row[f"{key}_{m}"] = last[f"{key}_{m}"]
+                row[f"{key}_{m}"] = last[f"{key}_{m}"] if over == "last" else \
+                    sum(h[f"{key}_{m}"] for h in history) / len(history)
     return row
+
+
+def run_history(row) -> list:
+    """The per-epoch metrics of a bench row's run (its metrics.json)."""
+    return json.loads((Path(row["run"]) / "metrics.json").read_text())
 
 
 def depends_on(config) -> list[str]:

@@ -1,17 +1,21 @@
 """Balancing methods as plugins, found by name: ``poise.methods.get("baseline")``.
 
-A method is a ``Method`` subclass (``base.py``) registered with ``@register("name")``; the training loop
-calls its hooks and never asks which method it is running.
+A method is one file here: a ``Method`` subclass (``base.py``) registered with ``@register("name")``, found
+because every module of this package is imported on first use; the training loop calls its hooks and never
+asks which method it is running.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 
 from poise.methods.base import Method
 from poise.errors import PoiseError
 
 _REGISTRY: dict[str, type[Method]] = {}
+_loaded = False
 
 
 def register(name: str):
@@ -40,6 +44,10 @@ def get(name: str, **params) -> Method:
 
 
 def _load() -> None:
-    """Import the modules that register methods (here, not at package import, to keep imports acyclic)."""
-    from poise.methods import (agm, arl, arm, awc, baseline, dgl, dmrnet, gblending, lsi, mmanet,  # noqa: F401
-                               modality_distill, modality_dropout, modality_resample, ogm_ge, relearn)
+    """Import every module of this package once, so that each method file registers itself and adding one needs
+    no list here (at first use, not at package import, to keep imports acyclic)."""
+    global _loaded
+    if not _loaded:
+        for module in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{module.name}")
+        _loaded = True

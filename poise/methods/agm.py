@@ -37,7 +37,7 @@ import torch
 
 from poise import distributed
 from poise.methods import register
-from poise.methods.base import Method
+from poise.methods.base import Method, Statistic
 from poise.methods.responses import shapley_responses
 from poise.metrics import joint_errors
 from poise.errors import PoiseError
@@ -75,6 +75,7 @@ def coefficients(reference: dict, current: dict, alpha: float, cap: float) -> di
 @dataclasses.dataclass
 class AGM(Method):
     reference_optimizer = "sgd"
+    statistic = Statistic("agm_k", "mean gradient coefficient k")
     alpha: float = 1.0
     cap: float = 7.0
     clip: bool = True  # AGM's gradient-norm clipping rule

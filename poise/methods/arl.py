@@ -49,7 +49,7 @@ import torch
 
 from poise import distributed
 from poise.methods import register
-from poise.methods.base import Method
+from poise.methods.base import Method, Statistic
 from poise.methods.responses import HEADS, UnimodalHeads, shapley_responses, unimodal_outputs
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.errors import PoiseError
@@ -73,6 +73,9 @@ def coefficients(variance: dict, dependence: dict, temperature: float) -> dict:
 class ARL(Method):
     reference_optimizer = "sgd"
     reference_lr = 0.1  # SGD's 0.3 diverges; chosen on the held-out sequences (docs/bench.md)
+    statistic = Statistic("arl_k", "mean coefficient k (gradients x (1 + k))")
+    smoke_params = {"warmup": 1}
+    smoke_epochs = 3
     gamma: float = 4.0  # unimodal loss weight (paper: 4 on every dataset), applied as gamma * 2 / M
     temperature: float = 1.0  # T; ours 1 ~ the reference's 4 (see the docstring)
     warmup: int = 2  # epochs with unimodal weight 1 and no scaling (reference: 5 of 100)

@@ -48,7 +48,7 @@ import torch
 from poise import distributed
 from poise.contrib.information import correlations, gaussian_cmi, gaussian_mi
 from poise.methods import register
-from poise.methods.base import Method
+from poise.methods.base import Method, Statistic
 from poise.methods.responses import unimodal_predictions
 from poise.errors import PoiseError
 
@@ -85,6 +85,7 @@ def fusion_weights(c: dict, max_gain: float) -> dict:
 class ARM(Method):
     reference_optimizer = "sgd"
     reference_lr = 0.1  # SGD's 0.3 diverges; chosen on the held-out sequences (docs/bench.md)
+    statistic = Statistic("arm_gain", "feature gain at the end", over="last")
     momentum: float = 0.9  # of the gains' EMA, per step
     max_gain: float = 10.0
 

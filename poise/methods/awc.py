@@ -69,6 +69,9 @@ class AWC(Method):
     fisher_frames: int = 1024  # trained-on frames of the Fisher pass at the end of epoch 0; 0 = all of them
     normalise: bool = False  # rescale each encoder's Fisher to the same mean per parameter (our variant)
     profit: str = "pearson"  # the Shapley profit whose scores form the groups
+    smoke_params = {"window": 1, "alpha_s": 2e4, "fisher_frames": 64}
+    smoke_epochs = 3
+    shown = ("alpha_s", "alpha_i", "window", "profit", "normalise")
 
     def __post_init__(self):
         for key in ("alpha_s", "alpha_i"):
@@ -99,6 +102,10 @@ class AWC(Method):
     def window_for(self, epochs: int) -> int:
         """K, the number of penalised epochs, in a run of ``epochs``."""
         return self.window or max(1, round(WINDOW_FRACTION * epochs))
+
+    def settings(self, epochs: int) -> dict:
+        """The ablation's parameters, with the window as the "K of N" epochs it penalises."""
+        return {**super().settings(epochs), "window": f"{self.window_for(epochs)} of {epochs}"}
 
     def setup(self, run) -> None:
         epochs = run.config.epochs

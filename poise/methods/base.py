@@ -41,6 +41,23 @@ mark its ends (Avalanche's before/after_training_exp):
 of notes on the phase that hooks may add to (a stream saves each task's in ``tasks.json``). A method
 implements only the hooks it needs; ``poise.methods.compose.Composite`` runs several as one. Hyper-parameters are dataclass fields of the subclass: ``from_params`` rejects unknown
 names with the nearest valid one.
+
+A method is one file: besides its hooks, class attributes say what the rest of poise needs to know about it,
+so that neither the tests nor the bench name a method.
+
+    needs_holdout                   setup needs held-out training sequences (``holdout``; the smoke run holds
+                                    half of them out)
+    smoke_params                    parameters that make it act within a tiny run (``tests/test_method_contract.py``
+                                    trains every registered method with them on the tiny synthetic data)
+    smoke_needs                     run-time resources that run must be given, by parameter name: ``"teacher"``
+                                    (a finished run directory of the same data, protocol and split)
+    smoke_epochs / smoke_cut        that run's length, and the epochs trained before it is interrupted and resumed
+                                    (None: smoke_epochs - 1); long enough that the cut run has acted
+    smoke_fusion                    that run's fusion (spread over the methods so that each fusion is covered)
+    statistic                       the per-modality number the method acts on (``Statistic``: its metrics key,
+                                    what it is, how the bench keeps and shows it)
+    shown                           the parameters an ablation table shows (``settings`` resolves them)
+    settings(epochs) -> dict        those parameters for a run of ``epochs`` (AWC's window as "K of N")
 """
 
 from __future__ import annotations
@@ -48,12 +65,23 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 
 from poise.values import typed
 from poise.errors import PoiseError
+
+
+class Statistic(NamedTuple):
+    """The per-modality number a method acts on, as the bench reports it: recorded each epoch as
+    ``<key>_<modality>`` (``epoch_metrics``), kept in a run's bench row as its mean over the epochs
+    (``over="mean"``) or its last value (``"last"``), and tabulated with ``digits`` decimals."""
+
+    key: str
+    what: str
+    digits: int = 2
+    over: str = "mean"
 
 
 @dataclasses.dataclass
@@ -62,6 +90,13 @@ class Method:
     reference_optimizer: ClassVar[str] = "adam"
     reference_lr: ClassVar[float | None] = None
     needs_holdout: ClassVar[bool] = False  # setup needs ``run.val_rows`` (held-out training sequences)
+    smoke_params: ClassVar[dict] = {}  # read-only: copy before changing
+    smoke_needs: ClassVar[tuple] = ()
+    smoke_epochs: ClassVar[int] = 2
+    smoke_cut: ClassVar[int | None] = None
+    smoke_fusion: ClassVar[str] = "concat"
+    statistic: ClassVar[Statistic | None] = None
+    shown: ClassVar[tuple] = ()
 
     @classmethod
     def from_params(cls, params: dict) -> "Method":
@@ -78,6 +113,12 @@ class Method:
 
     def params(self) -> dict:
         return dataclasses.asdict(self)
+
+    def settings(self, epochs: int) -> dict:
+        """The parameters of ``shown``, as they act in a run of ``epochs`` (a method whose parameter means
+        something else at another length resolves it here)."""
+        params = self.params()
+        return {key: params[key] for key in self.shown}
 
     def setup(self, run) -> None:
         pass

@@ -13,4 +13,4 @@ from poise.methods.base import Method
 @register("baseline")
 @dataclasses.dataclass
 class Baseline(Method):
-    pass
+    smoke_fusion = "attention"

@@ -40,7 +40,7 @@ import torch
 
 from poise import distributed
 from poise.methods import register
-from poise.methods.base import Method
+from poise.methods.base import Method, Statistic
 from poise.methods.responses import HEADS, UnimodalHeads, unimodal_outputs
 from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.errors import PoiseError
@@ -51,6 +51,8 @@ from poise.errors import PoiseError
 class DGL(Method):
     reference_optimizer = "sgd"
     reference_lr = 0.1  # SGD's 0.3 diverges; chosen on the held-out sequences (docs/bench.md)
+    statistic = Statistic("dgl_uni_mm", "unimodal training MPJPE (mm) in the last epoch", digits=1, over="last")
+    smoke_fusion = "mlp"
     alpha: float = 4.0  # the unimodal loss weight (reference default 4), applied as alpha * 2 / M
     heads: str = "own"  # unimodal outputs: own linear heads, or the shared head with features x M
 

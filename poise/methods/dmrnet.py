@@ -81,6 +81,10 @@ HARDNESS = ("variance", "loss")
 @register("dmrnet")
 @dataclasses.dataclass
 class DMRNet(Method):
+    smoke_params = {"warmup": 3}  # cut inside the warm-up
+    smoke_epochs = 4
+    smoke_cut = 2
+    smoke_fusion = "mlp"
     alpha: float = 1e-3  # weight of the KL term
     beta: float = 0.25  # weight of the hard-combination regulariser (HCR)
     warmup: int = 6  # epochs of variance accumulation before the hard combinations are chosen

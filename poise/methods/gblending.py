@@ -65,6 +65,8 @@ def blend_weights(previous: dict, now: dict, eps_mm: float) -> dict | None:
 @dataclasses.dataclass
 class GBlending(Method):
     needs_holdout: ClassVar[bool] = True  # its weights come from held-out training sequences
+    smoke_params = {"super_epoch": 1}
+    smoke_epochs = 3
     super_epoch: int = 2  # epochs between weight estimates (n)
     eval_frames: int = 512  # frames in each of the train and validation slices
     eps_mm: float = 1.0

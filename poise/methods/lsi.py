@@ -40,7 +40,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from poise.methods import register
-from poise.methods.base import Method
+from poise.methods.base import Method, Statistic
 from poise.errors import PoiseError
 
 FORMS = ("balance", "max_ent")
@@ -72,6 +72,8 @@ def regulariser(scores: torch.Tensor, form: str = "balance") -> torch.Tensor:
 @register("lsi")
 @dataclasses.dataclass
 class LSI(Method):
+    statistic = Statistic("lsi_share", "information share at the end (1/4 = equal)", over="last")
+    smoke_fusion = "attention"
     delta: float = 0.1  # the weight against the MPJPE in metres: the regulariser is 1-10 % of the loss on the demo data
     n_samples: int = 3  # noise draws per frame (Gat et al.'s README: 3)
     form: str = "balance"

@@ -142,6 +142,10 @@ def load_teacher(path: str, run):
 @dataclasses.dataclass
 class MMANet(Method):
     needs_holdout: ClassVar[bool] = True  # weak combinations are mined on held-out training sequences
+    smoke_params = {"begin": 3, "mine_from": 1}  # cut inside the mining
+    smoke_needs = ("teacher",)
+    smoke_epochs = 4
+    smoke_cut = 2
     teacher: str = ""  # the run directory of a finished full-modality run (e.g. the baseline of the same seed)
     lambda_mad: float = 1.0
     lambda_mar: float = 0.5

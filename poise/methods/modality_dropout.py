@@ -68,6 +68,7 @@ def check_drop(name: str, p: float) -> None:
 @register("modality_dropout")
 @dataclasses.dataclass
 class ModalityDropout(Method):
+    smoke_params = {"absent": "rescale"}
     p: float = 0.5  # each modality's probability of being absent in a training sample (0.5: uniform combinations)
     absent: str = "zero"  # what an absent modality is (PoseModel.absent): zero, or rescale the present ones
 

@@ -52,6 +52,9 @@ def duplicate_counts(scores: dict, n: int, alpha: float) -> dict:
 @register("modality_resample")
 @dataclasses.dataclass
 class ModalityResample(Method):
+    smoke_params = {"warmup": 1}
+    smoke_epochs = 3
+    smoke_fusion = "mlp"
     alpha: float = 1.0
     warmup: int = 2  # epochs of plain joint training before re-sampling
 

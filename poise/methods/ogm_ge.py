@@ -32,7 +32,7 @@ import torch
 from poise import distributed
 from poise.contrib.profits import pearson
 from poise.methods import register
-from poise.methods.base import Method
+from poise.methods.base import Method, Statistic
 from poise.errors import PoiseError
 
 SCORE_FLOOR = 1e-3
@@ -52,6 +52,7 @@ def coefficients(scores: dict, alpha: float) -> dict:
 @dataclasses.dataclass
 class OGMGE(Method):
     reference_optimizer = "sgd"
+    statistic = Statistic("ogm_ge_k", "mean gradient coefficient k")
     alpha: float = 0.3
     ge: bool = True  # add the generalisation-enhancement noise
     window: int = 0  # epochs with modulation; 0 = every epoch

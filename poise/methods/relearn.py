@@ -35,6 +35,9 @@ class Relearn(Method):
     alpha_s: float = 0.5
     alpha_i: float = 0.7
     relearn_epoch: int | None = None  # r: re-learn after epoch index r (0-based, Algorithm 1's n == r); None: 40 %
+    smoke_params = {"relearn_epoch": 0}
+    smoke_epochs = 3
+    shown = ("relearn_epoch",)
 
     def __post_init__(self):
         for name in ("alpha_s", "alpha_i"):
@@ -52,6 +55,10 @@ class Relearn(Method):
     def epoch_for(self, epochs: int) -> int:
         """r, the epoch index after which the encoders re-learn, in a run of ``epochs``."""
         return round(RELEARN_FRACTION * epochs) if self.relearn_epoch is None else self.relearn_epoch
+
+    def settings(self, epochs: int) -> dict:
+        """The ablation's parameter, r as the "r of N" epoch index it re-learns after."""
+        return {"relearn_epoch": f"{self.epoch_for(epochs)} of {epochs}"}
 
     def check_epochs(self, epochs: int) -> int:
         """r for a run of ``epochs``, or an error when it leaves no epoch to re-learn in."""

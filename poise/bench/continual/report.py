@@ -11,7 +11,8 @@ from poise.bench.continual.presets import Preset
 from poise.bench.continual.runs import THRESHOLD_SDS, THRESHOLDS, stream_keys
 from poise.bench.continual.tables import (matrices, stream_label, findings, matrix_tables, naming_confusion,
                                           nis_table, noise_table, table2, table4, threshold_table)
-from poise.bench.report import save_figure, write_csv
+from poise.bench.plots import save_figure
+from poise.bench.report import write_csv
 from poise.bench.stats import select
 
 
