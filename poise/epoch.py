@@ -37,7 +37,9 @@ class Step:
     pred: torch.Tensor
     loss: torch.Tensor
 
+
 ASSESS_CHUNK = 128  # frames per encoder pass of the assessment (a pass over 512 costs 1.6x more per frame)
+
 
 @torch.no_grad()
 def assess(run: Run) -> tuple[dict, dict]:
@@ -53,6 +55,7 @@ def assess(run: Run) -> tuple[dict, dict]:
     spread["gt"] = float(run.assess["gt"].std(0).mean() * M_TO_MM)
     return contrib.scores, spread  # every rank scored the same slice with the same model: no all-reduce needed
 
+
 def epoch_order(run: Run) -> tuple[np.ndarray, np.ndarray]:
     """This epoch's sample list (the method's ``epoch_samples``, default every trained-on frame once) and a
     shuffled order of positions in it, cut to ``epoch_frames`` when set (a P1-scale root: consecutive frames are
@@ -63,6 +66,7 @@ def epoch_order(run: Run) -> tuple[np.ndarray, np.ndarray]:
     samples = run.train_rows if samples is None else np.asarray(samples, dtype=np.int64)
     order = np.random.default_rng([run.config.seed, run.epoch_offset + run.epoch]).permutation(len(samples))
     return samples, order[: run.config.epoch_frames or None]
+
 
 def train_epoch(run: Run, progress: bool = True) -> float:
     """One epoch; returns the mean training MPJPE (mm). Each batch carries ``"sample"``: the positions of its
@@ -121,6 +125,7 @@ def train_epoch(run: Run, progress: bool = True) -> float:
                          f"); lower the config key 'lr'")
     return total / max(count, 1) * M_TO_MM
 
+
 def encoder_drift(run: Run) -> dict:
     """``drift_<m>``: how far each encoder has moved since the end of the run's first epoch (L2 distance over its
     parameters). A method that holds an encoder back leaves it closer than joint training of the same seed does
@@ -131,9 +136,11 @@ def encoder_drift(run: Run) -> dict:
                              for m, anchor in run.drift_anchor.items()])
     return {f"drift_{m}": d for m, d in zip(run.drift_anchor, distances.tolist())}
 
+
 def tested_model(run: Run) -> torch.nn.Module:
     """The model that is evaluated: the method's ``test_model`` (DivideMix: both networks' mean), or the model."""
     return run.method.test_model(run) or run.model
+
 
 def evaluates(run: Run) -> bool:
     """Whether the loop evaluates and assesses this epoch for the record: the first, every ``eval_every``-th,
@@ -143,6 +150,7 @@ def evaluates(run: Run) -> bool:
     changes nothing else: neither an evaluation nor an assessment touches the model, the data order or an RNG."""
     done, total = run.epoch + 1, run.config.epochs
     return done in (1, round(0.8 * total), total) or done % run.config.eval_every == 0
+
 
 def epoch_evaluation(run: Run) -> dict:
     """Validation metrics on the held-out sequences (if any) and test metrics: every ``eval_stride``-th test

@@ -16,6 +16,7 @@ HOLDOUT_SEED = 7  # the held-out sequences are drawn from (seed, HOLDOUT_SEED)
 
 SUBJECTS_SEED = 11  # the training subjects of ``train_subjects`` are drawn from (seed, SUBJECTS_SEED)
 
+
 def load_datasets(config: TrainConfig, progress: bool = True, rebuild_cache: bool = False) -> tuple[MMFiDataset, MMFiDataset]:
     kw = dict(protocol=config.protocol, split=config.split, modalities=config.modalities,
               lidar_points=config.lidar_points, mmwave_points=config.mmwave_points, seed=config.seed,
@@ -29,6 +30,7 @@ def load_datasets(config: TrainConfig, progress: bool = True, rebuild_cache: boo
                          f"training and {len(test)} test frames; use a root with more subjects or another split")
     return train, test
 
+
 def sequences_by_action(train: MMFiDataset, rows: np.ndarray) -> tuple[np.ndarray, dict]:
     """(the sequence of each of ``rows``, {action: its sequences among them}, actions in sorted order)."""
     sequence = train.sequence_of(rows)
@@ -36,6 +38,7 @@ def sequences_by_action(train: MMFiDataset, rows: np.ndarray) -> tuple[np.ndarra
     for i in np.unique(sequence):
         by_action.setdefault(train.sequences[i].action, []).append(i)
     return sequence, {action: np.array(by_action[action]) for action in sorted(by_action)}
+
 
 def subject_rows(train: MMFiDataset, per_action: int, seed: int) -> np.ndarray:
     """The training frames of ``per_action`` of each action's training subjects (0: all of them), drawn from the
@@ -53,6 +56,7 @@ def subject_rows(train: MMFiDataset, per_action: int, seed: int) -> np.ndarray:
                              f"training subjects here; use at most {len(mine)}, or 0 for all of them")
         keep.extend(rng.permutation(mine)[:per_action].tolist())
     return rows[np.isin(sequence, keep)]
+
 
 def holdout_rows(train: MMFiDataset, fraction: float, seed: int, rows=None,
                  key: str = "holdout") -> tuple[np.ndarray, np.ndarray]:

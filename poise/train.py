@@ -49,10 +49,13 @@ from poise.selection import holdout_rows, load_datasets, subject_rows
 # what a run (and the commands run on it) write into its directory: an --overwrite removes these before it
 # writes the new config, so that nothing of the old run can be resumed or read back under the new one
 logger = logging.getLogger(__name__)
+
+
 RUN_FILES = (CHECKPOINT, CHECKPOINT + ".tmp", "metrics.csv", "metrics.json", "contributions.csv", "curves.png",
              "contributions.png", "robust.json", "robust.md", "robust.png", "contrib.json", "contrib.png",
              "report.html", "skeletons.png", "unimodal.png", "*.partial", "config.yaml", "method.json", "data.json",
              "env.json")
+
 
 def build_run(config: TrainConfig, run_dir: Path, progress: bool = True, rebuild_cache: bool = False) -> Run:
     method = methods.get(config.method, **config.method_params)  # fail on a bad name before loading data
@@ -76,6 +79,7 @@ def build_run(config: TrainConfig, run_dir: Path, progress: bool = True, rebuild
     prepare(run)
     return run
 
+
 def phase_of(run: Run, rows: np.ndarray, epochs: int, method: methods.Method, **changes) -> Run:
     """A new training phase of ``run``'s model on ``rows`` of its training data for ``epochs`` epochs with
     ``method`` (e.g. NIS's probe, or the next task of a stream): no run directory and no test metrics unless
@@ -86,6 +90,7 @@ def phase_of(run: Run, rows: np.ndarray, epochs: int, method: methods.Method, **
                                 record={}, optimizer=None, scheduler=None, loggers=[], assessed=None, **changes)
     prepare(phase)
     return phase
+
 
 def run_probe(run: Run, probe: Probe) -> dict:
     """A probe a method asked for (``Method.probes``): ``probe.epochs`` epochs of the pose loss alone on
@@ -114,6 +119,7 @@ def prepare(run: Run) -> None:
     run.scheduler = torch.optim.lr_scheduler.StepLR(run.optimizer, step_size=run.config.lr_step,
                                                     gamma=run.config.lr_gamma)
     run.scaler = precision.grad_scaler(run.config.precision, run.device)
+
 
 def fit(run: Run, progress: bool = True) -> Run:
     """Train from ``run.epoch`` to the configured number of epochs, checkpointing after each."""
@@ -157,6 +163,7 @@ def fit(run: Run, progress: bool = True) -> Run:
     distributed.barrier()  # no rank leaves (and tears the process group down) while another still works
     return run
 
+
 def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, rebuild_cache: bool = False,
           tensorboard: bool = False) -> Run:
     """A new run of ``config`` in ``config.out / config.run_name`` (``rebuild_cache``: build the data's packed
@@ -181,6 +188,7 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, r
             write_environment(run)
         return fit_logged(run, progress, tensorboard, fresh=True)
 
+
 def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_cache: bool = False,
            tensorboard: bool = False) -> Run:
     """Continue the run in ``run_dir`` from its last checkpoint (optionally to more ``epochs``)."""
@@ -204,6 +212,7 @@ def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_ca
             write_reports(run)  # nothing left to train: the files say what the checkpoint holds, whatever a kill left
         return fit_logged(run, progress, tensorboard)
 
+
 def fit_logged(run: Run, progress: bool, tensorboard: bool, fresh: bool = False) -> Run:
     """``fit``, with each epoch also logged to ``run.dir/tensorboard`` when asked (main rank only; ``fresh``: a
     new run, so earlier event files there go)."""
@@ -217,6 +226,7 @@ def fit_logged(run: Run, progress: bool, tensorboard: bool, fresh: bool = False)
         return fit(run, progress)
     finally:
         log.close()
+
 
 def load_run(run_dir, progress: bool = False) -> Run:
     """A finished (or interrupted) run, rebuilt from its config and last checkpoint, for analysis."""

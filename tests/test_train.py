@@ -22,7 +22,10 @@ def tiny_config(tiny, tmp_path, **kw) -> TrainConfig:
 
 
 def test_a_run_writes_its_directory_and_learns(tiny, tmp_path):
+    from poise.methods.base import RunView
+
     run = train(tiny_config(tiny, tmp_path, epochs=3), progress=False)
+    assert isinstance(run, RunView)  # what the hooks are told they see (the Protocol's every member)
     d = run.dir
     for name in ("config.yaml", "metrics.csv", "metrics.json", "contributions.csv", "checkpoint.pt", "curves.png",
                  "contributions.png", "method.json", "data.json"):

@@ -16,14 +16,15 @@
     pose_loss_weight(run) -> float  the weight of the fused pose loss in the step's objective (default 1)
     extra_loss(run, step) -> Tensor|None   added to the weighted pose loss of each step
     after_backward(run, step)       after loss.backward() (and the gradient all-reduce), before optimizer.step()
+    test_model(run) -> Module|None  after the epoch's steps, what is evaluated (None: ``run.model``; DivideMix:
+                                    both networks' mean)
     on_epoch_end(run)               after evaluation and the contribution assessment of the epoch
     epoch_metrics(run) -> dict      numbers to add to this epoch's row of metrics.csv (named ``<method>_...``)
     networks() -> {name: PoseModel} pose models the method trains beside ``run.model`` (Co-teaching's peer; also
                                     in ``modules()``): a continual penalty protects each of them
-    test_model(run) -> Module|None  what is evaluated (None: ``run.model``; DivideMix: both networks' mean)
 
-In a task stream (``poise continual``) each task is one training phase of the same loop, and two more hooks
-mark its ends (Avalanche's before/after_training_exp):
+In a task stream (``poise continual``) each task is one training phase of the same loop, and three more hooks
+mark its ends (Avalanche's before/after_training_exp); the first two come before ``setup``:
 
     probes(run) -> [Probe]          after the task's data is in ``run``: training phases the method asks the
                                     stream to run first (NIS's fit); the stream runs each (``poise.train.run_probe``:
@@ -84,6 +85,39 @@ class Statistic(NamedTuple):
     over: str = "mean"
 
 
+@typing.runtime_checkable
+class RunView(typing.Protocol):
+    """What a hook sees of the loop's ``run`` (``poise.run.Run`` is one; a task of a stream is one too): read
+    these, change only ``train_rows`` (``on_task_start``) and ``record`` (notes of the phase)."""
+
+    config: typing.Any  # the TrainConfig: epochs, batch_size, seed, lr_step, ...
+    model: torch.nn.Module  # the pose model: modalities, encoders, encode / decode, modality_parameters()
+    method: typing.Any  # the method the loop runs (a Composite when several are combined)
+    train: typing.Any  # the training dataset: batch(rows), poses(rows), sequence_of(rows), ...
+    train_rows: typing.Any  # the training frames trained on (numpy int64)
+    val_rows: typing.Any  # held-out training frames (empty without ``holdout``)
+    assess: dict  # a fixed batch of trained-on frames, on the device
+    device: torch.device
+    optimizer: typing.Any  # the torch optimiser (built after ``setup``)
+    epoch: int  # the epoch being trained, 0-based
+    task: int  # the task of a stream (0 in Setting 1)
+    history: list  # one dict of metrics per finished epoch
+    record: dict
+
+    def scores(self) -> dict: ...  # {modality: Shapley-Pearson score} of the model as it left its last epoch
+
+    def assessment(self) -> tuple: ...  # (scores, unimodal spreads), computed on first use per epoch
+
+
+class StepView(typing.Protocol):
+    """What a per-step hook sees of the batch being trained on (``poise.epoch.Step``)."""
+
+    batch: dict
+    features: dict  # {modality: encoder features}
+    pred: torch.Tensor  # the training prediction
+    loss: torch.Tensor  # the fused pose loss of the batch (a scalar, in metres)
+
+
 @dataclasses.dataclass
 class Method:
     name: ClassVar[str] = "method"
@@ -120,49 +154,49 @@ class Method:
         params = self.params()
         return {key: params[key] for key in self.shown}
 
-    def setup(self, run) -> None:
+    def setup(self, run: RunView) -> None:
         pass
 
     def modules(self) -> dict:
         return {}
 
-    def on_epoch_start(self, run) -> None:
+    def on_epoch_start(self, run: RunView) -> None:
         pass
 
-    def epoch_samples(self, run):
+    def epoch_samples(self, run: RunView):
         return None
 
-    def predict(self, run, batch: dict, features: dict):
+    def predict(self, run: RunView, batch: dict, features: dict):
         return None
 
-    def pose_loss_weight(self, run) -> float:
+    def pose_loss_weight(self, run: RunView) -> float:
         return 1.0
 
-    def extra_loss(self, run, step):
+    def extra_loss(self, run: RunView, step: StepView):
         return None
 
-    def after_backward(self, run, step) -> None:
+    def after_backward(self, run: RunView, step: StepView) -> None:
         pass
 
-    def on_epoch_end(self, run) -> None:
+    def on_epoch_end(self, run: RunView) -> None:
         pass
 
-    def epoch_metrics(self, run) -> dict:
+    def epoch_metrics(self, run: RunView) -> dict:
         return {}
 
     def networks(self) -> dict:
         return {}
 
-    def test_model(self, run):
+    def test_model(self, run: RunView):
         return None
 
-    def probes(self, run) -> list:
+    def probes(self, run: RunView) -> list:
         return []
 
-    def on_task_start(self, run) -> None:
+    def on_task_start(self, run: RunView) -> None:
         pass
 
-    def on_task_end(self, run) -> None:
+    def on_task_end(self, run: RunView) -> None:
         pass
 
     def state_dict(self) -> dict:
