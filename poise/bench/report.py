@@ -17,7 +17,6 @@ on the test set.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -31,6 +30,8 @@ from poise.bench.robustness import robust_sections
 from poise.bench.runs import data_text, subset_name
 from poise.bench.stats import (diff_text, fmt, half_width, mean_sd, noise_clause, paired, seeds_for, select,
                                t_half_width, verdict)
+from poise.run_dir import csv_text
+from poise.runtime import write_atomic
 
 PAPER_ALL_VS_RL = ("paper 000 reports +0.94 mm (53.87 vs 52.93), paper 001 Table 3 reports -0.12 mm "
                    "(52.72 vs 52.84)")
@@ -239,10 +240,7 @@ def findings(rows, preset: Preset) -> list[str]:
 def write_csv(path: Path, rows) -> None:
     """``rows`` (dicts) as a CSV: the first row's keys in order, then every other key any row has, sorted."""
     keys = list(rows[0]) + sorted({k for r in rows for k in r} - set(rows[0]))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_atomic(path, csv_text(rows, keys))
 
 
 def report(rows, preset: Preset, name: str, out: Path, command: str, seconds: float, data: str) -> str:

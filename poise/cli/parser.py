@@ -69,7 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_all_options(p)
     p.set_defaults(func=cmd_calibrate)
 
-    from poise.choices import ENCODERS, FUSIONS, OPTIMIZERS
 
     p = sub.add_parser("methods", help="list the balancing methods, with the paper and equation each implements",
                        description="Every registered method (poise's and any a plugin registered), its reference "
@@ -80,39 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train on an MM-Fi root (the synthetic demo by default). Writes a run directory "
                        "(config, per-epoch metrics and contribution scores, plots, checkpoint). Options override "
                        "--config; --resume RUN_DIR continues an interrupted run.")
-    p.add_argument("--config", help="YAML file of TrainConfig keys (see poise/config.py)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
-    p.add_argument("--data", help=f"MM-Fi root (default {DEFAULT_DEMO})")
-    p.add_argument("--method", metavar="NAME", help="a balancing method (default baseline; `poise methods` lists "
-                   "them, with the paper and equation each implements)")
-    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a method hyper-parameter (repeatable)")
-    p.add_argument("--fusion", choices=list(FUSIONS))
-    p.add_argument("--encoder", choices=list(ENCODERS), help="encoder size (default lite; paper wants a GPU)")
+    add_run_options(p, "TrainConfig keys (see poise/config.py)", "continue this run from its last checkpoint",
+                    f"MM-Fi root (default {DEFAULT_DEMO})", "a balancing method (default baseline; `poise methods` "
+                    "lists them, with the paper and equation each implements)", "epochs")
     p.add_argument("--rgb-window", dest="rgb_window", type=_at_least(0),
                    help="RGB keypoint frames on each side (temporal context for the paper TCN)")
-    p.add_argument("--modalities", nargs="+", choices=list(layout.MODALITIES))
-    p.add_argument("--protocol")
-    p.add_argument("--split")
-    p.add_argument("--epochs", type=_at_least(1))
-    p.add_argument("--batch-size", dest="batch_size", type=_at_least(1))
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS),
-                   help="auto (default): the method's reference optimiser (Adam; SGD for ogm_ge and agm)")
-    p.add_argument("--lr", type=float, help="learning rate (default: the optimiser's, see poise/optim.py)")
     p.add_argument("--holdout", type=float,
                    help="fraction of training sequences held out as a validation set (gblending needs one)")
-    p.add_argument("--seed", type=_at_least(0))
-    p.add_argument("--out", help="parent folder of run directories (default runs)")
-    p.add_argument("--name", help="run directory name")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
-    p.add_argument("--threads", type=_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_on_error(p, default=None)
-    p.add_argument("--rebuild-cache", dest="rebuild_cache", action="store_true",
-                   help="build the packed data cache again even if one matches (e.g. after editing files in place)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log every per-epoch number to RUN_DIR/tensorboard (pip install 'poise[tensorboard]'; "
                         "watch with `tensorboard --logdir RUN_DIR/tensorboard`)")
-    add_no_report(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("contrib", help="Shapley contributions of a trained run's modalities, per profit",
@@ -172,18 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "ours) or a baseline recipe. Writes config.yaml, tasks.json, results.json (avg-MPJPE per task, "
                        "001 Eq. 13; the task x task matrix; forgetting; NIS quality), noise.json and a checkpoint "
                        "after each task; --resume RUN_DIR continues after the last finished task.")
-    p.add_argument("--config", help="YAML file of ContinualConfig keys (see poise/continual/config.py)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run after its last finished task")
-    p.add_argument("--data", help="MM-Fi root with every action of the protocol (default data/mmfi-continual, "
-                   "from `poise simulate --preset continual`)")
-    p.add_argument("--protocol", choices=["P1", "P2"])
-    p.add_argument("--split")
+    add_run_options(p, "ContinualConfig keys (see poise/continual/config.py)",
+                    "continue this run after its last finished task", "MM-Fi root with every action of the protocol "
+                    "(default data/mmfi-continual, from `poise simulate --preset continual`)", "a Setting-1 "
+                    "balancing method trained inside every task (default baseline; `poise methods` lists them), "
+                    "e.g. --recipe naive --method awc", "epochs per task", protocols=["P1", "P2"])
     p.add_argument("--recipe", choices=list(RECIPES), help="a 001 Table 2 method: its strategies (default ours)")
     p.add_argument("--ablate", nargs="+", choices=list(ABLATIONS), help="switch off parts of ours (001 Table 4)")
-    p.add_argument("--method", metavar="NAME", help="a Setting-1 balancing method trained inside every task "
-                   "(default baseline; `poise methods` lists them), e.g. --recipe naive --method awc")
-    p.add_argument("--param", action="append", metavar="NAME=VALUE",
-                   help="a hyper-parameter of the --method (repeatable)")
     for key, what in (("nis", "noise identification and separation: on / off and its parameters, e.g. "
                               "separate=always gamma=2 compare_gradient_stop=true (001 Fig. 3)"),
                       ("relearn", "re-learning in each task: on / off and its parameters, e.g. relearn_epoch=1"),
@@ -197,18 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corrupt this modality in every later task (default: one drawn per task from the seed)")
     p.add_argument("--ratio", type=float, help="fraction of a task's samples corrupted (001: 0.2 or 0.4)")
     p.add_argument("--tasks", type=_at_least(1), help="learn only the first N tasks of the stream (default: all)")
-    p.add_argument("--epochs", type=_at_least(1), help="training epochs per task")
-    p.add_argument("--fusion", choices=list(FUSIONS))
-    p.add_argument("--seed", type=_at_least(0))
-    p.add_argument("--out", help="parent folder of run directories (default runs)")
-    p.add_argument("--name", help="run directory name")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
-    p.add_argument("--threads", type=_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_on_error(p, default=None)
-    p.add_argument("--rebuild-cache", dest="rebuild_cache", action="store_true",
-                   help="build the packed data cache again even if one matches (e.g. after editing files in place)")
-    add_no_report(p)
     p.set_defaults(func=cmd_continual)
 
     from poise.bench.presets import PRESETS as BENCH_PRESETS
@@ -259,6 +218,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_info)
     return parser
+
+
+def add_run_options(p, config: str, resume: str, data: str, method: str, epochs: str, protocols=None) -> None:
+    """The options ``poise train`` and ``poise continual`` share, each a key of their config (a stream's config
+    is a TrainConfig too), with the help texts that differ between them."""
+    from poise.choices import ENCODERS, FUSIONS, OPTIMIZERS
+
+    p.add_argument("--config", help=f"YAML file of {config}")
+    p.add_argument("--resume", metavar="RUN_DIR", help=resume)
+    p.add_argument("--data", help=data)
+    p.add_argument("--protocol", choices=protocols)
+    p.add_argument("--split")
+    p.add_argument("--method", metavar="NAME", help=method)
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a hyper-parameter of the --method "
+                   "(repeatable)")
+    p.add_argument("--fusion", choices=list(FUSIONS))
+    p.add_argument("--encoder", choices=list(ENCODERS), help="encoder size (default lite; paper wants a GPU)")
+    p.add_argument("--modalities", nargs="+", choices=list(layout.MODALITIES))
+    p.add_argument("--epochs", type=_at_least(1), help=epochs)
+    p.add_argument("--batch-size", dest="batch_size", type=_at_least(1))
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS),
+                   help="auto: the method's reference optimiser (`poise methods` says which)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the optimiser's, see poise/optim.py)")
+    p.add_argument("--seed", type=_at_least(0))
+    p.add_argument("--out", help="parent folder of run directories (default runs)")
+    p.add_argument("--name", help="run directory name")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    p.add_argument("--threads", type=_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_on_error(p, default=None)
+    p.add_argument("--rebuild-cache", dest="rebuild_cache", action="store_true",
+                   help="build the packed data cache again even if one matches (e.g. after editing files in place)")
+    add_no_report(p)
 
 
 def add_no_report(p) -> None:
