@@ -135,6 +135,8 @@ class TrainConfig(ConfigFile):
     data: str = "data/mmfi-demo"  # MM-Fi root (real or `poise simulate` output)
     method: str = "baseline"  # a name from poise.methods.available()
     method_params: dict = field(default_factory=dict)  # the method's hyper-parameters
+    plugins: list = field(default_factory=list)  # modules that register methods (imported before `method` is
+    # looked up, and whenever the run is read again: resume, robust, report, bench); --plugin MODULE
     fusion: str = "concat"  # concat, mlp or attention
     modalities: list = field(default_factory=lambda: list(layout.MODALITIES))
     protocol: str = "P1"
@@ -208,6 +210,11 @@ class TrainConfig(ConfigFile):
             raise PoiseError(f"config key 'method_params' must be a mapping of parameter to value, got {self.method_params!r}")
         from poise import methods
 
+        if isinstance(self.plugins, str):
+            self.plugins = [self.plugins]
+        if not isinstance(self.plugins, list) or not all(isinstance(m, str) and m for m in self.plugins):
+            raise PoiseError(f"config key 'plugins' must be a list of module names, got {self.plugins!r}")
+        methods.import_plugins(self.plugins)
         if self.method not in methods.available():
             close = difflib.get_close_matches(str(self.method), methods.available(), n=1)
             raise PoiseError(f"config key 'method' is {self.method!r}" + (f" (did you mean {close[0]!r}?)" if close else "")

@@ -183,6 +183,7 @@ def train(config: TrainConfig, progress: bool = True, overwrite: bool = False, r
             clear_run(run_dir, RUN_FILES)  # --overwrite: the old run's state goes before the new config comes
             config.save(run_dir / "config.yaml")
             (run_dir / "method.json").write_text(json.dumps({"name": config.method, "params": run.method.params(),
+                                                             "module": type(run.method).__module__,
                                                              "optimizer": optim.resolve(config, run.method)}, indent=1))
             (run_dir / "data.json").write_text(json.dumps(data, indent=1))
             write_environment(run)

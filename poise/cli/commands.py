@@ -211,6 +211,7 @@ def cmd_methods(args) -> int:
 
     from poise import methods
 
+    methods.import_plugins(args.plugins or [])
     for name in methods.available():
         method = type(methods.get(name))
         doc = inspect.getdoc(inspect.getmodule(method)) or inspect.getdoc(method) or ""

@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list the balancing methods, with the paper and equation each implements",
                        description="Every registered method (poise's and any a plugin registered), its reference "
                        "optimiser (what `--optimizer auto` uses) and the first paragraph of its documentation.")
+    add_plugin(p)
     p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("train", help="train a multi-modal pose model with a balancing method",
@@ -233,6 +234,7 @@ def add_run_options(p, config: str, resume: str, data: str, method: str, epochs:
     p.add_argument("--method", metavar="NAME", help=method)
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a hyper-parameter of the --method "
                    "(repeatable)")
+    add_plugin(p)
     p.add_argument("--fusion", choices=list(FUSIONS))
     p.add_argument("--encoder", choices=list(ENCODERS), help="encoder size (default lite; paper wants a GPU)")
     p.add_argument("--modalities", nargs="+", choices=list(layout.MODALITIES))
@@ -251,6 +253,12 @@ def add_run_options(p, config: str, resume: str, data: str, method: str, epochs:
     p.add_argument("--rebuild-cache", dest="rebuild_cache", action="store_true",
                    help="build the packed data cache again even if one matches (e.g. after editing files in place)")
     add_no_report(p)
+
+
+def add_plugin(p) -> None:
+    p.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE",
+                   help="import MODULE first: its methods register themselves (repeatable; the run's config.yaml "
+                        "keeps it, so resume, robust, report and bench import it again)")
 
 
 def add_no_report(p) -> None:

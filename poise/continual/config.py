@@ -306,8 +306,10 @@ MOVED = {"gamma": ("nis", "gamma"), "naming_threshold": ("nis", "threshold"), "s
          "alpha_s": ("relearn", "alpha_s"), "alpha_i": ("relearn", "alpha_i"), "lam": ("ewc", "lam"),
          "beta": ("ewc", "beta"), "ewc_decay": ("ewc", "decay"), "fisher_frames": ("ewc", "fisher_frames"),
          "lambda_u": ("peers", "lambda_u"), "warmup": ("peers", "warmup")}
+# keys added since today's vocabulary, with the value that means what a config without them meant
+ADDED = dict(plugins=[])
 # what the earlier runner trained every task with, for the loop keys its config did not have
-EARLIER_LOOP = dict(method_params={}, lr_groups={}, lr_step=10, lr_gamma=1.0, holdout=0.0, eval_stride=1,
+EARLIER_LOOP = dict(method_params={}, plugins=[], lr_groups={}, lr_step=10, lr_gamma=1.0, holdout=0.0, eval_stride=1,
                     eval_every=5, rgb_window=0, train_subjects=0, epoch_frames=0, precision="float32",
                     deterministic=False, momentum=0.9, weight_decay=None)
 
@@ -315,9 +317,12 @@ EARLIER_LOOP = dict(method_params={}, lr_groups={}, lr_step=10, lr_gamma=1.0, ho
 def upgrade(values: dict, source: str = "config") -> dict:
     """``values`` in today's keys: an earlier version's continual config (``method`` = a recipe, ``balance`` =
     the balancing method, flat strategy parameters such as ``gamma`` or ``lam``) is translated; today's is
-    returned as it is. A saved earlier config also gets the loop keys its runner fixed (``EARLIER_LOOP``)."""
+    returned as it is. A saved earlier config also gets the loop keys its runner fixed (``EARLIER_LOOP``), and
+    a saved one of today's vocabulary the keys added since (``ADDED``)."""
     values = dict(values)
     saved = "balance" in values  # a whole earlier config.yaml (it wrote every key)
+    if "recipe" in values and "noise" in values:  # a saved config of today's vocabulary, perhaps before a key came
+        values = {**ADDED, **values}
     earlier = saved or any(k in values for k in MOVED) or \
         ("recipe" not in values and values.get("method") in RECIPES)
     if not earlier:
