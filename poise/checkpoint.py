@@ -1,7 +1,7 @@
 """A run's checkpoint, one format for both settings: what ``checkpoint.pt`` holds, writing it atomically, and
 restoring it into a run that has been built and set up (Lightning's order: set up, then restore).
 
-A Setting-1 run (``poise.train.Run``) saves its model, optimiser, scheduler, method (state and modules),
+A Setting-1 run (``poise.run.Run``) saves its model, optimiser, scheduler, method (state and modules),
 history, RNGs and, when used, the drift anchor and the fp16 scaler; a continual stream saves its finished
 task's phase the same way with the stream's own state under ``stream`` (``poise.continual.runner``).
 """

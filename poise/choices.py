@@ -6,3 +6,5 @@ FUSIONS = ("concat", "mlp", "attention")  # poise.models.fusion
 ENCODERS = ("lite", "paper")  # poise.models.pose: CPU-sized, or the papers' (VideoPose3D / Point Transformer / MetaFi++)
 OPTIMIZERS = ("auto", "adam", "sgd")  # poise.optim: auto is the method's reference optimiser
 NOISE_KINDS = ("raw", "unaligned", "unaligned_far")  # poise.continual.noise
+EWC_MODES = ("none", "generic", "online", "adaptive")  # poise.continual.ewc: none, or what the Fisher protects
+PEERS = ("none", "coteaching", "dividemix")  # poise.continual.peers: a second network and its noisy-label rule

@@ -119,8 +119,13 @@ class ConfigFile:
             raise PoiseError(f"{path}: cannot read the config ({err}); pass a YAML mapping of {cls.__name__} keys") from err
         if not isinstance(values, dict):
             raise PoiseError(f"{path}: the config must be a YAML mapping of keys to values")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(values, source=str(path))
+        return cls.from_dict(cls.overridden(values, {k: v for k, v in overrides.items() if v is not None}),
+                             source=str(path))
+
+    @classmethod
+    def overridden(cls, values: dict, overrides: dict) -> dict:
+        """A file's ``values`` with ``overrides`` (e.g. command-line options) taking precedence."""
+        return {**values, **overrides}
 
     def save(self, path) -> None:
         """Written atomically: ``--resume --epochs`` rewrites it beside a checkpoint, where half a file would

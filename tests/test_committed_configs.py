@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from poise.config import TrainConfig
-from poise.continual.config import ContinualConfig, switch_of, upgrade
+from poise.continual.config import ContinualConfig, switch_of, tuned, upgrade
+from poise.errors import PoiseError
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted(ROOT.glob("runs/**/config.yaml"))
@@ -53,7 +54,7 @@ def test_an_earlier_continual_config_translates_to_the_same_run():
     assert config.relearn is False and config.peers is False  # off: their earlier defaults are dropped
     assert config.ewc == {"lam": 5000.0, "mode": "adaptive", "beta": 0.3, "decay": 1.0, "per_sample": False,
                           "fisher_frames": 64, "naming": "absolute"}
-    assert config.run_name == "continual-ours-no_relearn-separate_always-awc-P1-raw0.2-seed0"
+    assert config.run_name == "continual-ours-no_relearn-awc-separate_always-P1-raw0.2-seed0"  # as it was named
     assert set(upgrade(EARLIER)) == set(config.to_dict())  # every key of today's, so a bench accepts the run
     assert ContinualConfig.from_dict({**EARLIER, "method": "dividemix", "ablate": [], "nis": False,
                                       "relearn": False, "ewc": "online", "peers": "dividemix",
@@ -64,3 +65,31 @@ def test_an_earlier_continual_config_translates_to_the_same_run():
     assert (short.recipe, short.method) == ("naive", "ogm_ge")
     assert [switch_of(k, getattr(short, k)) for k in ("nis", "relearn", "ewc", "peers")] == [False, False, "none",
                                                                                              "none"]
+
+
+def test_earlier_hand_written_configs_translate_or_are_refused_by_name(tmp_path):
+    assert ContinualConfig.from_dict({"method": "ours", "ablate": "adaptive_ewc"}).ewc["mode"] == "generic"
+    mixed = ContinualConfig.from_dict({"method": "ours", "gamma": 2, "nis": {"separate": "always"}})
+    assert (mixed.nis["gamma"], mixed.nis["separate"]) == (2, "always")  # the flat key and today's mapping
+    alone = ContinualConfig.from_dict({"naming": "relative"})
+    assert alone.nis["naming"] == alone.ewc["naming"] == "relative"
+    with pytest.raises(PoiseError, match="'nis' sets parameters .* that is off"):
+        ContinualConfig.from_dict({"method": "naive", "gamma": 2})  # not dropped: NIS is off in naive
+    with pytest.raises(PoiseError, match="'method'"):
+        ContinualConfig.from_dict({"method": ["ours"]})
+
+
+def test_a_strategy_set_in_the_file_and_on_the_command_line_keeps_the_file_parameters(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("recipe: ours\nnis: {threshold: {rgb: 3.0}}\newc: {mode: adaptive, lam: 5000}\n")
+    config = ContinualConfig.load(path, nis={"separate": "always"}, ewc="online")
+    assert (config.nis["threshold"], config.nis["separate"]) == ({"rgb": 3.0}, "always")
+    assert (config.ewc["mode"], config.ewc["lam"]) == ("online", 5000.0)
+    assert ContinualConfig.load(path, ewc="none").ewc is False
+
+
+def test_shared_strategy_parameters_apply_under_what_a_run_sets_itself():
+    values = tuned({"recipe": "ours", "nis": {"separate": "never"}, "ablate": "relearn"},
+                   {"nis": {"separate": "named", "gamma": 2}, "relearn": {"relearn_epoch": 1}})
+    assert values["nis"] == {"separate": "never", "gamma": 2, "on": True} and "relearn" not in values
+

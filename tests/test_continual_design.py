@@ -203,7 +203,7 @@ def test_the_config_says_what_a_run_does_with_strategies():
     assert ours.relearn == {"on": True, **methods.get("relearn").params()}
     assert ours.ewc == EWC(mode="adaptive").params()
     assert ContinualConfig(recipe="dividemix").peers == {"mode": "dividemix", "lambda_u": 1.0, "warmup": 1}
-    assert ContinualConfig(recipe="coteaching", ratio=0.4).peers == {"mode": "coteaching", "forget_rate": 0.4}
+    assert ContinualConfig(recipe="coteaching", ratio=0.4).peers == {"mode": "coteaching", "forget_rate": None}  # the ratio
     assert ContinualConfig(recipe="ewc").ewc["mode"] == "online"
     assert ContinualConfig(ablate=["adaptive_ewc"]).ewc["mode"] == "generic"
     assert ContinualConfig(ewc={"lam": "5e3"}).ewc["lam"] == 5000.0  # a mapping without a mode: the recipe's

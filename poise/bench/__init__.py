@@ -36,6 +36,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'poise.bench' has no attribute {name!r}")
 
 
+def __dir__() -> list:
+    return sorted({*globals(), *LAZY})
+
+
 def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None, force: bool = False,
           progress: bool = True, command: str = "", protocol: str = "P1", split: str = "S1",
           dry_run: bool = False, on_error: str = "raise", variants=None, epoch_frames: int = 0) -> str:

@@ -149,12 +149,13 @@ def _train_or_resume(args):
 def cmd_continual(args) -> int:
     import torch
 
-    from poise.continual.config import ContinualConfig
+    from poise.continual.config import SWITCH_DEFAULTS, ContinualConfig
     from poise.continual.runner import resume, run_continual, summary
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {**config_options(args, ContinualConfig), **{k: _strategy(k, getattr(args, k)) for k in STRATEGIES}}
+    overrides = {**config_options(args, ContinualConfig),
+                 **{k: _strategy(k, getattr(args, k)) for k in SWITCH_DEFAULTS}}
     if args.param:
         overrides["method_params"] = dict(_parse_param(p) for p in args.param)
     if args.resume:
@@ -291,12 +292,11 @@ def _parse_param(text: str, flag: str = "--param"):
                          f"e.g. --param alpha_s=20000") from None
 
 
-STRATEGIES = ("nis", "relearn", "ewc", "peers")  # ContinualConfig's strategy keys, one flag each
-
-
 def _strategy(key: str, tokens: list | None):
     """``--nis on``, ``--ewc online lam=5000``, ``--nis separate=always``: a switch (on / off, or a mode for ewc
     and peers) and NAME=VALUE parameters, as the config key of the same name takes them."""
+    from poise.continual.config import MODE_KEYS, SWITCH_KEY
+
     if tokens is None:
         return None
     switch, params = None, {}
@@ -305,12 +305,12 @@ def _strategy(key: str, tokens: list | None):
             name, value = _parse_param(token, flag=f"--{key}")
             params[name] = value
         elif switch is None:
-            switch = {"on": True, "true": True, "off": False, "false": False}.get(token, token) \
-                if key in ("nis", "relearn") else token
+            switch = token if key in MODE_KEYS else {"on": True, "true": True, "off": False,
+                                                     "false": False}.get(token, token)
         else:
             raise PoiseError(f"--{key} {' '.join(tokens)}: one switch at most, then NAME=VALUE parameters")
     if not params:
         return switch
     if switch is not None:
-        params["mode" if key in ("ewc", "peers") else "on"] = switch
+        params[SWITCH_KEY[key]] = switch
     return params

@@ -23,7 +23,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from poise.config import TrainConfig
-from poise.choices import NOISE_KINDS
+from poise.choices import EWC_MODES, NOISE_KINDS, PEERS
 from poise.errors import PoiseError
 
 # Each method of 001 Table 2 is a recipe: the strategies it switches on. ``ablate`` switches parts of a recipe
@@ -36,8 +36,6 @@ RECIPES = {
     "dividemix": dict(peers="dividemix", ewc="online"),
 }
 SWITCH_DEFAULTS = dict(nis=False, relearn=False, ewc="none", peers="none")
-EWC_MODES = ("none", "generic", "online", "adaptive")  # poise.continual.ewc
-PEERS = ("none", "coteaching", "dividemix")  # poise.continual.peers
 MODE_KEYS = {"ewc": EWC_MODES, "peers": PEERS}  # strategies switched by a mode; nis and relearn by true / false
 SWITCH_KEY = {"nis": "on", "relearn": "on", "ewc": "mode", "peers": "mode"}  # the switch inside a mapping
 # parts of a recipe that ``ablate`` can switch off (001 Table 4): ``adaptive_ewc`` falls back to the generic
@@ -93,14 +91,19 @@ class ContinualConfig(TrainConfig):
     peers: str | dict | None = None  # a second network and its noisy-label rule (poise.continual.peers)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.holdout:
             raise PoiseError(f"config key 'holdout' is {self.holdout!r}, but a continual task holds no training "
                              f"sequences out; the stream's held-back frames are 'reference_holdout'")
-        super().__post_init__()
+        for key, why in (("train_subjects", "a stream trains each task on every training subject of the split"),
+                         ("rgb_window", "the noise kinds corrupt single RGB frames, not a temporal window")):
+            if getattr(self, key):
+                raise PoiseError(f"config key {key!r} is {getattr(self, key)!r}, but {why}: leave it at 0 in a "
+                                 f"continual config (poise train takes it)")
         if self.tasks < 0:
             raise PoiseError(f"config key 'tasks' must be an integer >= 0 (0: the whole stream), got {self.tasks!r}")
         if isinstance(self.ablate, str):
-            self.ablate = [a.strip() for a in self.ablate.split(",")]
+            self.ablate = ablate_list(self.ablate)
         if self.ablate is not None and (not isinstance(self.ablate, (list, tuple))
                                         or not all(isinstance(a, str) for a in self.ablate)):
             raise PoiseError(f"config key 'ablate' must be a list of {', '.join(ABLATIONS)}, got {self.ablate!r}")
@@ -169,7 +172,7 @@ class ContinualConfig(TrainConfig):
 
     def recipe_switches(self) -> dict:
         """The strategies' switches as the recipe, with its ablated parts switched off, sets them."""
-        return ablated({**SWITCH_DEFAULTS, **RECIPES[self.recipe]}, self.ablate)
+        return recipe_target(self.recipe, self.ablate)
 
     def resolve_strategies(self) -> None:
         """Each strategy key as ``false`` or its full parameters (its switch included for ``ewc`` / ``peers``):
@@ -201,8 +204,6 @@ class ContinualConfig(TrainConfig):
         """Strategy ``key`` switched to ``switch`` with ``params``: False, or its class's full parameters."""
         if switch in (False, "none"):
             return False
-        if key == "peers" and switch == "coteaching":
-            params = {"forget_rate": float(self.ratio), **params}  # tau: the stream's noise rate (Co-teaching's rule)
         try:
             strategy = strategy_class(key, switch).from_params({**({"mode": switch} if key == "ewc" else {}), **params})
         except (PoiseError, ValueError, TypeError) as err:
@@ -222,6 +223,19 @@ class ContinualConfig(TrainConfig):
         return {**{k: values[k] for k in own}, **{k: v for k, v in values.items() if k not in own}}
 
     @classmethod
+    def overridden(cls, values: dict, overrides: dict) -> dict:
+        """A file's ``values`` with ``overrides`` taking precedence; a strategy set in both keeps the file's
+        parameters under the override's (``--nis separate=always`` keeps the file's threshold; ``--ewc online``
+        keeps its ``lam``), unless the override switches it off."""
+        merged = {**values, **overrides}
+        for key in SWITCH_DEFAULTS:
+            mine, given = values.get(key), overrides.get(key)
+            if not isinstance(mine, dict) or given is None or given in (False, "none"):
+                continue
+            merged[key] = {**mine, **given} if isinstance(given, dict) else {**mine, SWITCH_KEY[key]: given}
+        return merged
+
+    @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "ContinualConfig":
         return super().from_dict(upgrade(values, source), source)
 
@@ -232,11 +246,12 @@ class ContinualConfig(TrainConfig):
         ablated_parts = "".join(f"-no_{a}" for a in self.ablate)
         noise = "clean" if self.noise == "none" else f"{self.noise}{self.ratio:g}" + (
             f"-{self.noisy_modality}" if self.noisy_modality else "")  # a fixed noisy modality: its own stream
-        method = "" if self.method == "baseline" else f"-{self.method}"
-        # strategies switched by hand against the recipe: such a run gets its own folder
+        # strategies switched by hand against the recipe, then the balancing method, then NIS's split rule: such a
+        # run gets its own folder (the order of the names before this vocabulary: committed runs keep theirs)
         custom = "".join(f"-{k}_{v}".lower() for k, v in self.custom_switches().items())
+        custom += "" if self.method == "baseline" else f"-{self.method}"
         custom += f"-separate_{self.nis['separate']}" if self.nis and self.nis["separate"] != "named" else ""
-        return f"continual-{self.recipe}{ablated_parts}{custom}{method}-{self.protocol}-{noise}-seed{self.seed}"
+        return f"continual-{self.recipe}{ablated_parts}{custom}-{self.protocol}-{noise}-seed{self.seed}"
 
 
 def given(key: str, value, default) -> tuple:
@@ -268,19 +283,34 @@ def parameters(key: str, value: dict) -> dict:
 
 def tuned(values: dict, *params: dict) -> dict:
     """ContinualConfig ``values`` with each of ``params``' strategy parameters ({strategy: {name: value}})
-    merged into the strategies that are on in this run (by its own switch, else its recipe's); for the others,
-    which are off, they do not apply. How a bench shares, e.g., re-learning's epoch among recipes."""
+    merged into the strategies that are on in this run (by its own switch, else its recipe's), under what the
+    run sets itself; for the others, which are off, they do not apply. How a bench shares, e.g., re-learning's
+    epoch among recipes."""
     values = dict(values)
-    target = ablated({**SWITCH_DEFAULTS, **RECIPES.get(values.get("recipe", "ours"), {})}, values.get("ablate") or [])
+    target = recipe_target(values.get("recipe", "ours"), values.get("ablate"))
     for extra in params:
         for key, more in extra.items():
             switch, mine = given(key, values.get(key), target[key])
             if switch not in (False, "none"):
-                values[key] = {**mine, **more, SWITCH_KEY[key]: switch}
+                values[key] = {**more, **mine, SWITCH_KEY[key]: switch}  # the run's own setting wins
     return values
 
 
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def ablate_list(ablate) -> list:
+    """``ablate`` as a list of part names (a YAML list, or one comma-separated string)."""
+    if isinstance(ablate, str):
+        return [a.strip() for a in ablate.split(",") if a.strip()]
+    return list(ablate or [])
+
+
+def recipe_target(recipe, ablate) -> dict:
+    """The strategies' switches as ``recipe`` (a RECIPES name; an unknown one switches nothing on, its error
+    comes from the config) with the parts in ``ablate`` switched off."""
+    known = RECIPES.get(recipe, {}) if isinstance(recipe, str) else {}
+    return ablated({**SWITCH_DEFAULTS, **known}, ablate_list(ablate))
 
 
 def ablated(switches: dict, ablate) -> dict:
@@ -323,14 +353,15 @@ def upgrade(values: dict, source: str = "config") -> dict:
     saved = "balance" in values  # a whole earlier config.yaml (it wrote every key)
     if "recipe" in values and "noise" in values:  # a saved config of today's vocabulary, perhaps before a key came
         values = {**ADDED, **values}
-    earlier = saved or any(k in values for k in MOVED) or \
-        ("recipe" not in values and values.get("method") in RECIPES)
+    recipe_as_method = isinstance(values.get("method"), str) and values["method"] in RECIPES
+    earlier = saved or any(k in values for k in (*MOVED, "naming", "fisher")) or \
+        ("recipe" not in values and recipe_as_method)
     if not earlier:
         return values
-    if "recipe" in values and values.get("method") in RECIPES:
+    if "recipe" in values and recipe_as_method:
         raise PoiseError(f"{source}: 'method' is {values['method']!r}, a recipe, beside 'recipe': the balancing "
                          f"method trained in every task is 'method' (e.g. baseline), the 001 Table 2 method 'recipe'")
-    if values.get("method") in RECIPES:
+    if recipe_as_method:
         values["recipe"] = values.pop("method")
     for old, new in (("balance", "method"), ("balance_params", "method_params")):
         if old in values:
@@ -338,7 +369,7 @@ def upgrade(values: dict, source: str = "config") -> dict:
                 raise PoiseError(f"{source}: both {old!r} (an earlier poise's key) and {new!r}: keep {new!r}")
             values[new] = values.pop(old)
     recipe = values.get("recipe", "ours")
-    target = ablated({**SWITCH_DEFAULTS, **RECIPES.get(recipe, {})}, values.get("ablate") or [])
+    target = recipe_target(recipe, values.get("ablate"))
     params = {k: {} for k in SWITCH_DEFAULTS}
     for old, (key, param) in MOVED.items():
         if old in values:
@@ -351,15 +382,17 @@ def upgrade(values: dict, source: str = "config") -> dict:
         params["ewc"]["per_sample"] = fisher == "per_sample"
     for key in SWITCH_DEFAULTS:
         switch = values.get(key)
+        if isinstance(switch, dict):  # today's mapping beside earlier flat keys: it wins where both say something
+            mapping = dict(switch)
+            switch = mapping.pop(SWITCH_KEY[key], None)
+            params[key].update(mapping)
         switch = target[key] if switch in (None, "") else switch
-        if switch in (False, "none"):
-            values[key] = False  # an earlier config checked that an off strategy's parameters were not set
-        elif key == "peers":
-            values[key] = {"mode": switch, **({} if switch == "coteaching" else params[key])}
-        elif key == "ewc":
-            values[key] = {"mode": switch, **params[key]}
-        else:
-            values[key] = {"on": True, **params[key]}
+        if key == "peers" and switch == "coteaching":
+            params[key] = {k: v for k, v in params[key].items() if k not in ("lambda_u", "warmup")}  # DivideMix's
+        if switch in (False, "none") and (saved or not params[key]):
+            values[key] = False  # a saved earlier config wrote every key; its off strategies' were defaults
+        else:  # a hand-written one: parameters of a strategy that is off are the config's error to name
+            values[key] = {SWITCH_KEY[key]: switch, **params[key]}
     if saved:
         values = {**EARLIER_LOOP, **values}
     return values

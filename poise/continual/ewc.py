@@ -31,6 +31,7 @@ import torch
 
 from poise.contrib.shapley import batch_scores
 from poise.fisher import empirical_fisher, quadratic_penalty
+from poise.choices import EWC_MODES
 from poise.continual.nis import MODES as NAMING_MODES, NONE, name_noisy_modality
 from poise.errors import PoiseError
 from poise.methods.base import Method
@@ -130,7 +131,7 @@ def ewc_penalty(model, fisher, anchor: dict) -> torch.Tensor:
     return quadratic_penalty([params[n] for n in values], [anchor[n] for n in values], list(values.values()))
 
 
-MODES = ("generic", "online", "adaptive")
+MODES = EWC_MODES[1:]  # generic, online, adaptive (poise.choices; "none" is no EWC)
 
 
 @dataclasses.dataclass

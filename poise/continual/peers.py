@@ -109,11 +109,11 @@ class CoTeaching(Peers):
     over the first half of the task's epochs. The first task (clean in 001) trains both on every sample."""
 
     name: ClassVar[str] = "coteaching"
-    forget_rate: float = 0.2  # tau: the original's default is the true noise rate
+    forget_rate: float | None = None  # tau; None: the stream's noise rate (the original's default is the true one)
 
     def __post_init__(self):
         super().__post_init__()
-        if not 0.0 <= self.forget_rate < 1.0:
+        if self.forget_rate is not None and not 0.0 <= self.forget_rate < 1.0:
             raise PoiseError(f"coteaching: forget_rate must lie in [0, 1), got {self.forget_rate!r}")
 
     def extra_loss(self, run, step):

@@ -7,8 +7,9 @@ protocol's stream (``poise.continual.tasks``) on the cross-subject split. For ta
    ``ratio`` of them for t > 0, ``poise.continual.noise``), a fresh optimiser, and the task's method: the
    plugins the config's switches name (``poise.continual.strategies``: the balancing method, re-learning, NIS,
    EWC, Co-teaching / DivideMix);
-2. the plugins' ``on_task_start`` (NIS probes and keeps the clean set), ``setup``, ``epochs`` epochs of the
-   loop, ``on_task_end`` (EWC's Fisher and anchor);
+2. the probes the plugins ask for (NIS's fit: ``poise.train.run_probe``), their ``on_task_start`` (NIS names
+   and keeps the clean set), ``setup``, ``epochs`` epochs of the loop, ``on_task_end`` (EWC's Fisher and
+   anchor);
 3. MPJPE / PA-MPJPE on the test frames of tasks 0..t (the lower triangle of the task x task matrix: its last
    row is 001 Fig. 5a, its diagonal Fig. 5b), NIS's and DivideMix's splits scored against the recorded
    corruption (which no plugin sees), and a checkpoint in the Setting-1 format with the stream's state.
@@ -49,7 +50,7 @@ from poise.data.dataset import MMFiDataset
 from poise.errors import PoiseError
 from poise.models.pose import build_model
 from poise.run_dir import clear_run, write_environment
-from poise.runtime import evaluate, read_checkpoint, resolve_device, run_lock, to_device, write_atomic
+from poise.runtime import configure, evaluate, read_checkpoint, resolve_device, run_lock, to_device, write_atomic
 
 logger = logging.getLogger(__name__)
 STREAM_FILES = (CHECKPOINT, CHECKPOINT + ".tmp", "tasks.json", "results.json", "noise.json", "losses-task*.npz",
@@ -160,6 +161,7 @@ def build(config: ContinualConfig, run_dir: Path, progress: bool = True, rebuild
     model = build_model(config.modalities, **kw)
     model.set_mean_pose(torch.cat([b["gt"] for b in train.loader(batch_size=2048)]).mean(0))
     device = resolve_device(config.device)
+    configure(device, config.deterministic)
     model.to(device)
 
     def make_peer():  # a second network from another initialisation

@@ -29,6 +29,8 @@ def across_tasks(config: ContinualConfig, make_peer, reference_rows) -> list[Met
         parts.append(nis)
     if config.peers:
         peers = strategy_class("peers", config.peers["mode"]).from_params(parameters("peers", config.peers))
+        if getattr(peers, "forget_rate", 0.0) is None:  # Co-teaching's tau: the stream's noise rate (its rule)
+            peers.forget_rate = float(config.ratio)
         peers.peer = make_peer()
         parts.append(peers)
     if config.ewc and config.ewc["lam"] > 0:

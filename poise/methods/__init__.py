@@ -57,9 +57,9 @@ def import_plugins(modules) -> None:
     for module in modules:
         try:
             importlib.import_module(module)
-        except ImportError as err:
-            raise PoiseError(f"plugin {module!r} cannot be imported ({err}); install its package or put its folder "
-                             f"on PYTHONPATH, or drop it from the config's 'plugins'") from None
+        except Exception as err:  # noqa: BLE001: a missing module, or one that fails on import (a name registered twice)
+            raise PoiseError(f"plugin {module!r} cannot be imported ({type(err).__name__}: {err}); install its "
+                             f"package or put its folder on PYTHONPATH, or drop it from the config's 'plugins'") from None
 
 
 def _load() -> None:

@@ -1,7 +1,8 @@
 """``poise continual-bench``: paper 001's continual comparison on our data, over seeds.
 
 ``presets`` (what runs), ``runs`` (the plan, thresholds, running and reading back), ``tables`` (tables and
-findings), ``report`` (report.md, CSVs, figures); the names in ``LAZY`` load their module when first used.
+findings), ``report`` (report.md, CSVs, figures); the names in ``LAZY`` load their module when first used (the
+report writer is ``poise.bench.continual.report.report``: ``report`` here is the module).
 
 - Table 2 analogue: avg-MPJPE / avg-PA-MPJPE after the last task (001 Eq. 13) of every method on every stream
   (protocol x noise kind x ratio), mean +- std over seeds, and the mean forgetting.
@@ -39,8 +40,9 @@ from poise.errors import PoiseError
 # the names this package offers, each from its module, imported when first used (PEP 562)
 LAZY = {**dict.fromkeys(("Preset", "ABLATION_ROWS", "GENERIC_FISHER_ROW", "LIKE_FOR_LIKE", "LIKE_FOR_LIKE_LABEL",
                          "PAPER_TABLE2_P1_RAW20"), "presets"),
-        **dict.fromkeys(("ablation_label", "variant_of", "plan", "settled_thresholds", "naming_thresholds",
-                         "nis_tasks", "run_one", "execute", "THRESHOLDS", "THRESHOLD_SDS"), "runs"),
+        **dict.fromkeys(("ablation_label", "variant_of", "plan", "plan_text", "settled_thresholds",
+                         "naming_thresholds", "nis_tasks", "run_one", "row_of", "stream_keys", "execute", "THRESHOLDS",
+                         "THRESHOLD_SDS", "SECONDS_PER_TASK"), "runs"),
         **dict.fromkeys(("table2", "table4", "nis_table", "naming_confusion", "noise_table", "threshold_table",
                          "matrix_tables", "findings"), "tables"),
         **dict.fromkeys(("plot_fig5", "plot_fig3", "write_tables"), "report")}
@@ -50,6 +52,10 @@ def __getattr__(name: str):
     if name in LAZY:
         return getattr(importlib.import_module(f"poise.bench.continual.{LAZY[name]}"), name)
     raise AttributeError(f"module 'poise.bench.continual' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted({*globals(), *LAZY})
 
 
 def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None,
