@@ -31,7 +31,7 @@ What the reference (``zrguo/CGGM`` [d7890a8], ``src/msatrain.py`` ``train``, CMU
   10) on the validation loss; 30 epochs, batch 64, rho 1.3, lambda 0.2, gradient clipping 0.8. Each classifier
   is a 2-layer transformer, a linear layer applied twice with a ReLU, and an output layer.
 
-Here, each epoch (``tests/test_balancing.py`` tests each line):
+Here, each epoch (``tests/test_balancing.py`` tests B, the scaling, L_gm and where its gradient goes):
 
     y_m    = mean_pose + head_m(sg(z_m))           a linear head per modality (``UnimodalHeads``), in place of f_m
     L_m    = MPJPE(y_m)                            trains the head only; the heads are never evaluated
