@@ -1,5 +1,5 @@
-"""Paper 002-004's balancing methods (ARL, DGL, ARM, LSI) on their defining properties, and the two pieces they
-share: rescaled unimodal predictions and Gaussian information."""
+"""Paper 002-004's balancing methods (ARL, DGL, ARM, LSI) and CGGM on their defining properties, and the two pieces
+they share: rescaled unimodal predictions and Gaussian information."""
 
 import math
 from types import SimpleNamespace
@@ -10,7 +10,7 @@ import torch
 
 from poise import methods
 from poise.contrib.information import gaussian_cmi, gaussian_mi
-from poise.methods import arl, arm, lsi
+from poise.methods import arl, arm, cggm, lsi
 from poise.methods.responses import unimodal_predictions
 from poise.metrics import mpjpe_loss
 from poise.models.pose import build_model
@@ -275,6 +275,101 @@ def test_lsi_scores_do_not_change_with_a_modalitys_feature_scale(fake_batch):
     assert torch.allclose(before, after, rtol=1e-4)
 
 
+# --- CGGM ------------------------------------------------------------------------------------------------
+
+def test_cggm_slows_the_modality_whose_unimodal_error_falls_faster():
+    before = {"rgb": 100.0, "lidar": 120.0, "mmwave": 150.0, "wifi-csi": 140.0}
+    after = {"rgb": 80.0, "lidar": 115.0, "mmwave": 150.0, "wifi-csi": 145.0}  # rgb -20 mm, lidar -5, the rest not
+    b = cggm.balancing_terms(before, after)
+    assert b == pytest.approx({"rgb": 0.2, "lidar": 0.8, "mmwave": 1.0, "wifi-csi": 1.0})  # (25 - d_m) / 25
+    assert sum(b.values()) == pytest.approx(len(b) - 1)
+    swapped = cggm.balancing_terms(before, {**after, "rgb": 95.0, "lidar": 100.0})  # now lidar falls faster
+    assert swapped["lidar"] < swapped["rgb"] < 1.0
+    assert cggm.balancing_terms(before, before) == cggm.balanced(ALL) == {m: 0.75 for m in ALL}  # nobody improved
+    assert cggm.balancing_terms(before, {m: v + 1 for m, v in before.items()}) == cggm.balanced(ALL)
+
+
+def cggm_setup(fake_batch, modalities=ALL, **params):
+    torch.manual_seed(0)
+    model = build_model(modalities, fusion="concat", dim=8)
+    batch = fake_batch(16)
+    batch["gt"] = torch.randn(16, 17, 3, generator=torch.Generator().manual_seed(2)) * 0.2
+    method = methods.get("cggm", **params)
+    run = fake_run(model)
+    method.setup(run)
+    method.on_epoch_start(run)
+    return model, batch, method, run
+
+
+def test_cggm_scales_each_encoder_by_rho_b_and_leaves_the_fusion_and_heads(fake_batch):
+    model, batch, method, run = cggm_setup(fake_batch)
+    method.applied = {"rgb": 0.2, "lidar": 0.8, "mmwave": 1.0, "wifi-csi": 0.0}
+    step = step_of(model, batch)
+    (step.loss + method.extra_loss(run, step)).backward()
+    plain = {g: grads(model, g) for g in (*ALL, "fusion")}
+    heads = [p.grad.clone() for p in method.modules()["cggm_heads"].parameters()]
+    method.after_backward(run, step)
+    for m in ALL:
+        for got, want in zip(grads(model, m), plain[m]):
+            assert torch.allclose(got, method.rho * method.applied[m] * want)
+    assert all(torch.equal(a, b) for a, b in zip(grads(model, "fusion"), plain["fusion"]))
+    assert all(torch.equal(a, p.grad) for a, p in zip(heads, method.modules()["cggm_heads"].parameters()))
+
+
+def test_cggm_direction_loss_is_zero_when_the_gradients_align_and_positive_otherwise(fake_batch):
+    model, batch, method, run = cggm_setup(fake_batch, modalities=("rgb", "lidar"))
+    own = method.heads["rgb"]
+    with torch.no_grad():  # the fused head reads rgb exactly as rgb's own head does, and lidar not at all
+        model.head.weight.zero_()
+        model.head.weight[:, :8] = own.weight
+        model.head.bias.copy_(own.bias)
+    features = model.encode(batch)
+    cos = cggm.gradient_cosines(model, method.heads, features, batch["gt"])[1].detach()
+    assert cos[0] == pytest.approx(1.0, abs=1e-5) and cos[1] == pytest.approx(0.0, abs=1e-6)
+    assert float(cggm.direction_loss({"rgb": 1.0, "lidar": 0.0}, cos)) == pytest.approx(0.0, abs=1e-6)
+    assert float(cggm.direction_loss({"rgb": 0.5, "lidar": 0.5}, cos)) == pytest.approx(0.25, abs=1e-5)
+    with torch.no_grad():  # the fused head now reads rgb differently: the gradients part
+        model.head.weight[:, :8] = torch.randn(51, 8, generator=torch.Generator().manual_seed(5))
+    cos = cggm.gradient_cosines(model, method.heads, features, batch["gt"])[1].detach()
+    assert cos[0] < 0.99
+    assert float(cggm.direction_loss({"rgb": 1.0, "lidar": 0.0}, cos)) > 0.005
+
+
+def test_cggm_direction_loss_trains_only_the_fusion_and_head_towards_alignment(fake_batch):
+    model, batch, method, run = cggm_setup(fake_batch, lam=0.0)
+    step = step_of(model, batch)
+    method.extra_loss(run, step).backward()  # the heads' losses alone
+    heads = [p.grad.clone() for p in method.heads.parameters()]
+    assert all(p.grad is None for m in ALL for p in model.modality_parameters()[m])
+    assert all(p.grad is None or not p.grad.any() for p in model.modality_parameters()["fusion"])  # 0 x L_gm
+    model.zero_grad(set_to_none=True)
+    method.heads.zero_grad(set_to_none=True)
+    method.lam = 1.0
+    step = step_of(model, batch)
+    method.extra_loss(run, step).backward()
+    assert all(torch.allclose(a, p.grad) for a, p in zip(heads, method.heads.parameters()))  # L_gm misses them
+    assert all(p.grad is None for m in ALL for p in model.modality_parameters()[m])  # and the encoders
+    fusion = model.modality_parameters()["fusion"]
+    assert all(p.grad is not None for p in fusion) and sum(float(p.grad.abs().sum()) for p in fusion) > 0
+    features = {m: f.detach() for m, f in step.features.items()}
+
+    def gm() -> float:
+        return float(cggm.direction_loss(method.applied, cggm.gradient_cosines(model, method.heads, features,
+                                                                               batch["gt"])[1].detach()))
+
+    before = gm()
+    with torch.no_grad():  # a small step on the fusion and head along L_gm's gradient (the heads' loss is not there)
+        for p in fusion:
+            p -= 1e-3 * p.grad
+    assert gm() < before
+
+
+def test_cggm_refuses_a_single_modality():
+    run = fake_run(build_model(("rgb",), dim=8))
+    with pytest.raises(Exception, match="two or more modalities"):
+        methods.get("cggm").setup(run)
+
+
 # --- each method in a short training run -----------------------------------------------------------------
 
 def short_run(tiny, tmp_path, method, params=None, epochs=3, **train):
@@ -321,6 +416,20 @@ def test_each_method_moves_the_statistic_it_targets(tiny, tmp_path):
     assert spread(history["lsi"][-1]) < spread(control[-1])  # the regulariser moves the shares together
     first, last = history["dgl"][0], history["dgl"][-1]  # every encoder learns from its own unimodal loss
     assert all(last[f"dgl_uni_mm_{m}"] < first[f"dgl_uni_mm_{m}"] for m in ALL)
+
+
+def test_cggm_applies_b_from_the_last_two_epochs_unimodal_errors(tiny, tmp_path):
+    history = short_run(tiny, tmp_path, "cggm", epochs=4).history
+    rho = cggm.CGGM().rho
+    for row in history[:2]:  # no two epoch means yet: balanced
+        assert all(row[f"cggm_k_{m}"] == pytest.approx(rho * 0.75) for m in ALL)
+    for before, last, row in zip(history, history[1:], history[2:]):
+        expected = cggm.balancing_terms(*({m: r[f"cggm_uni_mm_{m}"] for m in ALL} for r in (before, last)))
+        assert {m: row[f"cggm_k_{m}"] for m in ALL} == pytest.approx({m: rho * b for m, b in expected.items()})
+    k = {m: history[2][f"cggm_k_{m}"] for m in ALL}
+    assert max(k.values()) - min(k.values()) > 0.05  # the heads learn at different speeds
+    assert all(history[-1][f"cggm_uni_mm_{m}"] < history[0][f"cggm_uni_mm_{m}"] for m in ALL)
+    assert all(-1 <= history[-1][f"cggm_cos_{m}"] <= 1 for m in ALL) and history[-1]["cggm_gm"] >= 0
 
 
 def test_arm_refuses_batches_too_small_for_its_estimate():

@@ -32,6 +32,28 @@ def test_the_plan_has_every_cell_once_with_its_optimiser_and_schedule():
                and c.holdout == 0.1 for c in configs)  # paper 000's schedule, scaled to the run
 
 
+@pytest.mark.parametrize("name", sorted(bench.PRESETS))
+def test_every_variant_is_compared_with_a_row_trained_by_the_same_optimiser(name):
+    """A method trained under its reference optimiser (SGD for OGM-GE, Adam for CGGM, ...) is paired seed by seed
+    with joint training under that optimiser at the same learning rate, never across optimisers."""
+    from poise import methods, optim
+
+    preset = bench.PRESETS[name]
+    configs = {c.run_name: c for c in bench.plan(preset, "data", Path("out"))}
+
+    def recipe(config) -> tuple:
+        spec = optim.resolve(config, methods.get(config.method, **config.method_params))
+        return spec["optimizer"], spec["lr"]
+
+    for variant in preset.variants:
+        if variant.against is None:
+            continue
+        for run, config in configs.items():
+            if run.startswith(variant.label + "-"):
+                pair = configs[run.replace(variant.label, variant.against, 1)]
+                assert recipe(config) == recipe(pair), (run, pair.run_name)
+
+
 def test_plan_prints_every_run_and_trains_nothing(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["bench", "--preset", "standard", "--out", str(out), "--data", str(tmp_path / "nowhere"),

@@ -127,6 +127,11 @@ RELATED = (  # papers 002-004; ARL, DGL and ARM scale gradients or features: the
     Variant("arm", "arm", against="baseline_sgd01", about="004's ARM: feature gains from Gaussian MI / CMI, SGD"),
     Variant("lsi", "lsi", about="003's log-Sobolev regulariser equalising the modalities' information, Adam"),
 )
+REGRESSION_REFERENCE = (  # a published method whose reference code already trains a regression task
+    Variant("cggm", "cggm", about="CGGM (NeurIPS 2024): encoder gradients x rho B from the unimodal heads' "
+            "per-epoch MPJPE decrease, and the direction loss; Adam, as its reference (paired with joint "
+            "training under Adam)"),
+)
 
 
 AGAINST_RUN = "@against"  # a method parameter naming the run of the variant's pair (same fusion, subset, seed)
@@ -191,11 +196,11 @@ PRESETS = {
         about="the README's main job: joint training, AWC and re-learning, and the subsets that answer "
               "'does fusion lose to RGB + LiDAR', converged, 2 seeds"),
     "standard": Preset(
-        variants=(BASELINE, *GRADIENT_METHODS, *OTHERS, *RELATED), fusions=CONCAT, subsets=(*SINGLES, ("rgb", "lidar"), ALL),
-        seeds=(0, 1, 2), epochs=CONVERGED_EPOCHS, train=SHARED,
+        variants=(BASELINE, *GRADIENT_METHODS, *OTHERS, *RELATED, *REGRESSION_REFERENCE), fusions=CONCAT,
+        subsets=(*SINGLES, ("rgb", "lidar"), ALL), seeds=(0, 1, 2), epochs=CONVERGED_EPOCHS, train=SHARED,
         about="every method at concat (OGM-GE, AGM, ARL, DGL and ARM under their reference optimiser, SGD, "
-              "against joint training under SGD), the single modalities and R + L, converged, 3 seeds: the "
-              "numbers in docs/bench.md"),
+              "against joint training under SGD; CGGM under its reference Adam against joint training under "
+              "Adam), the single modalities and R + L, converged, 3 seeds: the numbers in docs/bench.md"),
     "fusions": Preset(
         variants=(BASELINE, OTHERS[2], *RELATED), fusions=("mlp", "attention"), subsets=(),
         seeds=(0, 1, 2), epochs=EPOCHS, train=SHARED,
