@@ -25,7 +25,8 @@ from poise.errors import PoiseError
 
 def draw_masks(batch_size: int, n_modalities: int, p: float) -> torch.Tensor:
     """(B, M) float 0/1: each modality absent with probability ``p``, independently, redrawn until each row keeps
-    one. From the global CPU generator, so a resumed run draws the same masks."""
+    one. From the global CPU generator, so a resumed run draws the same masks; the redraw reads these CPU tensors
+    on the host (how many rows to draw again), which no device waits for."""
     keep = torch.rand(batch_size, n_modalities) >= p
     while True:
         empty = ~keep.any(1)
