@@ -11,7 +11,7 @@ which must see the averaged gradient. Batch-norm running statistics are broadcas
 as DDP does before each forward.
 
 Everything a method decides from is made identical on every rank: per-step scores are averaged over ranks
-(``all_mean``), the per-epoch contribution scores are computed by every rank on the same whole slice, the data order and re-sampling depend only on
+(``all_mean``, on the device when they are tensors), the per-epoch contribution scores are computed by every rank on the same whole slice, the data order and re-sampling depend only on
 (seed, epoch), and the torch RNG (OGM-GE's noise) starts from the same seed and is consumed identically.
 Only rank 0 writes files and shows progress. In a single process every function here is a no-op.
 """
@@ -97,10 +97,16 @@ def all_sum(values: list[float]) -> list[float]:
 
 
 def all_mean(values: dict) -> dict:
-    """``{key: number}`` averaged over ranks (the same keys, in the same order, on every rank)."""
+    """``{key: number}`` averaged over ranks (the same keys, in the same order, on every rank). Values that are
+    tensors (0-d, e.g. a per-step score) are averaged on the device, in float64, and come back as 0-d float64
+    tensors: nothing is read back on the host (the same numbers as averaging their ``float()`` values)."""
     if not dist.is_initialized():
         return dict(values)
     keys = list(values)
+    if any(torch.is_tensor(v) for v in values.values()):
+        t = torch.stack([torch.as_tensor(values[k], dtype=torch.float64, device=_device).reshape(()) for k in keys])
+        dist.all_reduce(t)
+        return dict(zip(keys, (t / world()).unbind()))
     return dict(zip(keys, (v / world() for v in all_sum([float(values[k]) for k in keys]))))
 
 

@@ -10,6 +10,8 @@ with the partial correlation from the inverse correlation matrix P of (x, y, z_1
 ``rho(x, y | z) = -P_xy / sqrt(P_xx P_yy)``. Both are exact for Gaussian variables and need no binning, unlike
 ARM's released histogram estimator, whose conditional term is wrong (``research/related_methods.md`` 7.5). A
 coordinate whose values are constant along the batch (a collapsed modality) carries 0 information.
+Both return a 0-d float64 tensor on the inputs' device (``float()`` reads it), so a per-step use (ARM) need
+not wait for the device.
 """
 
 from __future__ import annotations
@@ -37,17 +39,19 @@ def correlations(*columns: torch.Tensor) -> torch.Tensor:
     return corr * (1 - eye) + eye
 
 
-def gaussian_mi(x: torch.Tensor, y: torch.Tensor) -> float:
-    """I(x; y) in nats, summed over coordinates; x and y are (B, ...) with the same coordinates."""
+def gaussian_mi(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """I(x; y) in nats, summed over coordinates (a 0-d float64 tensor); x and y are (B, ...) with the same
+    coordinates."""
     r = correlations(x, y)[:, 0, 1].clamp(-MAX_R, MAX_R)
-    return float((-0.5 * torch.log1p(-r.square())).sum())
+    return (-0.5 * torch.log1p(-r.square())).sum()
 
 
-def gaussian_cmi(x: torch.Tensor, y: torch.Tensor, given: list) -> float:
-    """I(x; y | given) in nats, summed over coordinates; ``given`` is a list of tensors shaped like x."""
+def gaussian_cmi(x: torch.Tensor, y: torch.Tensor, given: list) -> torch.Tensor:
+    """I(x; y | given) in nats, summed over coordinates (a 0-d float64 tensor); ``given`` is a list of tensors
+    shaped like x."""
     if not given:
         return gaussian_mi(x, y)
     corr = correlations(x, y, *given)
     precision = torch.linalg.inv(corr + RIDGE * torch.eye(corr.shape[-1], dtype=corr.dtype, device=corr.device))
     r = (-precision[:, 0, 1] / (precision[:, 0, 0] * precision[:, 1, 1]).sqrt()).clamp(-MAX_R, MAX_R)
-    return float((-0.5 * torch.log1p(-r.square())).sum())
+    return (-0.5 * torch.log1p(-r.square())).sum()

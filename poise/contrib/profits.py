@@ -25,6 +25,12 @@ ZERO_STD = 1e-9  # metres: a coordinate whose std along the batch is below this 
 
 def pearson(y: torch.Tensor, y_hat: torch.Tensor) -> float:
     """Sum over coordinates of Pearson's r along the batch (001 Eq. 2-3); constant coordinates give 0."""
+    return float(pearson_tensor(y, y_hat))
+
+
+def pearson_tensor(y: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
+    """``pearson`` as a 0-d float64 tensor on the inputs' device, for a per-step use that must not wait for the
+    device (OGM-GE's scores)."""
     y = y.reshape(len(y), -1).double()
     y_hat = y_hat.reshape(len(y_hat), -1).double()
     if len(y) < 2:
@@ -33,7 +39,7 @@ def pearson(y: torch.Tensor, y_hat: torch.Tensor) -> float:
     sy, sp = dy.square().mean(0).sqrt(), dp.square().mean(0).sqrt()
     ok = (sy > ZERO_STD) & (sp > ZERO_STD)
     r = (dy * dp).mean(0) / torch.where(ok, sy * sp, torch.ones_like(sy))
-    return float(torch.where(ok, r, torch.zeros_like(r)).sum())
+    return torch.where(ok, r, torch.zeros_like(r)).sum()
 
 
 def neg_mse(y: torch.Tensor, y_hat: torch.Tensor) -> float:

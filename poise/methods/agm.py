@@ -26,12 +26,14 @@ Cost: 2^M decodes per step with autograd (encoders still run once).
 Optimiser: the reference trains with SGD (momentum 0.9, weight decay 1e-4), and so do we by default
 (``reference_optimizer``; ``poise.optim``): Adam would normalise a slowly varying k away. Each epoch's row of
 ``metrics.csv`` holds the mean coefficient of every modality (``agm_k_<m>``).
+No step waits for the device: the scores, their running means and the coefficients are 0-d float64 tensors where
+the model is, the clipping rule's test is a tensor (a coefficient of 1 when it does not fire), and the summed
+coefficients are read once, at the epoch's end (a checkpoint reads the running means as numbers).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
@@ -39,7 +41,6 @@ from poise import distributed
 from poise.methods import register
 from poise.methods.base import Method, Statistic
 from poise.methods.responses import shapley_responses
-from poise.metrics import joint_errors
 from poise.errors import PoiseError
 
 
@@ -54,21 +55,41 @@ class _ScaleGrad(torch.autograd.Function):
         return grad * ctx.k, None
 
 
-def scale_grad(x: torch.Tensor, k: float) -> torch.Tensor:
-    """x in the forward pass; its gradient times k in the backward pass."""
+def scale_grad(x: torch.Tensor, k) -> torch.Tensor:
+    """x in the forward pass; its gradient times k (a number or a 0-d tensor) in the backward pass."""
     return _ScaleGrad.apply(x, k)
 
 
+def _f64(x) -> torch.Tensor:
+    return torch.as_tensor(x, dtype=torch.float64)
+
+
 def strengths(scores: dict) -> dict:
-    """r_m = exp(M / (M - 1) * (mean score - s_m)); scores are losses (lower = stronger)."""
+    """r_m = exp(M / (M - 1) * (mean score - s_m)); scores are losses (lower = stronger), numbers or 0-d tensors;
+    each r_m is a 0-d float64 tensor."""
     m = len(scores)
     mean = sum(scores.values()) / m
-    return {k: math.exp(m / max(m - 1, 1) * (mean - s)) for k, s in scores.items()}
+    return {k: torch.exp(m / max(m - 1, 1) * (mean - _f64(s))) for k, s in scores.items()}
 
 
 def coefficients(reference: dict, current: dict, alpha: float, cap: float) -> dict:
-    """k_m = exp(alpha * min(reference_m - current_m, cap))."""
-    return {k: math.exp(alpha * min(reference[k] - current[k], cap)) for k in current}
+    """k_m = exp(alpha * min(reference_m - current_m, cap)), each a 0-d float64 tensor."""
+    return {k: torch.exp(alpha * (_f64(reference[k]) - current[k]).clamp_max(cap)) for k in current}
+
+
+def clip_when_large(parameters, shared) -> None:
+    """AGM's rule: when any gradient element of ``shared`` exceeds 1 in magnitude, clip the global gradient norm
+    of ``parameters`` to 1 (what ``clip_grad_norm_(parameters, 1.0)`` does: the 2-norm of the per-tensor norms,
+    then every gradient times min(1 / (norm + 1e-6), 1)). Decided on the device: when the rule does not fire, the
+    norm is taken as 0, whose factor is exactly 1, so the gradients are unchanged."""
+    fires = [p.grad.abs().max() > 1 for p in shared if p.grad is not None]
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not fires or not grads:
+        return
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    factor = (1.0 / (torch.where(torch.stack(fires).any(), total, torch.zeros_like(total)) + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(factor)
 
 
 @register("agm")
@@ -85,7 +106,7 @@ class AGM(Method):
             raise PoiseError(f"agm: alpha must be >= 0, got {self.alpha}")
         if not self.cap > 0:
             raise PoiseError(f"agm: cap must be > 0 (the largest coefficient), got {self.cap}")
-        self.running: dict = {}  # running mean of each score
+        self.running: dict = {}  # running mean of each score (0-d tensors once a step has run)
         self.count = 0
         self.last: dict = {}
         self._sums: dict = {}  # this epoch's summed coefficients
@@ -95,16 +116,17 @@ class AGM(Method):
         self._sums, self._steps = {m: 0.0 for m in run.model.modalities}, 0
 
     def epoch_metrics(self, run) -> dict:
-        return {f"agm_k_{m}": (s / self._steps if self._steps else 1.0) for m, s in self._sums.items()}
+        return {f"agm_k_{m}": (float(s) / self._steps if self._steps else 1.0) for m, s in self._sums.items()}
 
     def predict(self, run, batch: dict, features: dict) -> torch.Tensor:
         empty, phi = shapley_responses(run.model, features)
         with torch.no_grad():
             gt = batch["gt"]
-            losses = {m: float(joint_errors(empty + p, gt).mean()) for m, p in phi.items()}
+            # MPJPE (joint_errors' mean, without its finiteness check: a host read), in float64 as a number would be
+            losses = {m: torch.linalg.vector_norm(empty + p - gt, dim=-1).mean().double() for m, p in phi.items()}
             losses = distributed.all_mean(losses)  # under torchrun: the same coefficients on every rank
             mean = sum(losses.values()) / len(losses)
-            scores = {m: v / max(mean, 1e-12) for m, v in losses.items()}
+            scores = {m: v / mean.clamp_min(1e-12) for m, v in losses.items()}
             self.count += 1
             for m, s in scores.items():
                 self.running[m] = self.running.get(m, s) + (s - self.running.get(m, s)) / self.count
@@ -115,14 +137,11 @@ class AGM(Method):
         return empty + sum(scale_grad(p, self.last[m]) for m, p in phi.items())
 
     def after_backward(self, run, step) -> None:
-        if not self.clip:
-            return
-        shared = run.model.modality_parameters()["fusion"]
-        if any(p.grad is not None and p.grad.abs().max() > 1 for p in shared):
-            torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
+        if self.clip:
+            clip_when_large(run.model.parameters(), run.model.modality_parameters()["fusion"])
 
     def state_dict(self) -> dict:
-        return {"running": self.running, "count": self.count}
+        return {"running": {m: float(v) for m, v in self.running.items()}, "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
         self.running, self.count = dict(state["running"]), state["count"]

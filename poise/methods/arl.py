@@ -38,6 +38,9 @@ Adapted to regression (all ours):
 - The reference's gradient-norm clipping at 40 never triggers for a loss in metres and is left out.
 Each epoch's row of ``metrics.csv`` holds every modality's mean coefficient ``arl_k_<m>``, its unimodal
 error spread ``arl_sd_mm_<m>`` (sqrt of v, mm) and its dependence share ``arl_dep_<m>``.
+No step waits for the device: the batch statistics, their EMAs and the coefficients are 0-d float64 tensors where
+the model is (``torch.where`` for the shares' zero-total fallbacks), read once, at the epoch's end (a checkpoint
+reads the EMAs as numbers).
 """
 
 from __future__ import annotations
@@ -56,16 +59,19 @@ from poise.errors import PoiseError
 
 
 def coefficients(variance: dict, dependence: dict, temperature: float) -> dict:
-    """k_m = softmax over modalities of T * (inverse-variance share / dependence share)."""
+    """k_m = softmax over modalities of T * (inverse-variance share / dependence share). The statistics are
+    numbers or 0-d tensors; each k_m is a 0-d float64 tensor on their device (nothing is read on the host)."""
     m = len(variance)
+    variance = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in variance.items()}
+    dependence = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in dependence.items()}
     total_v = sum(variance.values())
-    share = {k: max(v / total_v if total_v > 0 else 1 / m, 0.6 / m) for k, v in variance.items()}
+    share = {k: torch.where(total_v > 0, v / total_v, 1 / m).clamp_min(0.6 / m) for k, v in variance.items()}
     inverse = {k: 1 / s for k, s in share.items()}
     q = {k: w / sum(inverse.values()) for k, w in inverse.items()}
     total_d = sum(dependence.values())
-    d = {k: max(v / total_d if total_d > 0 else 1 / m, 1e-6) for k, v in dependence.items()}
-    logits = torch.tensor([temperature * q[k] / d[k] for k in variance], dtype=torch.float64)
-    return dict(zip(variance, torch.softmax(logits, 0).tolist()))
+    d = {k: torch.where(total_d > 0, v / total_d, 1 / m).clamp_min(1e-6) for k, v in dependence.items()}
+    logits = torch.stack([temperature * q[k] / d[k] for k in variance])
+    return dict(zip(variance, torch.softmax(logits, 0).unbind()))
 
 
 @register("arl")
@@ -94,9 +100,9 @@ class ARL(Method):
             raise PoiseError(f"arl: warmup must be an epoch count >= 0, got {self.warmup}")
         if not 0 <= self.momentum < 1:
             raise PoiseError(f"arl: momentum must be in [0, 1), got {self.momentum}")
-        self.variance: dict = {}
+        self.variance: dict = {}  # EMAs, 0-d tensors once a step has run (numbers after a resume until then)
         self.dependence: dict = {}
-        self.last: dict = {}  # this step's coefficients k
+        self.last: dict = {}  # this step's coefficients k (0-d tensors)
         self._sums: dict = {}
         self._steps = 0
 
@@ -120,10 +126,10 @@ class ARL(Method):
     @torch.no_grad()
     def update(self, run, features: dict, unimodal: dict, gt: torch.Tensor) -> dict:
         """Update the EMAs from this batch and return the coefficients k."""
-        variance = {m: float((y.detach() - gt).reshape(len(gt), -1).var(0, unbiased=False).mean())
+        variance = {m: (y.detach() - gt).reshape(len(gt), -1).var(0, unbiased=False).mean().double()
                     for m, y in unimodal.items()}
         _, phi = shapley_responses(run.model, {m: f.detach() for m, f in features.items()})
-        dependence = {m: float(p.abs().mean()) for m, p in phi.items()}
+        dependence = {m: p.abs().mean().double() for m, p in phi.items()}
         stats = distributed.all_mean({**{("v", m): v for m, v in variance.items()},
                                       **{("d", m): d for m, d in dependence.items()}})
         self._ema(self.variance, {m: stats[("v", m)] for m in variance})
@@ -152,15 +158,18 @@ class ARL(Method):
         self._steps += 1
 
     def epoch_metrics(self, run) -> dict:
-        row = {f"arl_k_{m}": (s / self._steps if self._steps else 0.0) for m, s in self._sums.items()}
-        total_d = sum(self.dependence.values()) or 1.0
+        row = {f"arl_k_{m}": (float(s) / self._steps if self._steps else 0.0) for m, s in self._sums.items()}
+        state = self.state_dict()  # the EMAs as numbers
+        variance, dependence = state["variance"], state["dependence"]
+        total_d = sum(dependence.values()) or 1.0
         for m in run.model.modalities:
-            row[f"arl_sd_mm_{m}"] = math.sqrt(self.variance.get(m, 0.0)) * M_TO_MM
-            row[f"arl_dep_{m}"] = self.dependence.get(m, 0.0) / total_d
+            row[f"arl_sd_mm_{m}"] = math.sqrt(variance.get(m, 0.0)) * M_TO_MM
+            row[f"arl_dep_{m}"] = dependence.get(m, 0.0) / total_d
         return row
 
     def state_dict(self) -> dict:
-        return {"variance": self.variance, "dependence": self.dependence}
+        return {"variance": {m: float(v) for m, v in self.variance.items()},
+                "dependence": {m: float(v) for m, v in self.dependence.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.variance, self.dependence = dict(state["variance"]), dict(state["dependence"])

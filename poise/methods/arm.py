@@ -36,12 +36,13 @@ does not contain and whose equations are not public; this is the released mechan
 Optimiser: SGD with momentum 0.9 and weight decay 1e-4, as the reference config (``reference_optimizer``).
 Each epoch's row of ``metrics.csv`` holds every modality's gain ``arm_gain_<m>`` at the epoch's end and its
 mean ``arm_mi_<m>`` and ``arm_cmi_<m>`` (nats, summed over the 51 coordinates).
+No step waits for the device: MI, CMI, p, c and w are 0-d float64 tensors where the model is, the gains move on
+the device, and the summed MI and CMI are read once, at the epoch's end.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
@@ -55,29 +56,35 @@ from poise.errors import PoiseError
 FLOOR = 1e-3
 
 
-def explained(y_hat: torch.Tensor, y: torch.Tensor) -> float:
-    """The mean over coordinates of corr(y_hat, y)^2 along the batch, in [0, 1]."""
-    return float(correlations(y_hat, y)[:, 0, 1].square().mean())
+def explained(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The mean over coordinates of corr(y_hat, y)^2 along the batch, in [0, 1] (a 0-d float64 tensor)."""
+    return correlations(y_hat, y)[:, 0, 1].square().mean()
 
 
-def contributions(mi: dict, cmi: dict, p: dict, p_fused: float) -> dict:
-    """c_m = p_fused MI_m + mean_{j != m} p_j (MI_m - CMI_m), floored at 1e-3."""
+def _f64(x) -> torch.Tensor:
+    return torch.as_tensor(x, dtype=torch.float64)
+
+
+def contributions(mi: dict, cmi: dict, p: dict, p_fused) -> dict:
+    """c_m = p_fused MI_m + mean_{j != m} p_j (MI_m - CMI_m), floored at 1e-3: numbers or 0-d tensors in, 0-d
+    float64 tensors out."""
     out = {}
     for m in mi:
         others = [p[j] for j in p if j != m]
         p_other = sum(others) / len(others) if others else 0.0
-        out[m] = max(p_fused * mi[m] + p_other * (mi[m] - cmi[m]), FLOOR)
+        out[m] = _f64(p_fused * mi[m] + p_other * (mi[m] - cmi[m])).clamp_min(FLOOR)
     return out
 
 
 def fusion_weights(c: dict, max_gain: float) -> dict:
     """w_m = mean_{j != m} c_j / c_m, divided by the weights' geometric mean (their product is 1, as the
-    reference's two weights' is), then clipped to [1 / max_gain, max_gain]."""
+    reference's two weights' is), then clipped to [1 / max_gain, max_gain]; each a 0-d float64 tensor."""
+    c = {m: _f64(v) for m, v in c.items()}
     if len(c) == 1:
-        return {m: 1.0 for m in c}
+        return {m: torch.ones_like(v) for m, v in c.items()}
     raw = {m: sum(c[j] for j in c if j != m) / (len(c) - 1) / c[m] for m in c}
-    mean_log = sum(math.log(w) for w in raw.values()) / len(raw)
-    return {m: min(max(w / math.exp(mean_log), 1 / max_gain), max_gain) for m, w in raw.items()}
+    mean_log = sum(torch.log(w) for w in raw.values()) / len(raw)
+    return {m: (w / torch.exp(mean_log)).clamp(1 / max_gain, max_gain) for m, w in raw.items()}
 
 
 @register("arm")
@@ -108,8 +115,8 @@ class ARM(Method):
                              f"'batch_size'")
 
     @torch.no_grad()
-    def information(self, model, features: dict, fused: torch.Tensor, gt: torch.Tensor) -> tuple[dict, dict, dict, float]:
-        """MI_m, CMI_m, p_m and p_fused on one batch."""
+    def information(self, model, features: dict, fused: torch.Tensor, gt: torch.Tensor) -> tuple:
+        """MI_m, CMI_m, p_m and p_fused on one batch (0-d float64 tensors)."""
         unimodal = unimodal_predictions(model, {m: f.detach() for m, f in features.items()})
         mi = {m: gaussian_mi(y, gt) for m, y in unimodal.items()}
         cmi = {m: gaussian_cmi(y, gt, [unimodal[j] for j in unimodal if j != m]) for m, y in unimodal.items()}
@@ -124,8 +131,7 @@ class ARM(Method):
                                       **{("p", m): v for m, v in p.items()}, "p_fused": p_fused})
         mi, cmi, p = ({m: stats[(k, m)] for m in model.modalities} for k in ("mi", "cmi", "p"))
         w = fusion_weights(contributions(mi, cmi, p, stats["p_fused"]), self.max_gain)
-        target = torch.tensor([w[m] for m in model.modalities], dtype=model.modality_gain.dtype,
-                              device=model.modality_gain.device)
+        target = torch.stack([w[m] for m in model.modalities]).to(model.modality_gain)
         model.modality_gain.mul_(self.momentum).add_((1 - self.momentum) * target)
         for m in model.modalities:
             self._sums[("mi", m)] = self._sums.get(("mi", m), 0.0) + mi[m]
@@ -137,5 +143,5 @@ class ARM(Method):
 
     def epoch_metrics(self, run) -> dict:
         row = {f"arm_gain_{m}": float(g) for m, g in zip(run.model.modalities, run.model.modality_gain)}
-        row.update({f"arm_{k}_{m}": s / max(self._steps, 1) for (k, m), s in self._sums.items()})
+        row.update({f"arm_{k}_{m}": float(s) / max(self._steps, 1) for (k, m), s in self._sums.items()})
         return row

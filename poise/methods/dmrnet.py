@@ -27,6 +27,10 @@ plus a variance-weighted ridge on the head; the paper's direction argument is on
 should be expected to be smaller here. The reference trains with SGD (lr 1e-3, momentum 0.9); PME scales no
 gradient, so poise's default optimiser (Adam), shared with the baseline it is compared to, is kept.
 Hyper-parameters are the reference's: alpha 1e-3, beta 0.25 (its scripts use 0.2-0.3), warm-up 6 epochs.
+The warm-up's per-combination sums are float64 tensors on the device (``index_add_``: on a GPU in no fixed order,
+so their last bits may vary, unless ``deterministic: true``), read once per epoch, and the hard combinations are
+put on the device once; what a step still reads on the host is the masks' redraw (``modality_dropout.draw_masks``,
+on CPU tensors).
 """
 
 from __future__ import annotations
@@ -102,8 +106,9 @@ class DMRNet(Method):
             raise PoiseError(f"dmrnet: by={self.by!r}: choose one of {', '.join(HARDNESS)}")
         self.hard_set: list[int] = []
         self.variance_sum = self.loss_sum = self.count = None  # over the warm-up so far, all ranks
-        self._epoch = None  # this epoch's (variance, loss, count) sums on this rank
+        self._epoch = None  # this epoch's (variance, loss, count) sums on this rank: float64, on the device
         self._step = None
+        self._hard = (None, None)  # (hard_set, the same as a tensor on the device): made once, not per step
 
     def setup(self, run) -> None:
         if self.beta and self.warmup >= run.config.epochs:
@@ -111,7 +116,7 @@ class DMRNet(Method):
                              f"a run of {run.config.epochs} epochs; set --param warmup=N with N < epochs (or beta=0)")
         n = 2 ** len(run.model.modalities)
         self.variance_sum, self.loss_sum, self.count = np.zeros(n), np.zeros(n), np.zeros(n)
-        self._epoch = np.zeros((3, n))
+        self._epoch = torch.zeros((3, n), dtype=torch.float64)  # moved to the batches' device at the first step
         run.model.set_absent(self.absent)
         run.model.install("embedding", ProbabilisticEmbedding(run.model.fusion.out_dim))
 
@@ -126,22 +131,23 @@ class DMRNet(Method):
     def extra_loss(self, run, step):
         combination, mu, logvar = self._step
         loss = self.alpha * gaussian_kl(mu, logvar)
-        if run.epoch < self.warmup:
-            variance = logvar.detach().exp().mean(1).double().cpu().numpy()
-            index = combination.cpu().numpy()
-            np.add.at(self._epoch[0], index, variance)
-            np.add.at(self._epoch[1], index, sample_mpjpe(step.pred, step.batch["gt"]).detach().double().cpu().numpy())
-            np.add.at(self._epoch[2], index, 1)
+        if run.epoch < self.warmup:  # each sample's s^2, MPJPE and 1 added to its combination's sums, in order
+            variance = logvar.detach().exp().mean(1).double()
+            error = sample_mpjpe(step.pred, step.batch["gt"]).detach().double()
+            self._epoch = self._epoch.to(combination.device)  # a no-op after the first step
+            self._epoch.index_add_(1, combination, torch.stack([variance, error, torch.ones_like(variance)]))
         elif self.hard_set and self.beta:
-            hard = torch.isin(combination, torch.tensor(self.hard_set, device=combination.device))
+            if self._hard[0] != self.hard_set or self._hard[1].device != combination.device:
+                self._hard = (list(self.hard_set), torch.tensor(self.hard_set, device=combination.device))
+            hard = torch.isin(combination, self._hard[1])
             loss = loss + self.beta * (sample_mpjpe(step.pred, step.batch["gt"]) * hard).sum() / len(hard)
         return loss
 
     def on_epoch_end(self, run) -> None:
         if run.epoch < self.warmup:  # this epoch's sums of every rank join the totals (the same on every rank)
-            variance, loss, count = np.array(distributed.all_sum(self._epoch.ravel().tolist())).reshape(3, -1)
+            variance, loss, count = np.array(distributed.all_sum(self._epoch.reshape(-1).tolist())).reshape(3, -1)
             self.variance_sum, self.loss_sum, self.count = self.variance_sum + variance, self.loss_sum + loss, self.count + count
-            self._epoch[:] = 0
+            self._epoch.zero_()
         if run.epoch == self.warmup - 1:
             hardness = self.variance_sum if self.by == "variance" else self.loss_sum
             k = self.hard or len(run.model.modalities) - 1

@@ -25,6 +25,10 @@ ones). The conditional part of the "joint distribution adaptation" is carried by
 restored input (a restored token that gives the right pose is aligned given the pose). A class-conditional MMD
 over MM-Fi's 27 action labels (which the data carry) would be the closer analogue; it is not implemented: with
 batch 32 over 27 actions most classes hold one sample or none in a batch, too few for a kernel estimate. The optimiser is poise's default (Adam).
+Host reads: which modalities are absent often enough for R and MMD is decided on the device (``torch.where``);
+whether anything is absent at all is asked of the masks as drawn on the host (``sample_masks``). That question
+and the masks' redraw (``draw_masks``) are the step's only reads, both of CPU tensors no device computed. (The
+boolean selection of the absent rows still makes a GPU wait inside torch: ``nonzero``.)
 """
 
 from __future__ import annotations
@@ -61,9 +65,10 @@ class FeatureRestorer(nn.Module):
 
     @torch.no_grad()
     def track(self, tokens: torch.Tensor) -> None:
-        """Move ``centre`` towards the batch mean of the true tokens (the first batch sets it)."""
+        """Move ``centre`` towards the batch mean of the true tokens (the first batch sets it; decided on the
+        device)."""
         mean = tokens.detach().mean(0)
-        self.centre.copy_(mean if int(self.tracked) == 0 else torch.lerp(self.centre, mean, self.momentum))
+        self.centre.copy_(torch.where(self.tracked == 0, mean, torch.lerp(self.centre, mean, self.momentum)))
         self.tracked += 1
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -83,22 +88,24 @@ def rbf_mmd(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def restoration_losses(restorer: FeatureRestorer, tokens: torch.Tensor, mask: torch.Tensor) -> tuple:
-    """(R, MMD) for the absent entries of ``mask``, with ``tokens`` the true (B, M, d) tokens. Both train the
-    restorer alone (its input is detached too): the encoders learn from the pose losses only, not to make their
-    features easy to restore."""
+    """(R, MMD) for the absent entries of ``mask``, with ``tokens`` the true (B, M, d) tokens; a modality absent
+    from fewer than 2 samples of the batch adds no term. Both train the restorer alone (its input is detached
+    too): the encoders learn from the pose losses only, not to make their features easy to restore. Which
+    modalities count is decided on the device: every modality's terms are computed (NaN for none absent) and
+    ``torch.where`` keeps those of the counted ones, so nothing is read back on the host."""
     target = tokens.detach()
     restored = restorer(target * mask[..., None], mask)
     absent = mask < 0.5
-    regression, mmd, terms = tokens.new_zeros(()), tokens.new_zeros(()), 0
+    counted = absent.sum(0) >= 2  # (M,)
+    regression, mmd = tokens.new_zeros(()), tokens.new_zeros(())
     for m in range(tokens.shape[1]):
         rows = absent[:, m]
-        if int(rows.sum()) < 2:
-            continue
         variance = target[:, m].var(0).sum().clamp_min(1e-12)
-        regression = regression + (restored[rows, m] - target[rows, m]).square().sum(1).mean() / variance
-        mmd = mmd + rbf_mmd(restored[rows, m], target[rows, m])
-        terms += 1
-    return regression / max(terms, 1), mmd / max(terms, 1)
+        term = (restored[rows, m] - target[rows, m]).square().sum(1).mean() / variance
+        regression = regression + torch.where(counted[m], term, 0.0)
+        mmd = mmd + torch.where(counted[m], rbf_mmd(restored[rows, m], target[rows, m]), 0.0)
+    terms = counted.sum().clamp_min(1)
+    return regression / terms, mmd / terms
 
 
 @register("modality_distill")
@@ -121,10 +128,16 @@ class ModalityDistill(Method):
 
     def extra_loss(self, run, step):
         model = run.model
-        mask = sample_masks(model, step.features, self.p)
+        drawn, mask = sample_masks(model, step.features, self.p, host=True)
         tokens = model.tokens(step.features)  # every modality: the true tokens
         model.restorer.track(tokens)
-        regression, mmd = restoration_losses(model.restorer, tokens, mask)
+        if bool(drawn.all()):
+            # nothing absent, as the masks drawn on the host say (no device read): the restorer stays out of this
+            # step (no gradient, so the optimiser skips it) and the restored input is the full one
+            regression = mmd = tokens.new_zeros(())
+            mask = None
+        else:
+            regression, mmd = restoration_losses(model.restorer, tokens, mask)
         self.last = (regression.detach(), mmd.detach())  # read at the end of the epoch: no host sync per step
         restored_pose = mpjpe_loss(model.decode(step.features, mask), step.batch["gt"])
         return self.lambda_restored * restored_pose + self.lambda_feat * regression + self.lambda_mmd * mmd

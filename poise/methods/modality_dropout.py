@@ -25,7 +25,8 @@ from poise.errors import PoiseError
 
 def draw_masks(batch_size: int, n_modalities: int, p: float) -> torch.Tensor:
     """(B, M) float 0/1: each modality absent with probability ``p``, independently, redrawn until each row keeps
-    one. From the global CPU generator, so a resumed run draws the same masks."""
+    one. From the global CPU generator, so a resumed run draws the same masks; the redraw reads these CPU tensors
+    on the host (how many rows to draw again), which no device waits for."""
     keep = torch.rand(batch_size, n_modalities) >= p
     while True:
         empty = ~keep.any(1)
@@ -34,13 +35,15 @@ def draw_masks(batch_size: int, n_modalities: int, p: float) -> torch.Tensor:
         keep[empty] = torch.rand(int(empty.sum()), n_modalities) >= p
 
 
-def sample_masks(model, features: dict, p: float) -> torch.Tensor:
-    """``draw_masks`` for a batch of ``features``, on their device. Under torchrun the masks of the global batch
-    are drawn on every rank (the generators stay in step) and each rank takes its share, as it does of the
-    frames, so the ranks' samples do not all get the same combinations."""
+def sample_masks(model, features: dict, p: float, host: bool = False):
+    """``draw_masks`` for a batch of ``features``, on their device; with ``host``, the pair (the masks as drawn,
+    on the host; the same on the device), so that a decision on the masks alone waits for no device. Under
+    torchrun the masks of the global batch are drawn on every rank (the generators stay in step) and each rank
+    takes its share, as it does of the frames, so the ranks' samples do not all get the same combinations."""
     reference = next(iter(features.values()))
-    masks = draw_masks(len(reference) * distributed.world(), len(model.modalities), p)
-    return distributed.shard(masks).to(reference.device)
+    masks = distributed.shard(draw_masks(len(reference) * distributed.world(), len(model.modalities), p))
+    on_device = masks.to(reference.device)
+    return (masks, on_device) if host else on_device
 
 
 def combination_index(mask: torch.Tensor) -> torch.Tensor:

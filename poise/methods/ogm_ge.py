@@ -20,17 +20,18 @@ Optimiser: the reference trains with SGD (momentum 0.9, weight decay 1e-4), and 
 (``reference_optimizer``; ``poise.optim``). Under Adam a gradient scale that changes slowly is normalised away
 (a constant k = 0.3 leaves Adam's step unchanged), so only the GE noise would act.
 Each epoch's row of ``metrics.csv`` holds the mean coefficient of every modality (``ogm_ge_k_<m>``).
+No step waits for the device: scores, ratios and coefficients stay 0-d float64 tensors where the model is
+(``torch.where`` in place of the ``rho > 1`` test), and the summed coefficients are read once, at the epoch's end.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
 from poise import distributed
-from poise.contrib.profits import pearson
+from poise.contrib.profits import pearson_tensor
 from poise.methods import register
 from poise.methods.base import Method, Statistic
 from poise.errors import PoiseError
@@ -39,12 +40,17 @@ SCORE_FLOOR = 1e-3
 
 
 def coefficients(scores: dict, alpha: float) -> dict:
-    """k_m for each modality from its score (OGM-GE Eq. 10 with the one-vs-mean-of-others ratio)."""
+    """k_m for each modality from its score (OGM-GE Eq. 10 with the one-vs-mean-of-others ratio). Scores are
+    numbers or 0-d tensors; each k_m is a 0-d float64 tensor on their device (nothing is read on the host)."""
+    floored = {m: torch.as_tensor(s, dtype=torch.float64).clamp_min(SCORE_FLOOR) for m, s in scores.items()}
     out = {}
-    for m, s in scores.items():
-        others = [max(v, SCORE_FLOOR) for o, v in scores.items() if o != m]
-        rho = max(s, SCORE_FLOOR) / (sum(others) / len(others)) if others else 1.0
-        out[m] = 1.0 - math.tanh(alpha * rho) if rho > 1 else 1.0
+    for m, s in floored.items():
+        others = [v for o, v in floored.items() if o != m]
+        if not others:
+            out[m] = torch.ones_like(s)
+            continue
+        rho = s / (sum(others) / len(others))
+        out[m] = torch.where(rho > 1, 1.0 - torch.tanh(alpha * rho), 1.0)
     return out
 
 
@@ -62,19 +68,20 @@ class OGMGE(Method):
             raise PoiseError(f"ogm_ge: alpha must be >= 0, got {self.alpha}")
         if self.window < 0:
             raise PoiseError(f"ogm_ge: window must be an epoch count >= 0 (0: every epoch), got {self.window}")
-        self.last: dict = {}  # the last step's coefficients, for logging and tests
-        self._sums: dict = {}  # this epoch's summed coefficients
+        self.last: dict = {}  # the last step's coefficients (0-d tensors), for logging and tests
+        self._sums: dict = {}  # this epoch's summed coefficients (0-d tensors once a step has run)
         self._steps = 0
 
     @torch.no_grad()
     def scores(self, run, step) -> dict:
         features = {m: f.detach() for m, f in step.features.items()}
         gt = step.batch["gt"]
-        scores = {m: pearson(gt, run.model.decode(features, (m,))) for m in run.model.modalities}
+        scores = {m: pearson_tensor(gt, run.model.decode(features, (m,))) for m in run.model.modalities}
         return distributed.all_mean(scores)  # under torchrun: the same coefficients on every rank
 
     def modulate(self, model, k: dict) -> None:
-        """Scale each encoder's gradients by k_m, then add the GE noise (std of the unmodulated gradient)."""
+        """Scale each encoder's gradients by k_m (a number or a 0-d tensor), then add the GE noise (std of the
+        unmodulated gradient)."""
         groups = model.modality_parameters()
         for m, factor in k.items():
             for p in groups[m]:
@@ -98,4 +105,4 @@ class OGMGE(Method):
         self._steps += 1
 
     def epoch_metrics(self, run) -> dict:
-        return {f"ogm_ge_k_{m}": (s / self._steps if self._steps else 1.0) for m, s in self._sums.items()}
+        return {f"ogm_ge_k_{m}": (float(s) / self._steps if self._steps else 1.0) for m, s in self._sums.items()}

@@ -122,8 +122,9 @@ class PoseModel(nn.Module):
         tokens = torch.where(mask[..., None] > 0, tokens, torch.zeros_like(tokens))  # an absent NaN stays out
         if self.absent == "rescale":
             tokens = tokens * (len(self.modalities) / mask.sum(1).clamp_min(1))[:, None, None]
-        # (a per-sample mask asks the device whether anything is absent: only modality_distill's restorer does)
-        if self.restorer is not None and (not bool(mask.all()) if per_sample else len(wanted) < len(self.modalities)):
+        # with a per-sample mask the restorer always runs (asking whether anything is absent would wait for the
+        # device); where nothing is, torch.where keeps every token as it is
+        if self.restorer is not None and (per_sample or len(wanted) < len(self.modalities)):
             tokens = torch.where(mask[..., None] > 0, tokens, self.restorer(tokens, mask))
         return tokens
 
