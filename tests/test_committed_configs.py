@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from poise.config import TrainConfig
-from poise.continual.config import ContinualConfig, switch_of, tuned, upgrade
+from poise.continual.config import ContinualConfig, switch_of, tuned
+from poise.continual.earlier import upgrade
 from poise.errors import PoiseError
 
 ROOT = Path(__file__).resolve().parents[1]

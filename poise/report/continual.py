@@ -94,7 +94,7 @@ def continual_report(run_dir) -> Path:
     if not tasks or not results.get("tasks_done"):
         raise PoiseError(f"{run_dir}: no task finished yet; {what}")
     tasks = tasks[:results["tasks_done"]]  # results.json is written last: a stream stopped between the two
-    from poise.continual.config import upgrade
+    from poise.continual.earlier import upgrade
 
     config = upgrade(read_config(run_dir, what), f"{run_dir}/config.yaml")  # an earlier poise's keys too
     method = "" if config.get("method", "baseline") == "baseline" else f" + {config['method']}"

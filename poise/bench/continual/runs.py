@@ -12,7 +12,8 @@ import yaml
 from poise.bench.continual.presets import ABLATION_ROWS, GENERIC_FISHER_ROW, LIKE_FOR_LIKE, Preset
 from poise.bench.runs import run_all, settings_diff
 from poise.continual import tasks as task_stream
-from poise.continual.config import SWITCH_DEFAULTS, ContinualConfig, switch_of, tuned, upgrade
+from poise.continual.config import SWITCH_DEFAULTS, ContinualConfig, switch_of, tuned
+from poise.continual.earlier import upgrade
 from poise.continual.nis import NONE, name_from_drops
 from poise.continual.results import forgetting
 from poise.errors import PoiseError
