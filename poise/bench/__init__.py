@@ -30,14 +30,18 @@ LAZY = {**dict.fromkeys(("ALL", "SHARED", "Ablation", "Preset", "Variant"), "pre
         **dict.fromkeys(("diff_text", "fmt", "mean_sd", "noise_clause", "paired", "select"), "stats")}
 
 
-def __getattr__(name: str):
-    if name in LAZY:
-        return getattr(importlib.import_module(f"poise.bench.{LAZY[name]}"), name)
-    raise AttributeError(f"module 'poise.bench' has no attribute {name!r}")
+def lazy_names(package: str, lazy: dict, own: dict):
+    """A package's module-level ``__getattr__`` and ``__dir__`` (PEP 562) offering each name in ``lazy`` from
+    its submodule, imported when first used; ``own``: the package's globals."""
+    def getattr_(name: str):
+        if name in lazy:
+            return getattr(importlib.import_module(f"{package}.{lazy[name]}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return getattr_, lambda: sorted({*own, *lazy})
 
 
-def __dir__() -> list:
-    return sorted({*globals(), *LAZY})
+__getattr__, __dir__ = lazy_names(__name__, LAZY, globals())
 
 
 def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None, force: bool = False,

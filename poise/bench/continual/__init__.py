@@ -29,11 +29,11 @@ with the 95 % t-interval of ``poise.bench.noise_clause``.
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import replace
 from pathlib import Path
 
+from poise.bench import lazy_names
 from poise.bench.continual.presets import PRESETS
 from poise.errors import PoiseError
 
@@ -48,14 +48,7 @@ LAZY = {**dict.fromkeys(("Preset", "ABLATION_ROWS", "GENERIC_FISHER_ROW", "LIKE_
         **dict.fromkeys(("plot_fig5", "plot_fig3", "write_tables"), "report")}
 
 
-def __getattr__(name: str):
-    if name in LAZY:
-        return getattr(importlib.import_module(f"poise.bench.continual.{LAZY[name]}"), name)
-    raise AttributeError(f"module 'poise.bench.continual' has no attribute {name!r}")
-
-
-def __dir__() -> list:
-    return sorted({*globals(), *LAZY})
+__getattr__, __dir__ = lazy_names(__name__, LAZY, globals())
 
 
 def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None,
@@ -64,14 +57,14 @@ def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: in
     """Run a preset (optionally with other ``seeds``) into ``out``; returns the report's Markdown, or with
     ``dry_run`` the plan of runs and its time estimate (nothing trained). The clean control runs first: their
     drops set each seed's naming thresholds (``naming_thresholds``), which the other runs with NIS then use."""
+    from poise.bench.continual.report import report
+    from poise.bench.continual.runs import execute, plan, plan_text, row_of, settled_thresholds
+
     if preset_name not in PRESETS:
         raise PoiseError(f"unknown continual-bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
     if seeds:
         preset = replace(preset, seeds=tuple(seeds))
-    from poise.bench.continual.report import report
-    from poise.bench.continual.runs import execute, plan, plan_text, row_of, settled_thresholds
-
     if dry_run:
         return plan_text(preset, plan(preset, data, Path(out), on_error))
 

@@ -30,29 +30,26 @@ def table_methods(preset: Preset) -> tuple:
     return (*preset.recipes, *((LIKE_FOR_LIKE_LABEL,) if preset.like_for_like else ()))
 
 
-def table2(rows, preset: Preset) -> str:
+def stream_table(rows, preset: Preset, cell) -> list[str]:
+    """A table of ``cell(runs)`` per method (row) and stream (column)."""
     lines = ["| method | " + " | ".join(stream_label(s) for s in preset.streams) + " |",
              "|---" * (1 + len(preset.streams)) + "|"]
     for method in table_methods(preset):
-        cells = [_cell(select(rows, variant=method, **stream_keys(s))) for s in preset.streams]
+        cells = [cell(select(rows, variant=method, **stream_keys(s))) for s in preset.streams]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "Mean forgetting (mm; MPJPE after the last task minus right after learning the task, averaged "
-              "over the earlier tasks; positive = forgot):", "",
-              "| method | " + " | ".join(stream_label(s) for s in preset.streams) + " |",
-              "|---" * (1 + len(preset.streams)) + "|"]
-    for method in table_methods(preset):
-        cells = [fmt(r["mean_forgetting_mm"] for r in select(rows, variant=method, **stream_keys(s)))
-                 for s in preset.streams]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "Mean forgetting in PA-MPJPE (mm; the articulation alone: Procrustes alignment removes where the "
-              "body stands and its scale, which every task teaches alike):", "",
-              "| method | " + " | ".join(stream_label(s) for s in preset.streams) + " |",
-              "|---" * (1 + len(preset.streams)) + "|"]
-    for method in table_methods(preset):
-        cells = [fmt(r["mean_pa_forgetting_mm"] for r in select(rows, variant=method, **stream_keys(s))
-                     if "mean_pa_forgetting_mm" in r) for s in preset.streams]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return lines
+
+
+def table2(rows, preset: Preset) -> str:
+    return "\n".join([
+        *stream_table(rows, preset, _cell),
+        "", "Mean forgetting (mm; MPJPE after the last task minus right after learning the task, averaged "
+        "over the earlier tasks; positive = forgot):", "",
+        *stream_table(rows, preset, lambda sel: fmt(r["mean_forgetting_mm"] for r in sel)),
+        "", "Mean forgetting in PA-MPJPE (mm; the articulation alone: Procrustes alignment removes where the "
+        "body stands and its scale, which every task teaches alike):", "",
+        *stream_table(rows, preset, lambda sel: fmt(r["mean_pa_forgetting_mm"] for r in sel
+                                                    if "mean_pa_forgetting_mm" in r))])
 
 
 def table4(rows, preset: Preset) -> str:
