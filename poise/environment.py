@@ -31,15 +31,17 @@ def git_commit() -> dict | None:
         return None
 
 
-def record(root, dataset, device: torch.device) -> dict:
+def record(root, dataset, device: torch.device, data: dict | None = None) -> dict:
     """The ``env.json`` of a run training on ``dataset`` (an MMFiDataset of ``root``) on ``device``; never raises
     on a missing git or manifest (the record says what it could not tell). The data's fingerprint is the reader's
-    cache key: every selected file's path, size and modification time."""
-    from poise.data.cache import fingerprint
-    from poise.data.synth.writer import provenance
+    cache key: every selected file's path, size and modification time. ``data``: what to record of a dataset
+    that is not MM-Fi's (``poise.api.fit`` describes a user's arrays)."""
+    if data is None:
+        from poise.data.cache import fingerprint
+        from poise.data.synth.writer import provenance
 
-    data = provenance(root)
-    data["fingerprint"] = fingerprint(dataset.sequences, dataset.modalities, dataset.csi_phase, "raise")
+        data = provenance(root)
+        data["fingerprint"] = fingerprint(dataset.sequences, dataset.modalities, dataset.csi_phase, "raise")
     return {"poise": poise.__version__, "git": git_commit(), "python": platform.python_version(),
             "torch": torch.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
             "device": str(device), "cuda": torch.version.cuda if device.type == "cuda" else None,

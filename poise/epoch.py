@@ -1,7 +1,8 @@
 """One epoch of the training loop and what is measured after it.
 
 For each shuffled batch (``epoch_order``), ``encode`` once, ``decode`` with every modality (or the method's
-``predict``), the objective w * MPJPE (paper 001, Eq. 10; w = the method's ``pose_loss_weight``, 1 for most) +
+``predict``), the objective w * loss (the run's ``objective``: MPJPE for poses, paper 001 Eq. 10; w = the
+method's ``pose_loss_weight``, 1 for most) +
 the method's ``extra_loss``, backward, the gradient all-reduce under torchrun, the method's ``after_backward``,
 an optimiser step (the forward pass under ``precision``'s autocast; nothing in a step reads a value back from
 the device): ``train_epoch``. After it, on the epochs ``evaluates`` picks, validation and test metrics
@@ -20,7 +21,6 @@ from tqdm import tqdm
 
 from poise import distributed, optim, precision
 from poise.contrib.shapley import modality_contributions
-from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.runtime import batches, evaluate, prefetched
 from poise.errors import PoiseError
 
@@ -43,16 +43,17 @@ ASSESS_CHUNK = 128  # frames per encoder pass of the assessment (a pass over 512
 
 @torch.no_grad()
 def assess(run: Run) -> tuple[dict, dict]:
-    """Shapley-Pearson scores and the std (mm) of each modality's unimodal output, on the fixed slice (use
-    ``run.assessment()``, which computes this once per epoch)."""
+    """Shapley-Pearson scores and the std (mm for poses: the objective's unit) of each modality's unimodal output,
+    on the fixed slice (use ``run.assessment()``, which computes this once per epoch)."""
     run.model.eval()
     n = len(run.assess["gt"])
     chunks = [run.model.encode({k: v[i:i + ASSESS_CHUNK] for k, v in run.assess.items()})
               for i in range(0, n, ASSESS_CHUNK)]
     features = {m: torch.cat([c[m] for c in chunks]) for m in run.model.modalities}
     contrib = modality_contributions(run.model, features, run.assess["gt"])
-    spread = {m: float(run.model.decode(features, (m,)).std(0).mean() * M_TO_MM) for m in run.model.modalities}
-    spread["gt"] = float(run.assess["gt"].std(0).mean() * M_TO_MM)
+    scale = run.objective.scale
+    spread = {m: float(run.model.decode(features, (m,)).std(0).mean() * scale) for m in run.model.modalities}
+    spread["gt"] = float(run.assess["gt"].std(0).mean() * scale)
     return contrib.scores, spread  # every rank scored the same slice with the same model: no all-reduce needed
 
 
@@ -69,15 +70,17 @@ def epoch_order(run: Run) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_epoch(run: Run, progress: bool = True) -> float:
-    """One epoch; returns the mean training MPJPE (mm). Each batch carries ``"sample"``: the positions of its
-    frames in the epoch's sample list, so a method can treat its own duplicates differently.
+    """One epoch; returns the mean training loss (times the objective's ``loss_scale``: MPJPE in mm). Each batch
+    carries ``"sample"``: the positions of its frames in the epoch's sample list, so a method can treat its own
+    duplicates differently.
 
     No step waits for the device: the loss is summed where it is computed and read once, at the end of the
     epoch (which is also where a diverged loss is caught), and on a GPU the next batch is built and copied from
     pinned memory while the current one trains (``runtime.prefetched``)."""
     model, config = run.model, run.config
     model.train()
-    run.train.set_epoch(run.epoch_offset + run.epoch)
+    if hasattr(run.train, "set_epoch"):  # a dataset that draws something per epoch (MM-Fi's point samples)
+        run.train.set_epoch(run.epoch_offset + run.epoch)
     samples, order = epoch_order(run)
     run.assessed = None  # the model is about to change
     trained = [model, *run.method.modules().values()]
@@ -95,7 +98,7 @@ def train_epoch(run: Run, progress: bool = True) -> float:
             features = model.encode(batch)
             pred = run.method.predict(run, batch, features)
             pred = (model.decode(features) if pred is None else pred).float()
-            loss = mpjpe_loss(pred, batch["gt"])
+            loss = run.objective.loss(pred, batch["gt"])
             step = Step(batch, features, pred, loss)
             weight = run.method.pose_loss_weight(run)
             objective = loss if weight == 1 else weight * loss
@@ -123,7 +126,7 @@ def train_epoch(run: Run, progress: bool = True) -> float:
         raise PoiseError(f"training diverged: the loss is {total} in epoch {run.epoch + 1}, with learning "
                          f"rate {optim.base_lr(run.optimizer):g} ({optim.resolve(config, run.method)['optimizer']}"
                          f"); lower the config key 'lr'")
-    return total / max(count, 1) * M_TO_MM
+    return total / max(count, 1) * run.objective.loss_scale
 
 
 def encoder_drift(run: Run) -> dict:
@@ -156,11 +159,12 @@ def epoch_evaluation(run: Run) -> dict:
     """Validation metrics on the held-out sequences (if any) and test metrics: every ``eval_stride``-th test
     frame, every frame at the last epoch (the number that is reported); ``run.test_rows`` when given."""
     model = tested_model(run)
-    metrics = evaluate(model, run.train, run.val_rows, prefix="val") if len(run.val_rows) else {}
+    metrics = evaluate(model, run.train, run.val_rows, prefix="val", objective=run.objective) \
+        if len(run.val_rows) else {}
     if run.test_rows is not None:
         rows = run.test_rows
     else:
         rows = np.arange(0, len(run.test), 1 if run.last_epoch else run.config.eval_stride)
     if not len(rows):
         return metrics
-    return {**metrics, **evaluate(model, run.test, rows), "test_frames": len(rows)}
+    return {**metrics, **evaluate(model, run.test, rows, objective=run.objective), "test_frames": len(rows)}

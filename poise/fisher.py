@@ -1,7 +1,8 @@
-"""The diagonal empirical Fisher of the per-sample pose loss: one implementation for AWC (paper 000) and for
+"""The diagonal empirical Fisher of the per-sample loss: one implementation for AWC (paper 000) and for
 (adaptive) EWC (paper 001).
 
-    F_ii = 1/|D| sum over samples n in D of (dL_n / dtheta_i)^2,     L_n = MPJPE of sample n (metres),
+    F_ii = 1/|D| sum over samples n in D of (dL_n / dtheta_i)^2,     L_n = MPJPE of sample n (metres; the run's
+                                                                     ``objective.sample_loss`` on other targets),
 
 which is 001 Eq. 7. Two estimators:
 
@@ -31,10 +32,10 @@ from poise.metrics import sample_mpjpe
 from poise.runtime import to_device
 
 
-def empirical_fisher(model, batches, per_sample: bool = True, names=None) -> tuple[dict, int]:
+def empirical_fisher(model, batches, per_sample: bool = True, names=None, sample_loss=sample_mpjpe) -> tuple[dict, int]:
     """``({parameter name: F shaped like it}, number of samples)`` over ``batches`` (dicts with "gt"), for the
     parameters in ``names`` (default: every parameter that requires grad; a frozen one gets no entry, one the
-    loss does not reach gets zeros)."""
+    loss does not reach gets zeros); ``sample_loss(pred, target) -> (B,)``: the per-sample loss (MPJPE)."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad and (names is None or n in names)}
     if names is not None and len(params) != len(set(names)):
         unknown = sorted(set(names) - set(params))
@@ -54,11 +55,11 @@ def empirical_fisher(model, batches, per_sample: bool = True, names=None) -> tup
             if not b:
                 continue
             if per_sample:
-                for n, g in per_sample_grads(model, params, batch).items():
+                for n, g in per_sample_grads(model, params, batch, sample_loss).items():
                     values[n] += g.square().sum(0)
             else:
                 with torch.enable_grad():
-                    loss = sample_mpjpe(model(batch), batch["gt"]).mean()
+                    loss = sample_loss(model(batch), batch["gt"]).mean()
                 grads = torch.autograd.grad(loss, tensors, allow_unused=True)
                 for n, g in zip(params, grads):
                     if g is not None:
@@ -71,8 +72,8 @@ def empirical_fisher(model, batches, per_sample: bool = True, names=None) -> tup
     return {n: v / total for n, v in values.items()}, total
 
 
-def per_sample_grads(model, params: dict, batch: dict) -> dict:
-    """``{name: (B, *shape)}`` gradients of each sample's MPJPE with respect to ``params`` (name -> parameter),
+def per_sample_grads(model, params: dict, batch: dict, sample_loss=sample_mpjpe) -> dict:
+    """``{name: (B, *shape)}`` gradients of each sample's loss with respect to ``params`` (name -> parameter),
     by ``torch.func.vmap`` over the batch's tensors (other parameters and buffers held fixed)."""
     from torch.func import functional_call, grad, vmap
 
@@ -82,7 +83,7 @@ def per_sample_grads(model, params: dict, batch: dict) -> dict:
 
     def loss(theta, sample):
         one = {k: v.unsqueeze(0) for k, v in sample.items()}
-        return sample_mpjpe(functional_call(model, (theta, fixed), (one,)), one["gt"]).sum()
+        return sample_loss(functional_call(model, (theta, fixed), (one,)), one["gt"]).sum()
 
     theta = {n: p.detach() for n, p in params.items()}
     with warnings.catch_warnings():  # attention has no vmap batching rule on CPU yet: slower, still exact

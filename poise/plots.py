@@ -40,11 +40,18 @@ def _series(history: list[dict], labels: dict) -> dict:
     return {label: column(history, key) for key, label in labels.items() if any(key in h for h in history)}
 
 
+POSE_CURVES = {"train_mpjpe_mm": "train MPJPE", "val_mpjpe_mm": "validation MPJPE (held-out sequences)",
+               "test_mpjpe_mm": "test MPJPE", "test_pa_mpjpe_mm": "test PA-MPJPE"}
+
+
 def curves_figure(history: list[dict], title: str = ""):
-    return _lines(_series(history, {"train_mpjpe_mm": "train MPJPE",
-                                    "val_mpjpe_mm": "validation MPJPE (held-out sequences)",
-                                    "test_mpjpe_mm": "test MPJPE", "test_pa_mpjpe_mm": "test PA-MPJPE"}),
-                  "error (mm)", title)
+    """The training loss and the validation and test metrics per epoch (a pose run's MPJPE and PA-MPJPE; any
+    other objective's metrics under their own names)."""
+    if any("train_mpjpe_mm" in h for h in history):
+        return _lines(_series(history, POSE_CURVES), "error (mm)", title)
+    keys = dict.fromkeys(k for h in history for k in h
+                         if k.split("_")[0] in ("train", "val", "test") and k != "test_frames")
+    return _lines(_series(history, {k: k.replace("_", " ") for k in keys}), "error", title)
 
 
 def contributions_figure(history: list[dict], title: str = ""):

@@ -8,7 +8,8 @@ worst subset. Absent modalities are what the model's training defined (``PoseMod
 missingness: each test sample loses each modality independently with probability ``drop`` (a sample that loses
 all of them gets the model's prediction from no sensor), averaged over a fixed set of seeds.
 
-The encoders run once over the test split; each subset is a decode of the cached features.
+The encoders run once over the test split; each subset is a decode of the cached features. The numbers are the
+run's ``objective``'s metrics (MPJPE and PA-MPJPE in mm for poses), the first two shown in the tables.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from poise.metrics import mpjpe_mm, pa_mpjpe_mm
 from poise.runtime import encode_split
 from poise.errors import PoiseError
 
@@ -55,8 +55,21 @@ def random_masks(n: int, n_modalities: int, drop: float, seed: int) -> torch.Ten
     return (torch.rand(n, n_modalities, generator=generator) >= drop).float()
 
 
+def scores(objective, pred: torch.Tensor, gt: torch.Tensor) -> dict:
+    """{metric: mean over frames} of ``objective``'s metrics."""
+    return {name: float(values.mean()) for name, values in objective.sample_metrics(pred, gt).items()}
+
+
+def sd_key(metric: str, unit: str) -> str:
+    """The name of ``metric``'s standard deviation over seeds: ``mpjpe_mm`` -> ``mpjpe_sd_mm``."""
+    if unit and metric.endswith("_" + unit):
+        return f"{metric[: -len(unit) - 1]}_sd_{unit}"
+    return f"{metric}_sd"
+
+
 def robustness(run, drops=(), seeds: int = 5) -> dict:
-    """{"subsets": [{subset, mpjpe_mm, pa_mpjpe_mm}], "mean_mpjpe_mm", "worst", "drops": [...]} on the test split."""
+    """{"subsets": [{subset, mpjpe_mm, pa_mpjpe_mm, ...}], "mean_mpjpe_mm", "worst", "drops": [...]} on the test
+    split (the names are the run's objective's metrics; ``"metrics"`` lists the two the tables show)."""
     from poise.epoch import tested_model
 
     model = tested_model(run)
@@ -68,55 +81,68 @@ def robustness(run, drops=(), seeds: int = 5) -> dict:
             raise PoiseError(f"--drop {drop}: a probability of losing each modality must be in (0, 1)")
     if seeds < 1:
         raise PoiseError(f"--seeds {seeds}: need at least one seed for the per-sample drops")
+    objective = run.objective
+    first, second = (list(objective.metrics) * 2)[:2]
     features, gt = encode_split(model, run.test, run.device)
     modalities = model.modalities
     rows = []
     for subset in subsets(modalities):
         pred = decode_all(model, features, subset)
         rows.append({"subset": subset_label(subset, modalities), "modalities": list(subset),
-                     "mpjpe_mm": mpjpe_mm(pred, gt), "pa_mpjpe_mm": pa_mpjpe_mm(pred, gt)})
-    worst = max(rows, key=lambda r: r["mpjpe_mm"])
-    report = {"run": str(run.dir), "method": run.config.method, "epochs": run.epoch, "frames": len(gt), "subsets": rows,
-              "mean_mpjpe_mm": float(np.mean([r["mpjpe_mm"] for r in rows])),
-              "mean_pa_mpjpe_mm": float(np.mean([r["pa_mpjpe_mm"] for r in rows])),
-              "worst": {"subset": worst["subset"], "mpjpe_mm": worst["mpjpe_mm"]}, "drops": []}
+                     **scores(objective, pred, gt)})
+    worst = max(rows, key=lambda r: r[first])
+    report = {"run": str(run.dir), "method": run.config.method, "epochs": run.epoch, "frames": len(gt),
+              "metrics": [first, second], "subsets": rows,
+              f"mean_{first}": float(np.mean([r[first] for r in rows])),
+              f"mean_{second}": float(np.mean([r[second] for r in rows])),
+              "worst": {"subset": worst["subset"], first: worst[first]}, "drops": []}
     for drop in drops:
         per_seed = []
         for seed in range(seeds):
             pred = decode_all(model, features, random_masks(len(gt), len(modalities), drop, seed).to(gt.device))
-            per_seed.append((mpjpe_mm(pred, gt), pa_mpjpe_mm(pred, gt)))
+            values = scores(objective, pred, gt)
+            per_seed.append((values[first], values[second]))
         values = np.array(per_seed)
-        report["drops"].append({"drop": drop, "seeds": seeds, "mpjpe_mm": float(values[:, 0].mean()),
-                                "mpjpe_sd_mm": float(values[:, 0].std(ddof=1)) if seeds > 1 else 0.0,
-                                "pa_mpjpe_mm": float(values[:, 1].mean())})
+        report["drops"].append({"drop": drop, "seeds": seeds, first: float(values[:, 0].mean()),
+                                sd_key(first, objective.unit): float(values[:, 0].std(ddof=1)) if seeds > 1 else 0.0,
+                                second: float(values[:, 1].mean())})
     return report
 
 
+LABELS = {"mpjpe_mm": "MPJPE (mm)", "pa_mpjpe_mm": "PA-MPJPE (mm)"}
+
+
 def format_robustness(report: dict) -> str:
+    first, second = report.get("metrics", ["mpjpe_mm", "pa_mpjpe_mm"])  # reports written before "metrics": poses
+    a, b = LABELS.get(first, first), LABELS.get(second, second)
+    f = ".1f" if first in LABELS else ".4g"  # millimetres to 0.1; a target of unknown unit to 4 digits
     lines = [f"Missing-modality robustness of {report['run']} ({report['method']}), {report['frames']} test frames",
-             "", "| modalities present | MPJPE (mm) | PA-MPJPE (mm) |", "|---|---|---|"]
-    lines += [f"| {r['subset']} | {r['mpjpe_mm']:.1f} | {r['pa_mpjpe_mm']:.1f} |" for r in report["subsets"]]
-    lines += [f"| **mean over the {len(report['subsets'])} subsets** | {report['mean_mpjpe_mm']:.1f} | "
-              f"{report['mean_pa_mpjpe_mm']:.1f} |",
-              f"| worst subset: {report['worst']['subset']} | {report['worst']['mpjpe_mm']:.1f} | |"]
+             "", f"| modalities present | {a} | {b} |", "|---|---|---|"]
+    lines += [f"| {r['subset']} | {r[first]:{f}} | {r[second]:{f}} |" for r in report["subsets"]]
+    lines += [f"| **mean over the {len(report['subsets'])} subsets** | {report[f'mean_{first}']:{f}} | "
+              f"{report[f'mean_{second}']:{f}} |",
+              f"| worst subset: {report['worst']['subset']} | {report['worst'][first]:{f}} | |"]
     if report["drops"]:
-        lines += ["", "| each modality lost per sample with probability | MPJPE (mm), mean +- sd over seeds | "
-                  "PA-MPJPE (mm) |", "|---|---|---|"]
-        lines += [f"| {d['drop']:g} ({d['seeds']} seeds) | {d['mpjpe_mm']:.1f} +- {d['mpjpe_sd_mm']:.1f} | "
-                  f"{d['pa_mpjpe_mm']:.1f} |" for d in report["drops"]]
+        sd = next(k for k in report["drops"][0] if k not in ("drop", "seeds", first, second))
+        lines += ["", f"| each modality lost per sample with probability | {a}, mean +- sd over seeds | {b} |",
+                  "|---|---|---|"]
+        lines += [f"| {d['drop']:g} ({d['seeds']} seeds) | {d[first]:{f}} +- {d[sd]:{f}} | {d[second]:{f}} |"
+                  for d in report["drops"]]
     return "\n".join(lines)
 
 
 def plot_robustness(report: dict, path) -> None:
-    """Bars of MPJPE per subset (the full set first), with the mean over subsets as a line."""
+    """Bars of the first metric per subset (the full set first), with the mean over subsets as a line."""
     from poise.plots import plt
 
+    first = report.get("metrics", ["mpjpe_mm"])[0]
     rows = report["subsets"]
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    ax.bar(range(len(rows)), [r["mpjpe_mm"] for r in rows], color=["tab:green"] + ["tab:blue"] * (len(rows) - 1))
-    ax.axhline(report["mean_mpjpe_mm"], color="k", ls="--", lw=1, label=f"mean over subsets {report['mean_mpjpe_mm']:.0f} mm")
+    ax.bar(range(len(rows)), [r[first] for r in rows], color=["tab:green"] + ["tab:blue"] * (len(rows) - 1))
+    mean = report[f"mean_{first}"]
+    ax.axhline(mean, color="k", ls="--", lw=1, label=f"mean over subsets {mean:.4g}")
     ax.set_xticks(range(len(rows)), [r["subset"].replace("wifi-csi", "wifi") for r in rows], rotation=55, ha="right")
-    ax.set_ylabel("test MPJPE (mm)")
+    ax.set_ylabel(f"test {LABELS.get(first, first)}")
     ax.set_title(f"{report['method']}: modalities present at test time")
     ax.legend()
     fig.tight_layout()

@@ -1,5 +1,5 @@
-"""``Run``: everything the training loop and the method hooks share, for a run of ``poise train`` or one
-phase of a larger job (a task of a stream, NIS's probe)."""
+"""``Run``: everything the training loop and the method hooks share, for a run of ``poise train``, of
+``poise.fit`` on a user's model and data, or one phase of a larger job (a task of a stream, NIS's probe)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import torch
 
 from poise import methods
 from poise.config import TrainConfig
-from poise.data.dataset import MMFiDataset
+from poise.data.arrays import RegressionData
 from poise.epoch import assess
-from poise.models.pose import PoseModel
+from poise.models.capabilities import MultiModalModel
+from poise.objective import POSE, Objective
 
 
 @dataclass
@@ -22,10 +23,10 @@ class Run:
 
     config: TrainConfig
     dir: Path | None  # None: a phase of a larger job (a task of a stream), which checkpoints it itself
-    model: PoseModel
+    model: MultiModalModel  # the pose model (``PoseModel``) or a user's
     method: methods.Method
-    train: MMFiDataset
-    test: MMFiDataset
+    train: RegressionData  # an ``MMFiDataset``, or a user's (``poise.data.arrays``)
+    test: RegressionData | None  # None: no test split (``poise.fit`` without test_data)
     train_rows: np.ndarray  # the training frames trained on (``train`` minus the held-out sequences)
     val_rows: np.ndarray  # the held-out training frames (empty without ``holdout``)
     assess: dict  # a fixed batch of trained-on frames for the contribution assessment
@@ -44,6 +45,7 @@ class Run:
     record: dict = field(default_factory=dict)  # notes of the phase that method hooks add to
     loggers: list = field(default_factory=list)  # called on the main rank with each finished epoch's row
     assessed: tuple | None = None  # (scores, spreads) of the model as it left its last epoch; None: not asked yet
+    objective: Objective = POSE  # the per-sample loss the loop trains and the metrics it reports (poise.objective)
     drift_anchor: dict | None = None  # each encoder's parameters at the end of the first epoch (``encoder_drift``)
 
     @property

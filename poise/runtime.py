@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from poise import distributed
-from poise.metrics import mpjpe_mm, pa_mpjpe_mm
+from poise.objective import POSE
 from poise.errors import PoiseError, disk_full, no_space_left
 
 
@@ -194,29 +194,30 @@ EVAL_BATCH = 64  # frames per forward pass when evaluating: 256 ran 1.36x slower
 # (benchmarks/epoch_cost.py)
 
 
-def evaluate(model: torch.nn.Module, data, rows=None, batch_size: int = EVAL_BATCH, prefix: str = "test") -> dict:
-    """MPJPE and PA-MPJPE (mm) of ``model`` over the frames ``rows`` of ``data`` (default: every frame), as
-    ``{prefix}_mpjpe_mm`` and ``{prefix}_pa_mpjpe_mm``, and the root-relative MPJPE (both poses moved to put
-    the pelvis at the origin: the error in the pose, not in where the person stands) as
-    ``{prefix}_rootrel_mpjpe_mm``. MM-Fi's code reports the absolute MPJPE, while its paper describes the
-    pelvis-aligned one (toolbox issue #18). Under torchrun each rank takes its share of the frames and the
-    sums are all-reduced."""
+def evaluate(model: torch.nn.Module, data, rows=None, batch_size: int = EVAL_BATCH, prefix: str = "test",
+             objective=None) -> dict:
+    """The ``objective``'s metrics (default poses': MPJPE, PA-MPJPE and root-relative MPJPE in mm) of ``model``
+    over the frames ``rows`` of ``data`` (default: every frame), each the mean over frames, named
+    ``{prefix}_{metric}`` (``metric`` with no prefix). The root-relative MPJPE moves both poses to put the pelvis
+    at the origin (the error in the pose, not in where the person stands): MM-Fi's code reports the absolute
+    MPJPE, while its paper describes the pelvis-aligned one (toolbox issue #18). Under torchrun each rank takes
+    its share of the frames and the sums are all-reduced; the sums stay on the device until the end."""
+    objective = objective or POSE
     model.eval()
     device = next(model.parameters()).device
     rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=np.int64)
     if not len(rows):
         raise ValueError(f"no frames to evaluate the {prefix} metrics on")
     rows = distributed.shard(rows)
-    sums = [0.0, 0.0, 0.0, 0.0]  # MPJPE x frames, PA-MPJPE x frames, root-relative MPJPE x frames, frames
+    sums = dict.fromkeys(objective.metrics, 0.0)
     with torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             batch = to_device(data.batch(rows[start:start + batch_size]), device)
-            pred, n = model(batch), len(batch["gt"])
-            sums = [sums[0] + float(mpjpe_mm(pred, batch["gt"])) * n,
-                    sums[1] + float(pa_mpjpe_mm(pred, batch["gt"])) * n,
-                    sums[2] + float(mpjpe_mm(pred, batch["gt"], root_relative=True)) * n, sums[3] + n]
-    total, pa, rootrel, n = distributed.all_sum(sums)
-    return {f"{prefix}_mpjpe_mm": total / n, f"{prefix}_pa_mpjpe_mm": pa / n, f"{prefix}_rootrel_mpjpe_mm": rootrel / n}
+            for name, values in objective.sample_metrics(model(batch), batch["gt"]).items():
+                sums[name] = sums[name] + values.sum()
+    totals = distributed.all_sum([float(v) for v in sums.values()] + [len(rows)])
+    n = totals[-1]
+    return {f"{prefix}_{name}" if prefix else name: total / n for name, total in zip(sums, totals)}
 
 
 @contextlib.contextmanager

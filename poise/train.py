@@ -37,6 +37,7 @@ import torch
 from poise import distributed, memory, methods, optim, precision
 from poise.config import TrainConfig
 from poise.methods.base import Probe, snapshot
+from poise.models.capabilities import require
 from poise.models.pose import build_model
 from poise.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from poise.run_dir import clear_run, write_environment, write_reports
@@ -110,8 +111,10 @@ def run_probe(run: Run, probe: Probe) -> dict:
 
 
 def prepare(run: Run) -> None:
-    """The method's ``setup``, then the optimiser over one parameter group per modality, ``"fusion"`` and each
-    module the method owns, and its learning-rate schedule (a checkpoint is restored after this)."""
+    """The method's ``setup`` (once the model has the capabilities it ``needs``), then the optimiser over one
+    parameter group per modality, ``"fusion"`` and each module the method owns, and its learning-rate schedule
+    (a checkpoint is restored after this)."""
+    require(run.model, f"method {run.method.name!r}", *run.method.needs)
     run.method.setup(run)
     groups = {**run.model.modality_parameters(),
               **{name: list(m.parameters()) for name, m in run.method.modules().items()}}
@@ -127,8 +130,8 @@ def fit(run: Run, progress: bool = True) -> Run:
         start = time.perf_counter()
         run.method.on_epoch_start(run)
         lr = optim.base_lr(run.optimizer)
-        train_mm = train_epoch(run, progress)
-        row = {"epoch": run.epoch + 1, "lr": lr, "train_mpjpe_mm": train_mm}
+        train_loss = train_epoch(run, progress)
+        row = {"epoch": run.epoch + 1, "lr": lr, f"train_{run.objective.loss_name}": train_loss}
         if run.epoch == 0:
             params = run.model.modality_parameters()
             run.drift_anchor = {m: snapshot(params[m]) for m in run.model.modalities}
@@ -142,7 +145,8 @@ def fit(run: Run, progress: bool = True) -> Run:
         if run.assessed is not None:  # by the cadence, or a method read the scores: recorded either way
             scores, spread = run.assessed
             row.update({f"shapley_{m}": s for m, s in scores.items()})
-            row.update({f"unimodal_std_mm_{m}": spread[m] for m in scores}, gt_std_mm=spread["gt"])
+            std = run.objective.named("unimodal_std")
+            row.update({f"{std}_{m}": spread[m] for m in scores}, **{run.objective.named("gt_std"): spread["gt"]})
         row.update(run.method.epoch_metrics(run))
         row["seconds"] = time.perf_counter() - start
         run.history.append(row)
@@ -154,11 +158,12 @@ def fit(run: Run, progress: bool = True) -> Run:
         for log in run.loggers if distributed.is_main() else ():
             log(row)
         if progress and distributed.is_main():
-            val = f", val {row['val_mpjpe_mm']:.1f}" if "val_mpjpe_mm" in row else ""
-            test = (f", test MPJPE {row['test_mpjpe_mm']:.1f} / PA {row['test_pa_mpjpe_mm']:.1f} mm"
-                    if "test_mpjpe_mm" in row else "")
+            names = list(run.objective.metrics)  # val: the first metric; test: the first two
+            val, test = (" / ".join(f"{name} {row[f'{part}_{name}']:.4g}" for name in names[:shown]
+                                    if f"{part}_{name}" in row) for part, shown in (("val", 1), ("test", 2)))
             shapley = [f"{m} {row[f'shapley_{m}']:.2f}" for m in run.model.modalities if f"shapley_{m}" in row]
-            logger.info(f"{run.label}epoch {run.epoch}/{run.config.epochs}: train {train_mm:.1f} mm{val}{test}"
+            logger.info(f"{run.label}epoch {run.epoch}/{run.config.epochs}: train {run.objective.loss_name} "
+                        f"{train_loss:.4g}" + (f", val {val}" if val else "") + (f", test {test}" if test else "")
                      + ("; Shapley " + ", ".join(shapley) if shapley else ""))
     distributed.barrier()  # no rank leaves (and tears the process group down) while another still works
     return run

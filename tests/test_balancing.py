@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from poise.objective import POSE
+
 from poise import methods
 from poise.contrib.information import gaussian_cmi, gaussian_mi
 from poise.methods import arl, arm, cggm, lsi
@@ -28,7 +30,7 @@ def model_and_batch(fake_batch, fusion="concat", b=16, seed=0):
 
 
 def fake_run(model, epoch=5, epochs=10):
-    return SimpleNamespace(model=model, epoch=epoch, config=SimpleNamespace(epochs=epochs, seed=0))
+    return SimpleNamespace(model=model, epoch=epoch, config=SimpleNamespace(epochs=epochs, seed=0), objective=POSE)
 
 
 def step_of(model, batch, method=None, run=None):
@@ -433,6 +435,7 @@ def test_cggm_applies_b_from_the_last_two_epochs_unimodal_errors(tiny, tmp_path)
 
 
 def test_arm_refuses_batches_too_small_for_its_estimate():
-    run = SimpleNamespace(model=build_model(dim=8), config=SimpleNamespace(batch_size=5, epochs=3, seed=0))
+    run = SimpleNamespace(model=build_model(dim=8), config=SimpleNamespace(batch_size=5, epochs=3, seed=0),
+                          objective=POSE)
     with pytest.raises(ValueError, match="at least 6 frames per batch.*'batch_size'"):
         methods.get("arm").setup(run)

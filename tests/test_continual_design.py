@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from poise.objective import POSE
+
 from poise import methods
 from poise.continual import tasks
 from poise.continual.config import ContinualConfig, switch_of, tuned
@@ -106,7 +108,7 @@ def _fake_run(model, batch, task):
     data = SimpleNamespace(batch=lambda rows: {k: v[torch.as_tensor(rows)] if torch.is_tensor(v) else v
                                                for k, v in batch.items()})
     run = SimpleNamespace(model=model, train=data, train_rows=np.arange(len(batch["gt"])), task=task, record={},
-                          config=SimpleNamespace(seed=0, batch_size=4), scores=lambda: {})
+                          config=SimpleNamespace(seed=0, batch_size=4), scores=lambda: {}, objective=POSE)
     run.method = Composite([Method()])
     return run
 

@@ -9,9 +9,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "poise"
 ABOVE = ("poise.train", "poise.epoch", "poise.run", "poise.checkpoint", "poise.run_dir", "poise.selection",
-         "poise.bench", "poise.cli", "poise.continual", "poise.calibration")
-LOWER = ("data", "models", "contrib", "methods", "runtime.py", "fisher.py", "optim.py", "metrics.py", "config.py",
-         "memory.py")
+         "poise.bench", "poise.cli", "poise.continual", "poise.calibration", "poise.api")
+LOWER = ("data", "models", "contrib", "methods", "runtime.py", "fisher.py", "optim.py", "metrics.py", "objective.py",
+         "config.py", "memory.py")
 
 
 def imported_modules(path: Path) -> set[str]:

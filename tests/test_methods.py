@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from poise.objective import POSE
+
 from poise import methods
 from poise.methods.groups import split_groups
 from poise.metrics import mpjpe_loss
@@ -33,7 +35,7 @@ def fake_run(epoch=0, epochs=10, scores=SCORES, data=None):
     torch.manual_seed(0)
     model = build_model(dim=8)
     n = len(data) if data is not None else 4
-    return SimpleNamespace(model=model, epoch=epoch, config=SimpleNamespace(epochs=epochs, seed=0),
+    return SimpleNamespace(model=model, epoch=epoch, config=SimpleNamespace(epochs=epochs, seed=0), objective=POSE,
                            scores=lambda: dict(scores), train=data, train_rows=np.arange(n), record={}, epoch_offset=0,
                            assess=None if data is None else data.batch(np.arange(n)))
 
@@ -321,7 +323,7 @@ def test_gblending_loss_blends_the_branches_with_its_weights(fake_batch):
 
     method.heads = UnimodalHeads(model, seed=0)
     method.weights = {"rgb": 0.1, "lidar": 0.2, "mmwave": 0.0, "wifi-csi": 0.3, "fused": 0.4}
-    run = SimpleNamespace(model=model)
+    run = SimpleNamespace(model=model, objective=POSE)
     total = method.pose_loss_weight(run) * step.loss + method.extra_loss(run, step)  # the loop's objective
     own = {m: model.mean_pose + method.heads[m](features[m]).view(-1, 17, 3) for m in model.modalities}
     expected = 0.4 * step.loss + sum(method.weights[m] * mpjpe_loss(own[m], batch["gt"]) for m in model.modalities)

@@ -5,7 +5,8 @@ import torch
 
 from poise.data import layout
 from poise.models.fusion import FUSIONS
-from poise.models.pose import SHARED, build_model
+from poise.models.pose import build_model
+from poise.models.regressor import SHARED
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)

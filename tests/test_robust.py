@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from poise.objective import POSE
+
 from poise import methods
 from poise.methods.dmrnet import ProbabilisticEmbedding, gaussian_kl, hard_combinations
 from poise.methods.mmanet import mad_loss, teacher_uncertainty, weak_combinations
@@ -78,7 +80,7 @@ def one_modality_model(dim=8):
 
 def test_robust_scores_every_subset_as_the_zero_padded_model_does(tiny_dataset):
     model = one_modality_model()
-    run = SimpleNamespace(model=model, test=tiny_dataset, device=torch.device("cpu"), dir="r", epoch=0,
+    run = SimpleNamespace(model=model, test=tiny_dataset, device=torch.device("cpu"), dir="r", epoch=0, objective=POSE,
                           config=SimpleNamespace(method="baseline"), method=methods.get("baseline"))
     report = robustness(run, drops=(0.5,), seeds=2)
     rows = {r["subset"]: r for r in report["subsets"]}
@@ -109,7 +111,7 @@ def test_dmrnet_samples_with_its_variance_in_training_and_reads_the_mean_in_eval
     model.train()
     batch = fake_batch(256)
     features = model.encode(batch)
-    run = SimpleNamespace(model=model, epoch=0)
+    run = SimpleNamespace(model=model, epoch=0, objective=POSE)
     pred = method.predict(run, batch, features)
     combination, mu, logvar = method._step
     assert pred.shape == (256, 17, 3)
@@ -119,7 +121,7 @@ def test_dmrnet_samples_with_its_variance_in_training_and_reads_the_mean_in_eval
     assert 0.6 < float(ratio.detach().mean()) < 1.4
     model.eval()
     assert torch.equal(model.decode(features), model.decode(features))
-    assert torch.allclose(model.decode(features), model.pose(model.embedding.mu(model.fuse(features))))
+    assert torch.allclose(model.decode(features), model.regress(model.embedding.mu(model.fuse(features))))
 
 
 def test_dmrnet_kl_is_zero_at_the_prior_and_the_hard_combinations_are_the_worst_seen():
@@ -140,7 +142,7 @@ def test_dmrnet_hcr_adds_loss_only_on_hard_combination_samples(fake_batch):
     model.train()
     batch = fake_batch(64)
     batch["gt"] = torch.randn(64, 17, 3)
-    run = SimpleNamespace(model=model, epoch=3)
+    run = SimpleNamespace(model=model, epoch=3, objective=POSE)
     features = model.encode(batch)
     pred = method.predict(run, batch, features)
     step = SimpleNamespace(batch=batch, pred=pred)
@@ -157,7 +159,7 @@ def test_dmrnet_hcr_adds_loss_only_on_hard_combination_samples(fake_batch):
 def test_dmrnet_accumulates_each_combinations_loss_and_ranks_by_it_when_asked(fake_batch):
     model, _ = model_and_features(fake_batch)
     method = methods.get("dmrnet", by="loss", warmup=1, hard=2)
-    run = SimpleNamespace(model=model, epoch=0, config=SimpleNamespace(epochs=3))
+    run = SimpleNamespace(model=model, epoch=0, config=SimpleNamespace(epochs=3), objective=POSE)
     method.setup(run)
     model.train()
     batch = fake_batch(64)

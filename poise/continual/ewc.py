@@ -31,6 +31,7 @@ import torch
 
 from poise.contrib.shapley import batch_scores
 from poise.fisher import empirical_fisher, quadratic_penalty
+from poise.metrics import sample_mpjpe
 from poise.choices import EWC_MODES
 from poise.continual.nis import MODES as NAMING_MODES, NONE, name_noisy_modality
 from poise.errors import PoiseError
@@ -74,16 +75,16 @@ def anchor_of(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-def fisher_generic(model, batches, per_sample: bool = True) -> Fisher:
+def fisher_generic(model, batches, per_sample: bool = True, sample_loss=sample_mpjpe) -> Fisher:
     """001 Eq. 7: the diagonal Fisher of the per-sample MPJPE over ``batches`` (dicts with "gt"), for every
     parameter that requires grad (``poise.fisher.empirical_fisher``: in eval mode; ``per_sample=False`` is the
-    batched approximation)."""
-    values, samples = empirical_fisher(model, batches, per_sample)
+    batched approximation; ``sample_loss``: the run's, MPJPE for poses)."""
+    values, samples = empirical_fisher(model, batches, per_sample, sample_loss=sample_loss)
     return Fisher(values, "per_sample" if per_sample else "batched", samples)
 
 
 def fisher_adaptive(model, batches, previous: Fisher, beta: float = DEFAULT_BETA, branch_params=(),
-                    per_sample: bool = True) -> Fisher:
+                    per_sample: bool = True, sample_loss=sample_mpjpe) -> Fisher:
     """001 Eq. 8-9: beta * generic + (1 - beta) * ``previous`` on the noisy branch (``branch_params``, names
     from ``branch_names``), the generic Fisher (Eq. 7, same estimator) everywhere else.
 
@@ -94,7 +95,7 @@ def fisher_adaptive(model, batches, previous: Fisher, beta: float = DEFAULT_BETA
         raise ValueError(f"beta={beta!r} must be in [0, 1] (001 uses 0.3)")
     previous_values = previous.values if isinstance(previous, Fisher) else previous
     branch = set(branch_params)
-    generic = fisher_generic(model, batches, per_sample)
+    generic = fisher_generic(model, batches, per_sample, sample_loss)
     unknown = sorted(branch - set(generic.values))
     if unknown:
         raise ValueError(f"branch_params {unknown[:5]} are not trainable parameters of the model")
@@ -150,6 +151,7 @@ class EWC(Method):
       when NIS named none, no branch (the generic Fisher throughout); other networks get the generic Fisher.
     The Fisher is estimated on ``fisher_frames`` of the samples the task trained on (NIS's clean set C_t).
     """
+    needs: ClassVar[tuple] = ("encoders",)
 
     name: ClassVar[str] = "ewc"
     lam: float = DEFAULT_LAMBDA
@@ -210,9 +212,10 @@ class EWC(Method):
             if self.mode == "adaptive" and key == "model" and previous is not None:
                 named = run.record.get("nis", {}).get("named") or self.name_by_drop(run)
                 branch = set() if named == NONE else branch_names(net, named)  # nothing named: Eq. 7 throughout
-                fisher = fisher_adaptive(net, batches(), previous, self.beta, branch, self.per_sample)
+                fisher = fisher_adaptive(net, batches(), previous, self.beta, branch, self.per_sample,
+                                         run.objective.sample_loss)
             else:
-                fisher = fisher_generic(net, batches(), self.per_sample)
+                fisher = fisher_generic(net, batches(), self.per_sample, run.objective.sample_loss)
                 if self.mode == "online" and previous is not None:
                     fisher.values = {n: self.decay * previous.values[n].to(v) + v for n, v in fisher.values.items()}
                     fisher.samples += previous.samples

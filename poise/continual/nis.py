@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from poise.metrics import M_TO_MM, sample_mpjpe  # noqa: F401  (sample_mpjpe: part of this module's interface)
+from poise.metrics import M_TO_MM, sample_mpjpe
 from poise.contrib.shapley import batch_scores
 from poise.errors import PoiseError
 from poise.methods.base import Method, Probe
@@ -94,8 +94,9 @@ def name_from_drops(drops: dict, threshold: dict | None = None) -> str:
 
 
 @torch.no_grad()
-def per_sample_losses(model, batches, return_indices: bool = False):
-    """Per-sample MPJPE (metres, float64 numpy) of the fused prediction (all modalities present) over
+def per_sample_losses(model, batches, return_indices: bool = False, sample_loss=sample_mpjpe):
+    """Per-sample loss (``sample_loss``, default MPJPE in metres; float64 numpy) of the fused prediction (all
+    modalities present) over
     ``batches`` (an iterable of batch dicts with "gt"), in eval mode and without gradients (DivideMix's
     ``eval_train``); the model's train/eval mode is restored. With ``return_indices``, also the batches'
     "index" entries (numpy int64) in the same order."""
@@ -106,7 +107,7 @@ def per_sample_losses(model, batches, return_indices: bool = False):
     try:
         for batch in batches:
             batch = to_device(batch, device)
-            losses.append(sample_mpjpe(model(batch), batch["gt"]).double().cpu().numpy())
+            losses.append(sample_loss(model(batch), batch["gt"]).double().cpu().numpy())
             if return_indices:
                 indices.append(np.asarray(batch["index"].cpu() if torch.is_tensor(batch["index"])
                                           else batch["index"], dtype=np.int64).reshape(-1))
@@ -214,6 +215,7 @@ class NIS(Method):
     losses before and after the probe over the task's samples; the stream scores the split against the
     recorded corruption, which no strategy sees.
     """
+    needs: ClassVar[tuple] = ("encoders",)
 
     name: ClassVar[str] = "nis"
     gamma: int = 1
@@ -248,7 +250,8 @@ class NIS(Method):
 
         rows = np.asarray(run.train_rows)
         self.start = {"rows": rows, "scores": batch_scores(run.model, run.assess),
-                      "losses": per_sample_losses(run.model, frame_batches(run.train, rows, run.config.batch_size))}
+                      "losses": per_sample_losses(run.model, frame_batches(run.train, rows, run.config.batch_size),
+                                                  sample_loss=run.objective.sample_loss)}
         superior, _ = split_groups(self.last_scores)
 
         def measure(phase) -> dict:
@@ -266,7 +269,8 @@ class NIS(Method):
         the named modality, and the GMM split of the per-sample losses over ``rows``."""
         after = phase.scores()  # the task's assessment frames, as at the task's start
         reference = batch_scores(phase.model, to_device(phase.train.clean_batch(self.reference_rows), phase.device))
-        losses = per_sample_losses(phase.model, frame_batches(phase.train, rows, phase.config.batch_size))
+        losses = per_sample_losses(phase.model, frame_batches(phase.train, rows, phase.config.batch_size),
+                                   sample_loss=phase.objective.sample_loss)
         clean, _ = gmm_clean_mask(losses, seed=phase.config.seed)
         return {"named": name_noisy_modality(reference, after, self.naming, self.threshold),
                 "drops": score_drops(reference, after, self.naming), "scores_after": after,

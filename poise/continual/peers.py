@@ -72,13 +72,14 @@ def coteaching_losses(loss_a: torch.Tensor, loss_b: torch.Tensor, forget: float)
 
 def dividemix_targets(gt: torch.Tensor, own: torch.Tensor, peer: torch.Tensor, clean_prob: torch.Tensor,
                       labelled: torch.Tensor) -> torch.Tensor:
-    """Per-sample targets (B, 17, 3): co-refined w y + (1 - w) own for labelled rows, the co-guess
+    """Per-sample targets (B, *target shape): co-refined w y + (1 - w) own for labelled rows, the co-guess
     (own + peer) / 2 for the others. ``own``/``peer`` are detached predictions; ``clean_prob`` (B,) the peer
     GMM's posterior; ``labelled`` (B,) bool."""
-    w = clean_prob.view(-1, 1, 1).to(gt)
+    per_sample = (-1, *[1] * (gt.ndim - 1))
+    w = clean_prob.view(per_sample).to(gt)
     refined = w * gt + (1 - w) * own
     guessed = (own + peer) / 2
-    return torch.where(labelled.view(-1, 1, 1), refined, guessed)
+    return torch.where(labelled.view(per_sample), refined, guessed)
 
 
 @dataclasses.dataclass
@@ -118,7 +119,7 @@ class CoTeaching(Peers):
 
     def extra_loss(self, run, step):
         gt = step.batch["gt"]
-        loss_a, loss_b = sample_mpjpe(step.pred, gt), sample_mpjpe(self.peer(step.batch), gt)
+        loss_a, loss_b = run.objective.sample_loss(step.pred, gt), run.objective.sample_loss(self.peer(step.batch), gt)
         rate = float(forget_rates(self.forget_rate, run.config.epochs)[run.epoch]) if run.task else 0.0
         a, b, _ = coteaching_losses(loss_a, loss_b, rate)
         return a + b
@@ -152,7 +153,8 @@ class DivideMix(Peers):
         rows = self.rows = np.sort(run.train_rows)
 
         def losses(net):
-            return per_sample_losses(net, frame_batches(run.train, rows, LOSS_BATCH))
+            return per_sample_losses(net, frame_batches(run.train, rows, LOSS_BATCH),
+                                     sample_loss=run.objective.sample_loss)
 
         clean_a, prob_a = gmm_clean_mask(losses(run.model), seed=run.config.seed)
         clean_b, prob_b = gmm_clean_mask(losses(self.peer), seed=run.config.seed)
@@ -163,23 +165,23 @@ class DivideMix(Peers):
         gt, pa = step.batch["gt"], step.pred
         pb = self.peer(step.batch)
         if self.division is None:
-            return sample_mpjpe(pa, gt).mean() + sample_mpjpe(pb, gt).mean()
+            return run.objective.loss(pa, gt) + run.objective.loss(pb, gt)
         index = step.batch["index"]
         index = index.cpu().numpy() if torch.is_tensor(index) else np.asarray(index)
         pos = np.searchsorted(self.rows, index)  # the batch's frames among the divided ones (any epoch sampling)
         clean_a, prob_a, clean_b, prob_b = (torch.as_tensor(x[pos], device=gt.device) for x in self.division)
         loss_a = _divided_loss(pa, dividemix_targets(gt, pa.detach(), pb.detach(), prob_b, clean_b), clean_b,
-                               self.lambda_u)
+                               self.lambda_u, run.objective.sample_loss)
         loss_b = _divided_loss(pb, dividemix_targets(gt, pb.detach(), pa.detach(), prob_a, clean_a), clean_a,
-                               self.lambda_u)
+                               self.lambda_u, run.objective.sample_loss)
         return loss_a + loss_b
 
     def test_model(self, run):
         return Ensemble(run.model, self.peer)
 
 
-def _divided_loss(pred, target, labelled, lambda_u: float) -> torch.Tensor:
-    """Mean per-sample MPJPE to the DivideMix targets, unlabelled samples weighted by ``lambda_u``."""
+def _divided_loss(pred, target, labelled, lambda_u: float, sample_loss=sample_mpjpe) -> torch.Tensor:
+    """Mean per-sample loss (MPJPE) to the DivideMix targets, unlabelled samples weighted by ``lambda_u``."""
     weights = torch.where(labelled, torch.ones_like(labelled, dtype=pred.dtype),
                           torch.full_like(labelled, lambda_u, dtype=pred.dtype))
-    return (weights * sample_mpjpe(pred, target)).mean()
+    return (weights * sample_loss(pred, target)).mean()

@@ -54,7 +54,6 @@ from poise import distributed
 from poise.methods import register
 from poise.methods.base import Method, Statistic
 from poise.methods.responses import HEADS, UnimodalHeads, shapley_responses, unimodal_outputs
-from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.errors import PoiseError
 
 
@@ -144,7 +143,7 @@ class ARL(Method):
         gt = step.batch["gt"]
         self.last = self.update(run, step.features, unimodal, gt)
         weight = (self.gamma if self.active(run) else 1.0) * 2 / len(unimodal)
-        return weight * sum(mpjpe_loss(y, gt) for y in unimodal.values())
+        return weight * sum(run.objective.loss(y, gt) for y in unimodal.values())
 
     def after_backward(self, run, step) -> None:
         if not self.active(run):
@@ -163,7 +162,7 @@ class ARL(Method):
         variance, dependence = state["variance"], state["dependence"]
         total_d = sum(dependence.values()) or 1.0
         for m in run.model.modalities:
-            row[f"arl_sd_mm_{m}"] = math.sqrt(variance.get(m, 0.0)) * M_TO_MM
+            row[f"{run.objective.named('arl_sd')}_{m}"] = math.sqrt(variance.get(m, 0.0)) * run.objective.scale
             row[f"arl_dep_{m}"] = dependence.get(m, 0.0) / total_d
         return row
 

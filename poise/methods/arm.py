@@ -42,6 +42,8 @@ the device, and the summed MI and CMI are read once, at the epoch's end.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import dataclasses
 
 import torch
@@ -90,6 +92,7 @@ def fusion_weights(c: dict, max_gain: float) -> dict:
 @register("arm")
 @dataclasses.dataclass
 class ARM(Method):
+    needs: ClassVar[tuple] = ("modality gain",)
     reference_optimizer = "sgd"
     reference_lr = 0.1  # SGD's 0.3 diverges; chosen on the held-out sequences (docs/bench.md)
     statistic = Statistic("arm_gain", "feature gain at the end", over="last")

@@ -42,6 +42,8 @@ yielding high FIM values"; our reading:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import dataclasses
 
 import numpy as np
@@ -63,6 +65,7 @@ FISHER_BATCH = 64  # frames per vectorised per-sample gradient batch
 @register("awc")
 @dataclasses.dataclass
 class AWC(Method):
+    needs: ClassVar[tuple] = ("encoders",)
     alpha_s: float = 20_000.0
     alpha_i: float = 10_000.0
     window: int = 0  # K, the penalised epochs (1 .. K); 0 = 40 % of the run's epochs
@@ -181,7 +184,8 @@ class AWC(Method):
         if self.fisher_frames and self.fisher_frames < len(rows):
             rows = np.sort(np.random.default_rng([run.config.seed, 13]).choice(rows, self.fisher_frames, replace=False))
         names = {n for m in run.model.modalities for n, _ in run.model.encoders[m].named_parameters(prefix=f"encoders.{m}")}
-        values, _ = empirical_fisher(run.model, frame_batches(run.train, rows, FISHER_BATCH), per_sample=True, names=names)
+        values, _ = empirical_fisher(run.model, frame_batches(run.train, rows, FISHER_BATCH), per_sample=True,
+                                     names=names, sample_loss=run.objective.sample_loss)
         self.anchor = {m: snapshot(self.params_of[m]) for m in self.params_of}
         self.fisher = {m: [values[f"encoders.{m}.{n}"] for n, _ in run.model.encoders[m].named_parameters()]
                        for m in self.params_of}

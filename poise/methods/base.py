@@ -48,6 +48,9 @@ so that neither the tests nor the bench name a method.
 
     needs_holdout                   setup needs held-out training sequences (``holdout``; the smoke run holds
                                     half of them out)
+    needs                           the model capabilities it uses beyond the model contract
+                                    (``poise.models.capabilities``), checked before ``setup`` with an error that
+                                    names each missing one and how to provide it
     smoke_params                    parameters that make it act within a tiny run (``tests/test_method_contract.py``
                                     trains every registered method with them on the tiny synthetic data)
     smoke_needs                     run-time resources that run must be given, by parameter name: ``"teacher"``
@@ -91,7 +94,8 @@ class RunView(typing.Protocol):
     these, change only ``train_rows`` (``on_task_start``) and ``record`` (notes of the phase)."""
 
     config: typing.Any  # the TrainConfig: epochs, batch_size, seed, lr_step, ...
-    model: torch.nn.Module  # the pose model: modalities, encoders, encode / decode, modality_parameters()
+    model: torch.nn.Module  # the model: modalities, encode / decode, modality_parameters() (and what ``needs`` names)
+    objective: typing.Any  # its per-sample loss and metrics (``poise.objective``; MPJPE for poses)
     method: typing.Any  # the method the loop runs (a Composite when several are combined)
     train: typing.Any  # the training dataset: batch(rows), poses(rows), sequence_of(rows), ...
     train_rows: typing.Any  # the training frames trained on (numpy int64)
@@ -124,6 +128,7 @@ class Method:
     reference_optimizer: ClassVar[str] = "adam"
     reference_lr: ClassVar[float | None] = None
     needs_holdout: ClassVar[bool] = False  # setup needs ``run.val_rows`` (held-out training sequences)
+    needs: ClassVar[tuple] = ()  # model capabilities beyond the contract (poise.models.capabilities.CAPABILITIES)
     smoke_params: ClassVar[dict] = {}  # read-only: copy before changing
     smoke_needs: ClassVar[tuple] = ()
     smoke_epochs: ClassVar[int] = 2

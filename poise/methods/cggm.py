@@ -78,6 +78,8 @@ heads' training MPJPE ``cggm_uni_mm_<m>`` and its mean cosine ``cggm_cos_<m>``, 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import dataclasses
 
 import torch
@@ -88,7 +90,7 @@ from poise import distributed
 from poise.methods import register
 from poise.methods.base import Method, Statistic
 from poise.methods.responses import UnimodalHeads
-from poise.metrics import M_TO_MM, mpjpe_loss
+from poise.objective import POSE
 from poise.errors import PoiseError
 
 
@@ -113,16 +115,17 @@ def direction_loss(terms: dict, cosines: torch.Tensor) -> torch.Tensor:
     return sum(abs(b) - b * cosines[i] for i, b in enumerate(terms.values())) / len(terms)
 
 
-def gradient_cosines(model, heads: UnimodalHeads, features: dict, gt: torch.Tensor) -> tuple[dict, torch.Tensor]:
+def gradient_cosines(model, heads: UnimodalHeads, features: dict, gt: torch.Tensor,
+                     objective=POSE) -> tuple[dict, torch.Tensor]:
     """Each head's MPJPE on the detached features (differentiable with respect to the heads only) and, per
     modality in the model's order, the cosine between the gradients that its features receive from its head's
     MPJPE (fixed) and from the fused MPJPE (differentiable with respect to the fusion and head only)."""
     leaves = {m: features[m].detach().requires_grad_() for m in model.modalities}
     inputs = [leaves[m] for m in model.modalities]
-    losses = {m: mpjpe_loss(y.float(), gt) for m, y in heads.outputs(model, leaves).items()}
+    losses = {m: objective.loss(y.float(), gt) for m, y in heads.outputs(model, leaves).items()}
     unimodal = torch.autograd.grad(sum(losses.values()), inputs, retain_graph=True)  # head m reads z_m only
     with sdpa_kernel([SDPBackend.MATH]):  # the fused attention kernels have no double backward
-        fused = mpjpe_loss(model.decode(leaves).float(), gt)
+        fused = objective.loss(model.decode(leaves).float(), gt)
     fused_grads = torch.autograd.grad(fused, inputs, create_graph=True)
     cosines = torch.stack([F.cosine_similarity(u.flatten().float(), f.flatten().float(), dim=0)
                            for u, f in zip(unimodal, fused_grads)])
@@ -132,6 +135,7 @@ def gradient_cosines(model, heads: UnimodalHeads, features: dict, gt: torch.Tens
 @register("cggm")
 @dataclasses.dataclass
 class CGGM(Method):
+    needs: ClassVar[tuple] = ("feature size", "output shape")
     reference_optimizer = "adam"
     reference_lr = None  # the reference's Adam lr 1e-3 is poise's Adam default
     statistic = Statistic("cggm_k", "mean encoder gradient coefficient rho B")
@@ -169,7 +173,7 @@ class CGGM(Method):
         self._sums, self._steps = None, 0
 
     def extra_loss(self, run, step):
-        losses, cosines = gradient_cosines(run.model, self.heads, step.features, step.batch["gt"])
+        losses, cosines = gradient_cosines(run.model, self.heads, step.features, step.batch["gt"], run.objective)
         gm = direction_loss(self.applied, cosines)
         with torch.no_grad():  # kept on the device and read once, at the end of the epoch: no host read per step
             values = (torch.stack([losses[m].detach() for m in run.model.modalities]), cosines.detach(), gm.detach())
@@ -189,7 +193,8 @@ class CGGM(Method):
             return
         modalities = run.model.modalities
         unimodal, cosines, gm = self._sums
-        means = [v / self._steps for v in torch.cat([unimodal * M_TO_MM, cosines, gm[None]]).double().tolist()]
+        sums = torch.cat([unimodal * run.objective.loss_scale, cosines, gm[None]]).double().tolist()
+        means = [v / self._steps for v in sums]
         means = distributed.all_mean(dict(enumerate(means)))  # every rank then computes the same B
         now = {m: means[i] for i, m in enumerate(modalities)}
         self.epoch_values = {"uni_mm": now, "cos": {m: means[len(modalities) + i] for i, m in enumerate(modalities)},

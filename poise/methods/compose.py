@@ -23,6 +23,7 @@ class Composite(Method):
             raise PoiseError(f"the methods {names} name one twice; combine each method once")
         self.parts = list(parts)
         self.name = "+".join(names)
+        self.needs = tuple(dict.fromkeys(c for p in parts for c in p.needs))  # every part's model capabilities
         self.reference_optimizer = (reference or parts[0]).reference_optimizer
         self.reference_lr = (reference or parts[0]).reference_lr
 

@@ -34,6 +34,8 @@ Each epoch's row of ``metrics.csv`` holds every modality's mean unimodal trainin
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import dataclasses
 
 import torch
@@ -42,13 +44,13 @@ from poise import distributed
 from poise.methods import register
 from poise.methods.base import Method, Statistic
 from poise.methods.responses import HEADS, UnimodalHeads, unimodal_outputs
-from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.errors import PoiseError
 
 
 @register("dgl")
 @dataclasses.dataclass
 class DGL(Method):
+    needs: ClassVar[tuple] = ("encoders",)
     reference_optimizer = "sgd"
     reference_lr = 0.1  # SGD's 0.3 diverges; chosen on the held-out sequences (docs/bench.md)
     statistic = Statistic("dgl_uni_mm", "unimodal training MPJPE (mm) in the last epoch", digits=1, over="last")
@@ -80,7 +82,7 @@ class DGL(Method):
     def extra_loss(self, run, step):
         """The unimodal losses (own heads), or (shared head) their gradients for the encoders alone, stored."""
         unimodal = unimodal_outputs(run.model, step.features, self.unimodal_heads)
-        losses = {m: mpjpe_loss(y, step.batch["gt"]) for m, y in unimodal.items()}
+        losses = {m: run.objective.loss(y, step.batch["gt"]) for m, y in unimodal.items()}
         weight = self.alpha * 2 / len(losses)
         for m, loss in losses.items():  # read once, at the end of the epoch: no host sync per step
             self._sums.setdefault(m, []).append(loss.detach())
@@ -108,5 +110,6 @@ class DGL(Method):
         self._sums, self._steps = {}, 0
 
     def epoch_metrics(self, run) -> dict:
-        sums = {m: sum(v * M_TO_MM for v in torch.stack(s).double().tolist()) for m, s in self._sums.items()}
-        return {f"dgl_uni_mm_{m}": s / max(self._steps, 1) for m, s in sums.items()}
+        scale, name = run.objective.loss_scale, run.objective.named("dgl_uni")
+        sums = {m: sum(v * scale for v in torch.stack(s).double().tolist()) for m, s in self._sums.items()}
+        return {f"{name}_{m}": s / max(self._steps, 1) for m, s in sums.items()}

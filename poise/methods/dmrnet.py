@@ -35,6 +35,8 @@ on CPU tensors).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import dataclasses
 
 import numpy as np
@@ -42,7 +44,6 @@ import torch
 from torch import nn
 
 from poise import distributed
-from poise.metrics import sample_mpjpe
 from poise.methods import register
 from poise.methods.base import Method
 from poise.methods.modality_dropout import (check_drop, check_non_negative, combination_index,
@@ -85,6 +86,7 @@ HARDNESS = ("variance", "loss")
 @register("dmrnet")
 @dataclasses.dataclass
 class DMRNet(Method):
+    needs: ClassVar[tuple] = ("absent handling", "stages", "installable parts")
     smoke_params = {"warmup": 3}  # cut inside the warm-up
     smoke_epochs = 4
     smoke_cut = 2
@@ -126,21 +128,21 @@ class DMRNet(Method):
         mu, logvar = model.embedding.moments(model.fuse(features, mask))
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         self._step = (combination_index(mask), mu, logvar)
-        return model.pose(z)
+        return model.regress(z)
 
     def extra_loss(self, run, step):
         combination, mu, logvar = self._step
         loss = self.alpha * gaussian_kl(mu, logvar)
         if run.epoch < self.warmup:  # each sample's s^2, MPJPE and 1 added to its combination's sums, in order
             variance = logvar.detach().exp().mean(1).double()
-            error = sample_mpjpe(step.pred, step.batch["gt"]).detach().double()
+            error = run.objective.sample_loss(step.pred, step.batch["gt"]).detach().double()
             self._epoch = self._epoch.to(combination.device)  # a no-op after the first step
             self._epoch.index_add_(1, combination, torch.stack([variance, error, torch.ones_like(variance)]))
         elif self.hard_set and self.beta:
             if self._hard[0] != self.hard_set or self._hard[1].device != combination.device:
                 self._hard = (list(self.hard_set), torch.tensor(self.hard_set, device=combination.device))
             hard = torch.isin(combination, self._hard[1])
-            loss = loss + self.beta * (sample_mpjpe(step.pred, step.batch["gt"]) * hard).sum() / len(hard)
+            loss = loss + self.beta * (run.objective.sample_loss(step.pred, step.batch["gt"]) * hard).sum() / len(hard)
         return loss
 
     def on_epoch_end(self, run) -> None:

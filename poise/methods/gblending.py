@@ -39,7 +39,6 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from poise.metrics import M_TO_MM, mpjpe_loss
 from poise.methods import register
 from poise.methods.base import Method
 from poise.methods.responses import UnimodalHeads
@@ -64,6 +63,7 @@ def blend_weights(previous: dict, now: dict, eps_mm: float) -> dict | None:
 @register("gblending")
 @dataclasses.dataclass
 class GBlending(Method):
+    needs: ClassVar[tuple] = ("feature size", "output shape")
     needs_holdout: ClassVar[bool] = True  # its weights come from held-out training sequences
     smoke_params = {"super_epoch": 1}
     smoke_epochs = 3
@@ -102,24 +102,24 @@ class GBlending(Method):
         return {"gblending_heads": self.heads}
 
     def unimodal(self, model, features: dict) -> dict:
-        """Each modality's own-head prediction (B, 17, 3)."""
+        """Each modality's own-head prediction (B, *target shape)."""
         return self.heads.outputs(model, features)
 
     @torch.no_grad()
-    def _branch_mm(self, model, rows, data) -> dict:
+    def _branch_errors(self, model, rows, data, objective) -> dict:
         batch = to_device(data.batch(rows), next(model.parameters()).device)
         features = model.encode(batch)
         out = self.unimodal(model, features)
         out[FUSED] = model.decode(features)
         gt = batch["gt"]
-        return {k: float((p - gt).norm(dim=-1).mean() * M_TO_MM) for k, p in out.items()}
+        return {k: float(objective.loss(p, gt) * objective.loss_scale) for k, p in out.items()}
 
     def measure(self, run) -> dict:
-        """``{branch: (train MPJPE, validation MPJPE)}`` in mm, on the fixed slices."""
+        """``{branch: (train loss, validation loss)}`` (MPJPE in mm for poses), on the fixed slices."""
         was_training = run.model.training
         run.model.eval()
-        train = self._branch_mm(run.model, self.train_slice, run.train)
-        val = self._branch_mm(run.model, self.val_slice, run.train)
+        train = self._branch_errors(run.model, self.train_slice, run.train, run.objective)
+        val = self._branch_errors(run.model, self.val_slice, run.train, run.objective)
         run.model.train(was_training)
         return {k: (train[k], val[k]) for k in train}
 
@@ -128,7 +128,8 @@ class GBlending(Method):
 
     def extra_loss(self, run, step):
         gt = step.batch["gt"]
-        return sum(self.weights[m] * mpjpe_loss(pred, gt) for m, pred in self.unimodal(run.model, step.features).items())
+        return sum(self.weights[m] * run.objective.loss(pred, gt)
+                   for m, pred in self.unimodal(run.model, step.features).items())
 
     def on_epoch_end(self, run) -> None:
         if (run.epoch + 1) % self.super_epoch:

@@ -54,8 +54,9 @@ def information_scores(model, features: dict, n_samples: int) -> torch.Tensor:
     perturbed = {m: (z + z.std(0, unbiased=False) * noise[m]).reshape(-1, z.shape[-1]) for m, z in features.items()}
     with sdpa_kernel([SDPBackend.MATH]):  # the fused attention kernels have no double backward
         pred = model.decode(perturbed)
-        clean = model.decode(features).repeat(n_samples, 1, 1)
-    f = (pred - clean).square().sum((1, 2))
+        clean = model.decode(features)
+        clean = clean.repeat(n_samples, *[1] * (clean.ndim - 1))
+    f = (pred - clean).reshape(len(pred), -1).square().sum(1)
     grads = torch.autograd.grad(f.sum(), [noise[m] for m in model.modalities], create_graph=True)
     return torch.stack([(g.reshape(len(f), -1).square().sum(1) / (f + TINY)).mean() for g in grads])
 

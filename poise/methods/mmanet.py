@@ -46,7 +46,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from poise.metrics import sample_mpjpe
 from poise.methods import register
 from poise.methods.base import Method
 from poise.methods.modality_dropout import (check_drop, check_non_negative, combination_index,
@@ -64,7 +63,7 @@ class Regulariser(nn.Module):
         self.head = copy.deepcopy(model.head)
 
     def forward(self, model, tokens: torch.Tensor) -> torch.Tensor:
-        return model.mean_pose + self.head(self.fusion(tokens)).view(-1, 17, 3)
+        return model.offset + self.head(self.fusion(tokens)).view(-1, *model.out_shape)
 
 
 def similarity(features: torch.Tensor) -> torch.Tensor:
@@ -82,7 +81,9 @@ def mad_loss(student: torch.Tensor, teacher: torch.Tensor, weights: torch.Tensor
 def teacher_uncertainty(teacher, features: dict) -> torch.Tensor:
     """u_i / sum u (B,): the mean squared move of the teacher's prediction when one modality is taken away."""
     full = teacher.decode(features)
-    moves = [(teacher.decode(features, [m for m in teacher.modalities if m != left]) - full).square().sum(-1).mean(-1)
+    # each sample's mean squared move over its target's values (a pose: 3x the mean squared joint move, a factor
+    # the normalisation cancels)
+    moves = [(teacher.decode(features, [m for m in teacher.modalities if m != left]) - full).flatten(1).square().mean(1)
              for left in teacher.modalities]
     u = torch.stack(moves).mean(0)
     total = u.sum()
@@ -97,12 +98,21 @@ def weak_combinations(discrepancy: dict, modalities) -> list[int]:
                   for subset in itertools.combinations(present, r))
 
 
-def load_teacher(path: str, run):
-    """The frozen full-modality model of the finished poise run at ``path``, checked against ``run``."""
+def load_teacher(path, run):
+    """The frozen full-modality model of the finished poise run at ``path``, checked against ``run``; or ``path``
+    itself when it is a trained model (the Python API: ``MMANet(teacher=model)``), a frozen copy of it."""
     from poise.config import TrainConfig
     from poise.models.pose import build_model
     from poise.runtime import read_checkpoint
 
+    if isinstance(path, torch.nn.Module):
+        if tuple(path.modalities) != tuple(run.model.modalities):
+            raise PoiseError(f"mmanet: the teacher model has modalities {list(path.modalities)}, the student "
+                             f"{list(run.model.modalities)}; the teacher needs every modality the student has")
+        teacher = copy.deepcopy(path).to(run.device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher
     if not path:
         raise PoiseError("mmanet distils from a full-modality teacher: train one (`poise train --method baseline`) "
                          "and pass its run directory with --param teacher=RUN_DIR")
@@ -141,6 +151,7 @@ def load_teacher(path: str, run):
 @register("mmanet")
 @dataclasses.dataclass
 class MMANet(Method):
+    needs: ClassVar[tuple] = ("absent handling", "stages", "output shape")
     needs_holdout: ClassVar[bool] = True  # weak combinations are mined on held-out training sequences
     smoke_params = {"begin": 3, "mine_from": 1}  # cut inside the mining
     smoke_needs = ("teacher",)
@@ -208,7 +219,7 @@ class MMANet(Method):
         weak = torch.isin(combination_index(mask), torch.tensor(self.weak, device=mask.device))
         # computed even when no sample of this rank is weak: under torchrun every rank must hold the same gradients
         pred = self.regulariser(model, model.tokens(step.features, mask))
-        return loss + self.lambda_mar * (sample_mpjpe(pred, step.batch["gt"]) * weak).sum() / len(weak)
+        return loss + self.lambda_mar * (run.objective.sample_loss(pred, step.batch["gt"]) * weak).sum() / len(weak)
 
     @torch.no_grad()
     def measure_discrepancy(self, run) -> dict:

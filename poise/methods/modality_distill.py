@@ -33,12 +33,13 @@ boolean selection of the absent rows still makes a GPU wait inside torch: ``nonz
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import dataclasses
 
 import torch
 from torch import nn
 
-from poise.metrics import mpjpe_loss
 from poise.methods import register
 from poise.methods.base import Method
 from poise.methods.modality_dropout import check_drop, check_non_negative, sample_masks
@@ -111,6 +112,7 @@ def restoration_losses(restorer: FeatureRestorer, tokens: torch.Tensor, mask: to
 @register("modality_distill")
 @dataclasses.dataclass
 class ModalityDistill(Method):
+    needs: ClassVar[tuple] = ("feature size", "stages", "installable parts")
     lambda_feat: float = 1.0  # weight of the feature regression R
     lambda_mmd: float = 0.1  # weight of the marginal MMD
     lambda_restored: float = 1.0  # weight of the pose loss on the restored input
@@ -139,7 +141,7 @@ class ModalityDistill(Method):
         else:
             regression, mmd = restoration_losses(model.restorer, tokens, mask)
         self.last = (regression.detach(), mmd.detach())  # read at the end of the epoch: no host sync per step
-        restored_pose = mpjpe_loss(model.decode(step.features, mask), step.batch["gt"])
+        restored_pose = run.objective.loss(model.decode(step.features, mask), step.batch["gt"])
         return self.lambda_restored * restored_pose + self.lambda_feat * regression + self.lambda_mmd * mmd
 
     def epoch_metrics(self, run) -> dict:

@@ -13,6 +13,8 @@ concat fusion's linear head in regression (``docs/robust.md``). Evaluation uses 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import dataclasses
 
 import torch
@@ -39,10 +41,14 @@ def sample_masks(model, features: dict, p: float, host: bool = False):
     """``draw_masks`` for a batch of ``features``, on their device; with ``host``, the pair (the masks as drawn,
     on the host; the same on the device), so that a decision on the masks alone waits for no device. Under
     torchrun the masks of the global batch are drawn on every rank (the generators stay in step) and each rank
-    takes its share, as it does of the frames, so the ranks' samples do not all get the same combinations."""
+    takes its share, as it does of the frames, so the ranks' samples do not all get the same combinations. On a
+    GPU the copy is asynchronous (pinned host memory: torch keeps the block until the copy is done)."""
     reference = next(iter(features.values()))
     masks = distributed.shard(draw_masks(len(reference) * distributed.world(), len(model.modalities), p))
-    on_device = masks.to(reference.device)
+    if reference.device.type == "cuda":  # from pinned memory, without blocking: the step does not wait for it
+        on_device = masks.pin_memory().to(reference.device, non_blocking=True)
+    else:
+        on_device = masks.to(reference.device)
     return (masks, on_device) if host else on_device
 
 
@@ -71,6 +77,7 @@ def check_drop(name: str, p: float) -> None:
 @register("modality_dropout")
 @dataclasses.dataclass
 class ModalityDropout(Method):
+    needs: ClassVar[tuple] = ("absent handling",)
     smoke_params = {"absent": "rescale"}
     p: float = 0.5  # each modality's probability of being absent in a training sample (0.5: uniform combinations)
     absent: str = "zero"  # what an absent modality is (PoseModel.absent): zero, or rescale the present ones

@@ -20,30 +20,35 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from poise.contrib.shapley import shapley_exact
+from poise.models.capabilities import require
 
 
 def unimodal_predictions(model, features: dict) -> dict:
-    """{m: (B, 17, 3)}: modality m's features times M, every other modality zeroed, through the shared head."""
+    """{m: (B, *out)}: modality m's features times M, every other modality zeroed, through the shared head."""
     scale = len(model.modalities)
     return {m: model.decode({m: features[m] * scale}, present=(m,)) for m in model.modalities}
 
 
 class UnimodalHeads(nn.ModuleDict):
-    """A linear head per modality on its encoder's features: ``mean_pose + head_m(z_m)``."""
+    """A linear head per modality on its encoder's features: ``offset + head_m(z_m)`` (the model's mean target
+    and output shape: a ``MultiModalRegressor``'s ``dim``, ``out_shape`` and ``offset``)."""
 
     def __init__(self, model, seed: int):
+        require(model, "a method's own unimodal heads (heads='own')", "feature size", "output shape")
         with torch.random.fork_rng(devices=[]):  # initialised from the seed without touching the global RNG
             torch.manual_seed(seed + 1)
-            heads = {m: nn.Linear(model.dim, 17 * 3) for m in model.modalities}
+            heads = {m: nn.Linear(model.dim, math.prod(model.out_shape)) for m in model.modalities}
         super().__init__(heads)
-        self.to(model.mean_pose.device)
+        self.to(model.offset.device)
 
     def outputs(self, model, features: dict) -> dict:
-        return {m: model.mean_pose + self[m](features[m]).view(-1, 17, 3) for m in self}
+        return {m: model.offset + self[m](features[m]).view(-1, *model.out_shape) for m in self}
 
 
 HEADS = ("own", "shared")
@@ -55,7 +60,7 @@ def unimodal_outputs(model, features: dict, heads: UnimodalHeads | None) -> dict
 
 
 def shapley_responses(model, features: dict) -> tuple[torch.Tensor, dict]:
-    """decode({}) and each modality's Shapley response phi_m, all (B, 17, 3), differentiable; by efficiency
+    """decode({}) and each modality's Shapley response phi_m, all (B, *out), differentiable; by efficiency
     ``decode(features) = decode({}) + sum_m phi_m`` exactly."""
     outputs = {}
 
