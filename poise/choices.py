@@ -7,4 +7,5 @@ ENCODERS = ("lite", "paper")  # poise.models.pose: CPU-sized, or the papers' (Vi
 OPTIMIZERS = ("auto", "adam", "sgd")  # poise.optim: auto is the method's reference optimiser
 NOISE_KINDS = ("raw", "unaligned", "unaligned_far")  # poise.continual.noise
 EWC_MODES = ("none", "generic", "online", "adaptive")  # poise.continual.ewc: none, or what the Fisher protects
+IMBALANCE_PRESETS = ("ranked", "weak-cluttered")  # poise.tasks.imbalance.PRESETS
 PEERS = ("none", "coteaching", "dividemix")  # poise.continual.peers: a second network and its noisy-label rule

@@ -231,3 +231,26 @@ def test_arl_moves_the_weak_modality_and_the_fused_error_toward_the_bayes_optimu
     assert gaps["baseline"]["weak"] > 0.2, gaps  # the imbalance is there: Bayes 0.26, the baseline's probe ~0.6
     assert gaps["arl"]["weak"] < 0.7 * gaps["baseline"]["weak"], gaps
     assert 0 < gaps["arl"]["fused"] < 0.9 * gaps["baseline"]["fused"], gaps
+
+
+def test_the_command_line_offers_every_preset():
+    """``poise imbalance-bench --preset`` takes its choices from poise.choices (no numpy for --help)."""
+    from poise.choices import IMBALANCE_PRESETS
+    from poise.tasks.imbalance import PRESETS
+
+    assert tuple(PRESETS) == IMBALANCE_PRESETS
+
+
+def test_imbalance_bench_writes_each_number_next_to_its_closed_form(tmp_path, capsys):
+    from poise.cli import main
+
+    assert main(["imbalance-bench", "--preset", "ranked", "--methods", "baseline", "ogm_ge:alpha=0.5", "--seeds", "0",
+                 "--epochs", "2", "--n", "200", "--out", str(tmp_path), "--quiet"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| closed form |" in report and "| ogm_ge:alpha=0.5 |" in report
+    assert "/1 below)" in report  # ogm_ge's numbers against the baseline of the same seed
+    lines = (tmp_path / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and all("fused" in line for line in lines)
+    capsys.readouterr()
+    assert main(["imbalance-bench", "--methods", "awcc", "--out", str(tmp_path)]) != 0
+    assert "unknown method 'awcc'" in capsys.readouterr().err

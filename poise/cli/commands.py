@@ -206,6 +206,19 @@ def cmd_continual_bench(args) -> int:
     return 0
 
 
+def cmd_imbalance_bench(args) -> int:
+    from poise.bench.imbalance import Settings, imbalance_bench
+
+    out = args.out or f"runs/imbalance-bench-{args.preset}"
+    command = " ".join(["poise imbalance-bench --preset", args.preset, "--methods", *args.methods,
+                        "--seeds", *map(str, args.seeds), f"--epochs {args.epochs} --n {args.n} --hidden {args.hidden}",
+                        f"--optimizer {args.optimizer}", *([f"--lr {args.lr:g}"] if args.lr is not None else [])])
+    settings = Settings(n=args.n, epochs=args.epochs, hidden=args.hidden, optimizer=args.optimizer, lr=args.lr)
+    print(imbalance_bench(args.preset, args.methods, args.seeds, settings, out, command, progress=not args.quiet))
+    print(f"saved {out}/report.md and {out}/runs.jsonl")
+    return 0
+
+
 def cmd_methods(args) -> int:
     import inspect
     import textwrap

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 
 from poise.cli.commands import (DEFAULT_CONTINUAL, DEFAULT_DEMO, cmd_bench, cmd_calibrate, cmd_continual,
-                                cmd_continual_bench, cmd_contrib, cmd_info, cmd_methods, cmd_report, cmd_robust,
-                                cmd_show, cmd_simulate, cmd_train)
+                                cmd_continual_bench, cmd_contrib, cmd_imbalance_bench, cmd_info, cmd_methods,
+                                cmd_report, cmd_robust, cmd_show, cmd_simulate, cmd_train)
+from poise.choices import IMBALANCE_PRESETS
 from poise.data import layout
 
 
@@ -209,6 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_all_options(p)
     add_no_report(p)
     p.set_defaults(func=cmd_continual_bench)
+
+    p = sub.add_parser("imbalance-bench", help="balancing methods on a task whose optimum is known (docs/imbalance.md)",
+                       description="Train each method over seeds on a controlled-imbalance task "
+                       "(poise.ImbalanceTask: its Bayes errors, optimal dependence and Shapley values are known "
+                       "in closed form), then write OUT/report.md (each number next to its closed form, and in how "
+                       "many seeds it beat the baseline's) and OUT/runs.jsonl. A method is NAME or "
+                       "NAME:PARAM=VALUE,...; 'alone' trains each modality's encoder without the others. Seconds "
+                       "per run.")
+    p.add_argument("--preset", choices=IMBALANCE_PRESETS, default="weak-cluttered")
+    p.add_argument("--methods", nargs="+", default=["alone", "baseline", "arl", "dgl"], metavar="METHOD")
+    p.add_argument("--seeds", type=_at_least(0), nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--epochs", type=_at_least(1), default=30)
+    p.add_argument("--n", type=_at_least(16), default=2000, help="training samples per seed")
+    p.add_argument("--hidden", type=_at_least(1), default=16, help="encoder width (ImbalanceTask.model)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="the same for every method")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimiser's)")
+    p.add_argument("--out", help="output folder (default runs/imbalance-bench-PRESET)")
+    p.add_argument("--quiet", action="store_true", help="no line per run")
+    p.set_defaults(func=cmd_imbalance_bench)
 
     p = sub.add_parser("info", help="summarise and check an MM-Fi root (real or synthetic)",
                        description="Summarise an MM-Fi root and check it the way training reads it: every frame of "

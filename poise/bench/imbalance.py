@@ -1,7 +1,5 @@
-"""Which balancing methods move a model toward the known optimum on an ``ImbalanceTask`` (``docs/imbalance.md``)?
-
-    python benchmarks/imbalance_methods.py [--preset weak-cluttered] [--methods alone baseline arl arl:gamma=0 ...]
-        [--seeds 0 1 2 3 4] [--epochs 30] [--n 2000] [--hidden 16] [--optimizer adam] [--lr LR] [--out FILE.jsonl]
+"""``poise imbalance-bench``: which balancing methods move a model toward the known optimum on an
+``ImbalanceTask`` (``docs/imbalance.md``), over seeds, each number next to its closed form.
 
 Each method (``name`` or ``name:param=value,...``) trains the preset's model with ``poise.fit`` (the same data,
 model seed, epochs and optimiser for every method), then, on a fresh test draw of 4000 samples:
@@ -13,26 +11,38 @@ model seed, epochs and optimiser for every method), then, on a fresh test draw o
   additive over modalities, so this is the Shapley split), next to ``ImbalanceTask.dependence()``;
 - ``shap_<m>``: Shapley values of the trained model with the ``neg_mse`` profit, next to the closed form's.
 ``alone`` trains each modality's encoder on its own (a one-modality task with the same sensor and samples): what
-an encoder learns in those epochs without a competitor. One line of JSON per run (to ``--out`` too), then a
-table: each number's mean and sd over seeds and in how many seeds it beat the baseline's. One torch thread.
+an encoder learns in those epochs without a competitor. ``OUT/runs.jsonl`` holds one line per run,
+``OUT/report.md`` the table: each number's mean and sd over seeds and in how many seeds it beat the baseline's.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
-import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import poise
 from poise import methods
+from poise.errors import PoiseError
 from poise.tasks import ImbalanceTask
 
 TEST_FRAMES = 4000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every run of a bench shares: training samples, epochs, encoder width, optimiser and learning rate."""
+
+    n: int = 2000
+    epochs: int = 30
+    hidden: int = 16
+    optimizer: str = "adam"
+    lr: float | None = None
 
 
 def parse_method(spec: str) -> tuple[str, dict]:
@@ -74,27 +84,27 @@ def measure(task, model, train, test) -> dict:
     return out
 
 
-def train_one(task, name: str, params: dict, seed: int, args) -> dict:
+def train_one(task, name: str, params: dict, seed: int, settings: Settings) -> dict:
     """One run: data seeds 1 + 10 seed (train) and 2 + 10 seed (test), model seed ``seed``."""
-    train, test = task.data(args.n, seed=1 + 10 * seed), task.data(TEST_FRAMES, seed=2 + 10 * seed)
+    train, test = task.data(settings.n, seed=1 + 10 * seed), task.data(TEST_FRAMES, seed=2 + 10 * seed)
     if name == "alone":
         out = {}
         for m in task.modalities:
             sub = ImbalanceTask({m: task.noise[m]}, dim=task.dim, sees={m: task.sees[m]},
                                 nuisance={m: task.nuisance[m]}, nuisance_sd=task.nuisance_sd,
                                 input_dims={m: task.input_dims[m]}, seed=task.seed)  # the same sensor and samples
-            one = train_one(sub, "baseline", {}, seed, args)
+            one = train_one(sub, "baseline", {}, seed, settings)
             out[f"probe_{m}"], out[f"uni_{m}"] = one[f"probe_{m}"], one["fused"]
         return out
-    model = task.model(hidden=args.hidden, seed=seed)
-    settings = dict(epochs=args.epochs, batch_size=64, optimizer=args.optimizer, seed=seed, progress=False,
-                    eval_every=10_000, lr_step=10_000, assess_frames=256)
-    if args.lr is not None:
-        settings["lr"] = args.lr
+    model = task.model(hidden=settings.hidden, seed=seed)
+    config = dict(epochs=settings.epochs, batch_size=64, optimizer=settings.optimizer, seed=seed, progress=False,
+                  eval_every=10_000, lr_step=10_000, assess_frames=256)
+    if settings.lr is not None:
+        config["lr"] = settings.lr
     if type(methods.get(name)).needs_holdout:
-        settings["holdout"] = 0.2
+        config["holdout"] = 0.2
     start = time.perf_counter()
-    poise.fit(model, train, name, method_params=params, **settings)
+    poise.fit(model, train, name, method_params=params, **config)
     return {**measure(task, model, train, test), "seconds": time.perf_counter() - start}
 
 
@@ -126,35 +136,48 @@ def table(task, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="weak-cluttered")
-    parser.add_argument("--methods", nargs="+", default=["alone", "baseline", "arl", "dgl"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--n", type=int, default=2000, help="training samples")
-    parser.add_argument("--hidden", type=int, default=16, help="encoder width (ImbalanceTask.model)")
-    parser.add_argument("--optimizer", default="adam", help="the same for every method: adam or sgd")
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--out", default=None, help="also write the JSON lines here")
-    args = parser.parse_args(argv)
+def imbalance_bench(preset: str, specs, seeds, settings: Settings, out, command: str = "",
+                    progress: bool = True) -> str:
+    """Train every method of ``specs`` over ``seeds`` on ``ImbalanceTask.preset(preset)``; write
+    ``out/runs.jsonl`` and ``out/report.md``; return the report's Markdown. One torch thread (each run takes
+    seconds; a second thread only adds overhead)."""
+    task = ImbalanceTask.preset(preset)
+    parsed = [(spec, *parse_method(spec)) for spec in specs]
+    for spec, name, _ in parsed:
+        if name != "alone" and name not in methods.available():
+            raise PoiseError(f"--methods {spec}: unknown method {name!r}; choose from alone, "
+                             f"{', '.join(methods.available())}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    task = ImbalanceTask.preset(args.preset)
     rows = []
-    sink = open(args.out, "w") if args.out else None
-    for spec in args.methods:
-        name, params = parse_method(spec)
-        for seed in args.seeds:
-            row = {"method": spec, "seed": seed, **train_one(task, name, params, seed, args)}
-            rows.append(row)
-            line = json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()})
-            print(line, flush=True)
-            if sink:
-                sink.write(line + "\n")
-                sink.flush()
-    print(table(task, rows))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    start = time.perf_counter()
+    try:
+        with open(out / "runs.jsonl", "w") as sink:
+            for spec, name, params in parsed:
+                for seed in seeds:
+                    row = {"method": spec, "seed": seed, **train_one(task, name, params, seed, settings)}
+                    rows.append(row)
+                    line = json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()})
+                    sink.write(line + "\n")
+                    sink.flush()
+                    if progress:
+                        print(f"{spec} seed {seed}: fused MSE {row.get('fused', float('nan')):.4f} "
+                              f"({row['seconds'] if 'seconds' in row else 0:.1f} s)", flush=True)
+    finally:
+        torch.set_num_threads(threads)
+    text = "\n".join([
+        f"# poise imbalance-bench: preset `{preset}`", "",
+        f"Command: `{command or 'poise imbalance-bench --preset ' + preset}`", "",
+        f"Task: `ImbalanceTask.preset({preset!r})` (noise {task.noise}); {settings.n} training samples, "
+        f"{TEST_FRAMES} test samples per seed, seeds {list(seeds)}, {settings.epochs} epochs, encoders of width "
+        f"{settings.hidden}, {settings.optimizer}" + (f" lr {settings.lr:g}" if settings.lr is not None else "")
+        + f". {len(rows)} runs in {(time.perf_counter() - start) / 60:.1f} min.", "",
+        "MSE of the fused model (`fused`), of a least-squares probe of each encoder (`probe_<m>`), the dependence "
+        "shares (`dep_<m>`) and the Shapley values of -MSE (`shap_<m>`); the first row is the closed form (Bayes "
+        "errors, the optimum's dependence and Shapley values). Mean ± sd over seeds; (k/n below): in how many "
+        "seeds the number is below the baseline's of the same seed.", "",
+        table(task, rows), ""])
+    (out / "report.md").write_text(text)
+    return text
