@@ -112,9 +112,14 @@ def all_mean(values: dict) -> dict:
 
 def average_gradients(*modules: torch.nn.Module) -> None:
     """Average every parameter's gradient of ``modules`` over ranks, in one flat all-reduce."""
+    average_parameter_gradients([p for m in modules for p in m.parameters()])
+
+
+def average_parameter_gradients(params) -> None:
+    """Average the gradients of ``params`` over ranks, in one flat all-reduce."""
     if not dist.is_initialized():
         return
-    grads = [p.grad for m in modules for p in m.parameters() if p.grad is not None]
+    grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])

@@ -72,6 +72,13 @@ class Objective:
     scale: float = 1.0
     unit: str = ""
 
+    def __post_init__(self):
+        if not callable(self.sample_loss):
+            raise PoiseError(f"Objective.sample_loss must be a function (pred, target) -> (B,), got {self.sample_loss!r}")
+        if not self.metrics or not all(callable(fn) for fn in self.metrics.values()):
+            raise PoiseError("Objective.metrics must name at least one function (pred, target) -> (B,); the loop "
+                             "reports and the robust evaluation tabulates them")
+
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The training loss of a batch: the mean of ``sample_loss``."""
         return self.sample_loss(pred, target).mean()
@@ -79,10 +86,6 @@ class Objective:
     def named(self, name: str) -> str:
         """``name`` with the objective's unit, if it has one (``unimodal_std`` -> ``unimodal_std_mm``)."""
         return f"{name}_{self.unit}" if self.unit else name
-
-    @property
-    def primary(self) -> str:
-        return next(iter(self.metrics))
 
     def sample_metrics(self, pred: torch.Tensor, target: torch.Tensor) -> dict:
         """{name: (B,) float64 values} of every metric on one batch (no gradient)."""
@@ -106,7 +109,8 @@ def regression(loss="l2", unit: str = "", scale: float = 1.0) -> Objective:
     metrics ``l2``, ``mae`` and ``mse`` of the target times ``scale``, named with ``unit`` when given (e.g.
     ``unit="mm"``, ``scale=1000`` for a target in metres: ``l2_mm``, ``mae_mm``, ``mse_mm2``)."""
     if callable(loss):
-        sample_loss, name = loss, getattr(loss, "__name__", "loss")
+        name = getattr(loss, "__name__", "")
+        sample_loss, name = loss, name if name.isidentifier() else "loss"  # a lambda: "loss"
     elif loss in LOSSES:
         sample_loss, name = LOSSES[loss], loss
     else:

@@ -123,7 +123,7 @@ def format_robustness(report: dict) -> str:
               f"{report[f'mean_{second}']:{f}} |",
               f"| worst subset: {report['worst']['subset']} | {report['worst'][first]:{f}} | |"]
     if report["drops"]:
-        sd = next(k for k in report["drops"][0] if k not in ("drop", "seeds", first, second))
+        sd = next(k for k in report["drops"][0] if k.endswith("_sd") or "_sd_" in k)  # sd_key's name of it
         lines += ["", f"| each modality lost per sample with probability | {a}, mean +- sd over seeds | {b} |",
                   "|---|---|---|"]
         lines += [f"| {d['drop']:g} ({d['seeds']} seeds) | {d[first]:{f}} +- {d[sd]:{f}} | {d[second]:{f}} |"
@@ -140,7 +140,8 @@ def plot_robustness(report: dict, path) -> None:
     fig, ax = plt.subplots(figsize=(8, 3.6))
     ax.bar(range(len(rows)), [r[first] for r in rows], color=["tab:green"] + ["tab:blue"] * (len(rows) - 1))
     mean = report[f"mean_{first}"]
-    ax.axhline(mean, color="k", ls="--", lw=1, label=f"mean over subsets {mean:.4g}")
+    ax.axhline(mean, color="k", ls="--", lw=1,
+               label=f"mean over subsets {mean:.0f} mm" if first in LABELS else f"mean over subsets {mean:.4g}")
     ax.set_xticks(range(len(rows)), [r["subset"].replace("wifi-csi", "wifi") for r in rows], rotation=55, ha="right")
     ax.set_ylabel(f"test {LABELS.get(first, first)}")
     ax.set_title(f"{report['method']}: modalities present at test time")

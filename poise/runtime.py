@@ -201,7 +201,8 @@ def evaluate(model: torch.nn.Module, data, rows=None, batch_size: int = EVAL_BAT
     ``{prefix}_{metric}`` (``metric`` with no prefix). The root-relative MPJPE moves both poses to put the pelvis
     at the origin (the error in the pose, not in where the person stands): MM-Fi's code reports the absolute
     MPJPE, while its paper describes the pelvis-aligned one (toolbox issue #18). Under torchrun each rank takes
-    its share of the frames and the sums are all-reduced; the sums stay on the device until the end."""
+    its share of the frames and the sums are all-reduced. The sums stay on the device until the end (the pose
+    metrics' input check still reads a count of non-finite values per batch)."""
     objective = objective or POSE
     model.eval()
     device = next(model.parameters()).device

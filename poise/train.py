@@ -199,6 +199,7 @@ def resume(run_dir, progress: bool = True, epochs: int | None = None, rebuild_ca
            tensorboard: bool = False) -> Run:
     """Continue the run in ``run_dir`` from its last checkpoint (optionally to more ``epochs``)."""
     run_dir = Path(run_dir)
+    check_cli_run(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / CHECKPOINT).is_file():
         raise PoiseError(f"{run_dir} is not a run directory with a checkpoint (config.yaml and {CHECKPOINT}); "
                          f"start it with `poise train`")
@@ -234,9 +235,19 @@ def fit_logged(run: Run, progress: bool, tensorboard: bool, fresh: bool = False)
         log.close()
 
 
+def check_cli_run(run_dir: Path) -> None:
+    """A run trained from Python (``poise.fit``: its folder holds ``api.json``) is rebuilt from the user's model
+    and data, which only the user's code has; the command line says so rather than building an MM-Fi run."""
+    if (run_dir / "api.json").is_file():
+        raise PoiseError(f"{run_dir} was trained from Python (poise.fit): its model and data are your code's, so the "
+                         f"command line cannot rebuild it; continue it with poise.fit(model, data, ..., "
+                         f"out={str(run_dir)!r}, resume=True)")
+
+
 def load_run(run_dir, progress: bool = False) -> Run:
     """A finished (or interrupted) run, rebuilt from its config and last checkpoint, for analysis."""
     run_dir = Path(run_dir)
+    check_cli_run(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / CHECKPOINT).is_file():
         raise PoiseError(f"{run_dir} is not a run directory with a checkpoint (config.yaml and {CHECKPOINT}); "
                          f"train one with `poise train`")

@@ -134,8 +134,10 @@ def test_a_contract_only_model_trains_or_names_the_capability_it_lacks(name, tea
     if not cls.needs:
         try:
             poise.fit(model, toy_data(), method_for(name, teacher), progress=False, **settings_for(name))
-        except PoiseError as err:  # a method may need more than it declares only through its own parts
-            assert "needs the model capability" in str(err), str(err)
+        except PoiseError as err:  # only ARL's and DGL's own unimodal heads (their default) ask for more
+            assert "own unimodal heads (heads='own') needs the model capability" in str(err), str(err)
+            shared = type(methods.get(name))(**{**cls.smoke_params, "heads": "shared"})
+            poise.fit(ContractOnly(), toy_data(), shared, progress=False, **settings_for(name))
         return
     with pytest.raises(PoiseError, match="needs the model capability") as err:
         poise.fit(model, toy_data(), method_for(name, teacher), progress=False, **settings_for(name))
@@ -237,7 +239,7 @@ def test_bad_data_is_named():
                   progress=False)
     with pytest.raises(PoiseError, match="DataLoader is not enough"):
         poise.fit(toy_model(), torch.utils.data.DataLoader(range(4)), progress=False)
-    with pytest.raises(PoiseError, match="does not fit this model's out_shape"):
+    with pytest.raises(PoiseError, match="their target is \\(2, 3\\).*out_shape=\\(3,\\)"):
         poise.fit(toy_model(), poise.ArrayData({m: np.zeros((8, d)) for m, d in SIZES.items()}, np.zeros((8, 3))),
                   epochs=1, batch_size=4, progress=False)
     with pytest.raises(PoiseError, match="not a poise model"):
@@ -260,6 +262,83 @@ def test_a_saved_run_is_never_overwritten_and_resumes_only_with_its_settings(tmp
     run = poise.fit(toy_model(), toy_data(), epochs=2, batch_size=32, progress=False, out=tmp_path, resume=True)
     assert [h["epoch"] for h in run.history] == [1, 2]
     assert (tmp_path / "metrics.csv").is_file() and (tmp_path / "env.json").is_file()
+
+
+class Unregistered(methods.Method):
+    """A method of one's own, built in Python and never registered: a constant extra loss."""
+
+    name = "mine"
+
+    def extra_loss(self, run, step):
+        return 0.0 * step.loss
+
+
+def test_a_method_object_trains_registered_or_not(tmp_path):
+    from poise.methods.compose import Composite
+
+    run = poise.fit(toy_model(), toy_data(), Unregistered(), epochs=1, batch_size=32, progress=False, out=tmp_path / "a")
+    assert run.method.name == "mine" and len(run.history) == 1
+    both = Composite([methods.get("ogm_ge"), methods.get("relearn", relearn_epoch=0)])
+    run = poise.fit(toy_model(), toy_data(), both, epochs=2, batch_size=32, lr=0.01, progress=False)
+    assert any("ogm_ge_coef_audio" in k or k.startswith("ogm_ge") for k in run.history[-1])
+    with pytest.raises(PoiseError, match="method_params goes with a method's name"):
+        poise.fit(toy_model(), toy_data(), Unregistered(), method_params={"x": 1}, progress=False)
+
+
+def test_targets_of_any_shape_and_type():
+    """A scalar target with the default out_shape, an integer target (a float regression target then), and a
+    model whose output does not fit the target refused before anything trains."""
+    data = toy_data()
+    scalar = poise.ArrayData(data.inputs, data.target[:, 0])
+    run = poise.fit(toy_model_of(()), scalar, epochs=1, batch_size=32, progress=False)
+    assert math.isfinite(run.history[0]["train_l2"])
+    counts = poise.ArrayData(data.inputs, (data.target[:, :2] * 3).round().long())
+    assert counts.target.dtype == torch.float32
+    poise.fit(toy_model_of(2), counts, epochs=1, batch_size=32, eval_every=1, progress=False)
+    with pytest.raises(PoiseError, match="the model predicts \\(2, 4\\) for 2 frames and their target is \\(2, 2\\)"):
+        poise.fit(toy_model(), counts, epochs=1, progress=False)
+
+
+def toy_model_of(out_shape) -> poise.MultiModalRegressor:
+    torch.manual_seed(0)
+    encoders = {m: nn.Sequential(nn.Linear(d, 16), nn.ReLU()) for m, d in SIZES.items()}
+    return poise.MultiModalRegressor(encoders, dim=16, out_shape=out_shape)
+
+
+def test_resume_keeps_the_saved_epochs_unless_more_are_asked_for(tmp_path):
+    def stop(row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        poise.fit(toy_model(), toy_data(), epochs=2, batch_size=32, progress=False, out=tmp_path, on_epoch=stop)
+    with pytest.raises(PoiseError, match="epochs=1: the run .* is set to 2 epochs"):
+        poise.fit(toy_model(), toy_data(), epochs=1, batch_size=32, progress=False, out=tmp_path, resume=True)
+    run = poise.fit(toy_model(), toy_data(), batch_size=32, progress=False, out=tmp_path, resume=True)
+    assert len(run.history) == 2  # the saved 2, not the config default
+    run = poise.fit(toy_model(), toy_data(), epochs=3, batch_size=32, progress=False, out=tmp_path, resume=True)
+    assert len(run.history) == 3 and "epochs: 3" in (tmp_path / "config.yaml").read_text()
+    with pytest.raises(PoiseError, match="started with another objective"):
+        poise.fit(toy_model(), toy_data(), objective=poise.regression("mse"), epochs=4, batch_size=32,
+                  progress=False, out=tmp_path, resume=True)
+
+
+def test_out_is_never_a_folder_of_someone_else_and_the_cli_refuses_a_python_run(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(PoiseError, match="holds files poise did not write"):
+        poise.fit(toy_model(), toy_data(), epochs=1, progress=False, out=tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and len(list(tmp_path.iterdir())) == 1
+    poise.fit(toy_model(), toy_data(), epochs=1, batch_size=32, progress=False, out=tmp_path / "run")
+    from poise.train import load_run
+
+    with pytest.raises(PoiseError, match="trained from Python"):
+        load_run(tmp_path / "run")
+
+
+def test_the_package_offers_what_the_api_exports():
+    import poise.api
+
+    assert set(poise.API) == set(poise.api.__all__)
 
 
 def test_import_poise_stays_light():

@@ -42,7 +42,7 @@ class ArrayData:
     def __init__(self, inputs: dict, target, groups=None):
         if not isinstance(inputs, dict) or not inputs:
             raise PoiseError("inputs must be a non-empty dict {modality name: array of frames}")
-        self.target = self._tensor(target, "target")
+        self.target = self._tensor(target, "target").float()  # a regression target: integers too become floats
         n = len(self.target)
         if not n:
             raise PoiseError("target holds no frames; pass at least one")
@@ -60,7 +60,8 @@ class ArrayData:
 
     @staticmethod
     def _tensor(values, what: str) -> torch.Tensor:
-        tensor = torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values)
+        # on the host: the loop copies each batch to the device (from pinned memory on a GPU)
+        tensor = torch.as_tensor(np.asarray(values)) if not torch.is_tensor(values) else values.detach().cpu()
         if tensor.ndim < 1:
             raise PoiseError(f"{what} is a scalar; expected an array with one entry per frame")
         if tensor.is_floating_point():

@@ -197,7 +197,7 @@ class CGGM(Method):
         means = [v / self._steps for v in sums]
         means = distributed.all_mean(dict(enumerate(means)))  # every rank then computes the same B
         now = {m: means[i] for i, m in enumerate(modalities)}
-        self.epoch_values = {"uni_mm": now, "cos": {m: means[len(modalities) + i] for i, m in enumerate(modalities)},
+        self.epoch_values = {"uni": now, "cos": {m: means[len(modalities) + i] for i, m in enumerate(modalities)},
                              "gm": means[2 * len(modalities)]}
         if self.previous is not None:
             self.terms = balancing_terms(self.previous, now)
@@ -205,8 +205,8 @@ class CGGM(Method):
 
     def epoch_metrics(self, run) -> dict:
         row = {f"cggm_k_{m}": self.rho * b for m, b in self.applied.items()}
-        for key in ("uni_mm", "cos"):
-            row.update({f"cggm_{key}_{m}": v for m, v in self.epoch_values.get(key, {}).items()})
+        for key, name in (("uni", run.objective.named("cggm_uni")), ("cos", "cggm_cos")):
+            row.update({f"{name}_{m}": v for m, v in self.epoch_values.get(key, {}).items()})
         if "gm" in self.epoch_values:
             row["cggm_gm"] = self.epoch_values["gm"]
         return row

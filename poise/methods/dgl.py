@@ -34,7 +34,6 @@ Each epoch's row of ``metrics.csv`` holds every modality's mean unimodal trainin
 
 from __future__ import annotations
 
-from typing import ClassVar
 
 import dataclasses
 
@@ -50,7 +49,6 @@ from poise.errors import PoiseError
 @register("dgl")
 @dataclasses.dataclass
 class DGL(Method):
-    needs: ClassVar[tuple] = ("encoders",)
     reference_optimizer = "sgd"
     reference_lr = 0.1  # SGD's 0.3 diverges; chosen on the held-out sequences (docs/bench.md)
     statistic = Statistic("dgl_uni_mm", "unimodal training MPJPE (mm) in the last epoch", digits=1, over="last")
@@ -104,7 +102,8 @@ class DGL(Method):
                 continue
             p.grad = g if p.grad is None else p.grad + g
         self._grads = {}
-        distributed.average_gradients(*run.model.encoders.values())  # the loop averaged before these existed
+        groups = run.model.modality_parameters()  # the loop averaged before these existed
+        distributed.average_parameter_gradients([p for m in run.model.modalities for p in groups[m]])
 
     def on_epoch_start(self, run) -> None:
         self._sums, self._steps = {}, 0

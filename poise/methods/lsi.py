@@ -51,7 +51,7 @@ def information_scores(model, features: dict, n_samples: int) -> torch.Tensor:
     """(M,) I_m, differentiable with respect to the model's parameters and the features."""
     noise = {m: torch.randn(n_samples, *z.shape, dtype=z.dtype, device=z.device, requires_grad=True)
              for m, z in features.items()}
-    perturbed = {m: (z + z.std(0, unbiased=False) * noise[m]).reshape(-1, z.shape[-1]) for m, z in features.items()}
+    perturbed = {m: (z + z.std(0, unbiased=False) * noise[m]).reshape(-1, *z.shape[1:]) for m, z in features.items()}
     with sdpa_kernel([SDPBackend.MATH]):  # the fused attention kernels have no double backward
         pred = model.decode(perturbed)
         clean = model.decode(features)

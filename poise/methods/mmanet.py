@@ -81,8 +81,8 @@ def mad_loss(student: torch.Tensor, teacher: torch.Tensor, weights: torch.Tensor
 def teacher_uncertainty(teacher, features: dict) -> torch.Tensor:
     """u_i / sum u (B,): the mean squared move of the teacher's prediction when one modality is taken away."""
     full = teacher.decode(features)
-    # each sample's mean squared move over its target's values (a pose: 3x the mean squared joint move, a factor
-    # the normalisation cancels)
+    # each sample's mean squared move over its target's values (a pose: a third of the mean squared joint move,
+    # a factor the normalisation cancels)
     moves = [(teacher.decode(features, [m for m in teacher.modalities if m != left]) - full).flatten(1).square().mean(1)
              for left in teacher.modalities]
     u = torch.stack(moves).mean(0)

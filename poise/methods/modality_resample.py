@@ -13,8 +13,8 @@ Adaptation (classification -> regression), ours:
   computed each epoch on a fixed slice of training frames). For M = 2 the original's count is driven by
   |phi_a - phi_v| = |v(a) - v(v)|, the difference of the two unimodal accuracies, which lies in [0, 1]. The
   Shapley-Pearson scores of two modalities differ by exactly the difference of their unimodal Pearson profits,
-  and that profit is at most 51 (17 x 3 coordinates), so ours is
-      d_m = clip((phi_best - phi_m) / 51, 0, 1),
+  and that profit is at most the number of target coordinates C (51 = 17 x 3 for a pose), so ours is
+      d_m = clip((phi_best - phi_m) / C, 0, 1),
   the same quantity as a fraction of its maximum, and bounded as the original's.
 - For M > 2 every modality m other than the best valued one gets int(alpha * 2/3 * d_m * N / (M - 1))
   duplicates, each trained with only m present (every other modality zeroed at the feature level), which is
@@ -35,17 +35,17 @@ from poise.methods import register
 from poise.methods.base import Method
 from poise.errors import PoiseError
 
-MAX_PROFIT = 51.0  # the Pearson profit sums r over 17 x 3 coordinates
+POSE_COORDINATES = 51  # the Pearson profit sums r over the target's coordinates: 17 x 3 for a pose
 
 
-def duplicate_counts(scores: dict, n: int, alpha: float) -> dict:
+def duplicate_counts(scores: dict, n: int, alpha: float, coordinates: int = POSE_COORDINATES) -> dict:
     """Duplicates per modality ``{m: count}`` from Shapley-Pearson ``scores`` and the training-set size n; in
-    total at most ``alpha * 2/3 * n``."""
+    total at most ``alpha * 2/3 * n``. ``coordinates``: the target's, the Pearson profit's maximum."""
     M = len(scores)
     if M < 2:
         return {m: 0 for m in scores}
     best = max(scores.values())
-    gaps = {m: min(max((best - s) / MAX_PROFIT, 0.0), 1.0) for m, s in scores.items()}
+    gaps = {m: min(max((best - s) / coordinates, 0.0), 1.0) for m, s in scores.items()}
     return {m: int(alpha * 2 / 3 * g * n / (M - 1)) for m, g in gaps.items()}
 
 
@@ -81,7 +81,7 @@ class ModalityResample(Method):
         self.counts = {}
         if run.epoch < self.warmup:  # (warmup >= 1: the scores of an epoch of training)
             return None
-        self.counts = duplicate_counts(run.scores(), n, self.alpha)  # the last epoch's
+        self.counts = duplicate_counts(run.scores(), n, self.alpha, run.assess["gt"][0].numel())  # the last epoch's
         rng = np.random.default_rng([run.config.seed, run.epoch_offset + run.epoch, 11])
         rows, only = [run.train_rows], [self.only]
         for i, m in enumerate(run.model.modalities):

@@ -9,7 +9,7 @@ Each step, after ``loss.backward()``:
     g     <- k_m * g + N(0, std(g)^2)  for every weight tensor g of m's encoder (GE; std of the unmodulated g)
 
 Adaptation (classification -> regression): OGM-GE's score, the summed softmax probability of the true class,
-becomes the Pearson profit (sum over the 51 coordinates of r along the batch, 001 Eq. 2) of the unimodal
+becomes the Pearson profit (sum over the target's coordinates, 51 for a pose, of r along the batch, 001 Eq. 2) of the unimodal
 output ``decode(features, {m})`` (the other modalities zeroed at the feature level, no extra heads), floored
 at 1e-3 so a collapsed modality has a small positive score. For M > 2 each modality is compared with the mean
 of the others (the maintainer's suggestion in OGM-GE issue #16). As in the original, k uses tanh(alpha*rho), so

@@ -48,8 +48,9 @@ class MultiModalModel(typing.Protocol):
 
 # name -> (attributes that provide it, what they are)
 CAPABILITIES = {
-    "encoders": (("encoders",), "model.encoders: {modality: encoder module}, the modules whose parameters are "
-                                "each modality's (frozen or penalised by modality)"),
+    "encoders": (("encoders",), "model.encoders: {modality: encoder module}, a registered submodule named "
+                                "'encoders', so that each modality's parameters are named encoders.<modality>.* "
+                                "(frozen or penalised by modality)"),
     "feature size": (("dim",), "model.dim: the size of every modality's (B, dim) features"),
     "output shape": (("out_shape", "offset"), "model.out_shape (the target's shape per sample) and model.offset "
                                               "(a buffer of that shape added to every head's output: the mean target)"),
@@ -57,7 +58,8 @@ CAPABILITIES = {
                                          "are represented in decode"),
     "stages": (("tokens", "fusion", "fuse", "head", "regress", "readout"),
                "decode in its stages: tokens(features, present) -> (B, M, dim) fusion input, the fusion module "
-               "and fuse(features, present) -> its output, the head module, regress(representation) -> prediction "
+               "(with out_dim, its output size) and fuse(features, present) -> its output, the head module, "
+               "regress(representation) -> prediction "
                "and readout(fused) -> prediction (through any embedding)"),
     "installable parts": (("install", "embedding", "restorer"),
                           "model.install(name, module) for an 'embedding' between fusion and head or a 'restorer' "

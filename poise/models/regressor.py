@@ -39,9 +39,10 @@ ABSENT = ("zero", "rescale")  # what an absent modality's features become (modul
 class MultiModalRegressor(nn.Module):
     """``encoders`` ({modality: module mapping ``batch[modality]`` to (B, ``dim``) features}), a fusion module
     (``concat``, ``mlp`` or ``attention``: ``poise.models.fusion``) and a linear head predicting a target of
-    ``out_shape`` as an offset from ``offset`` (the training targets' mean: ``set_offset``)."""
+    ``out_shape`` (per sample: ``()`` for a scalar, ``4`` or ``(17, 3)``) as an offset from ``offset`` (the
+    training targets' mean: ``set_offset``)."""
 
-    def __init__(self, encoders: dict[str, nn.Module], dim: int, out_shape=(1,), fusion: str = "concat"):
+    def __init__(self, encoders: dict[str, nn.Module], dim: int, out_shape=(), fusion: str = "concat"):
         super().__init__()
         if not encoders or not all(isinstance(m, str) and m for m in encoders):
             raise PoiseError(f"encoders must map modality names to modules, got {list(encoders)!r}")
