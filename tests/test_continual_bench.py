@@ -48,7 +48,9 @@ def test_ablating_ewc_drops_the_penalty_and_the_fisher():
 def test_tiny_preset_writes_tables_plots_and_reads_back(stream_root, tmp_path, capsys):
     """Three seeds, so that each seed's thresholds come from the two others' clean tasks (one per seed)."""
     out = tmp_path / "bench"
-    args = ["continual-bench", "--preset", "tiny", "--data", str(stream_root), "--out", str(out), "--quiet",
+    data = tmp_path / "data"  # the root under a name that can be taken away (a clean clone has no data)
+    data.symlink_to(stream_root)
+    args = ["continual-bench", "--preset", "tiny", "--data", str(data), "--out", str(out), "--quiet",
             "--seeds", "0", "1", "2"]
     assert main(args) == 0
     report = (out / "report.md").read_text()
@@ -96,6 +98,14 @@ def test_tiny_preset_writes_tables_plots_and_reads_back(stream_root, tmp_path, c
     assert main(args) == 0
     assert {r["run"]: r["avg_mpjpe_mm"] for r in csv.DictReader(open(out / "results.csv"))} == first
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/tasks.json")} == written  # nothing retrained
+    data.unlink()  # a clean clone: the committed small files, no data
+    assert main(args) == 0
+    assert {r["run"]: r["avg_mpjpe_mm"] for r in csv.DictReader(open(out / "results.csv"))} == first
+    results = next(out.glob("runs/*/results.json"))
+    unfinished = json.loads(results.read_text())
+    results.write_text(json.dumps({**unfinished, "tasks_done": 1}))
+    capsys.readouterr()
+    assert main(args) != 0 and "no such MM-Fi root" in capsys.readouterr().err  # one left to train needs the data
 
 
 def test_thresholds_once_set_stay_when_seeds_are_added(tmp_path):

@@ -58,7 +58,7 @@ def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: in
     ``dry_run`` the plan of runs and its time estimate (nothing trained). The clean control runs first: their
     drops set each seed's naming thresholds (``naming_thresholds``), which the other runs with NIS then use."""
     from poise.bench.continual.report import report
-    from poise.bench.continual.runs import execute, plan, plan_text, row_of, settled_thresholds
+    from poise.bench.continual.runs import execute, finished, plan, plan_text, row_of, settled_thresholds
 
     if preset_name not in PRESETS:
         raise PoiseError(f"unknown continual-bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
@@ -68,13 +68,14 @@ def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: in
     if dry_run:
         return plan_text(preset, plan(preset, data, Path(out), on_error))
 
-    if not Path(data).is_dir():
-        raise FileNotFoundError(f"{data}: no such MM-Fi root; write the synthetic one with "
-                                f"`poise simulate --preset continual --out {data}`")
     out = Path(out)
+    configs = plan(preset, data, out, on_error)
+    if not Path(data).is_dir() and (force or not all(finished(c) for c in configs)):
+        raise FileNotFoundError(f"{data}: no such MM-Fi root; write the synthetic one with "
+                                f"`poise simulate --preset continual --out {data}` (finished runs are read back "
+                                f"without it; some of this preset's are not finished)")
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    configs = plan(preset, data, out, on_error)
     controls = [c for c in configs if c.noise == "none"]
     rows = execute(controls, jobs=jobs, threads=threads, force=force, progress=progress) if controls else []
     thresholds = settled_thresholds(out, rows, preset.seeds)

@@ -169,6 +169,14 @@ def row_of(config: ContinualConfig, run_dir: Path, threshold: dict | None = None
     return row
 
 
+def finished(config: ContinualConfig) -> bool:
+    """Whether the run's ``results.json`` says every task is done: such a run is read back from its small files
+    alone, with neither its checkpoint nor the data."""
+    results = Path(config.out) / config.run_name / "results.json"
+    done = json.loads(results.read_text())["tasks_done"] if results.is_file() else 0
+    return done >= (config.tasks or len(task_stream.tasks(config.protocol)))
+
+
 def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> dict:
     """Run (or resume, or read back) one continual configuration; its summary row."""
     import torch
@@ -179,11 +187,9 @@ def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> d
     if threads:
         torch.set_num_threads(threads)
     run_dir = Path(config.out) / config.run_name
-    results = run_dir / "results.json"
-    done = json.loads(results.read_text())["tasks_done"] if results.is_file() else 0
-    finished = done >= (config.tasks or len(task_stream.tasks(config.protocol)))
+    done = finished(config)
     # a finished run is read back from its small files alone (carried between machines without its checkpoint)
-    if not force and (run_dir / "config.yaml").is_file() and (finished or (run_dir / CHECKPOINT).is_file()):
+    if not force and (run_dir / "config.yaml").is_file() and (done or (run_dir / CHECKPOINT).is_file()):
         written = set(upgrade(yaml.safe_load((run_dir / "config.yaml").read_text()) or {}))
         missing = sorted(set(config.to_dict()) - written)
         if missing:  # a default filled in for a key the run never knew would pass it off as this bench's
@@ -193,7 +199,7 @@ def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> d
         if existing != config:
             raise PoiseError(f"{run_dir} holds a continual run with other settings than this bench asks for "
                              f"({settings_diff(existing, config)}); use another --out, or --force to run it again")
-        if not finished:
+        if not done:
             resume(run_dir, progress=False)
     else:
         run_continual(config, progress=False, overwrite=True)
@@ -204,8 +210,9 @@ def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False,
     """Every config, ``jobs`` at a time; their rows in order."""
     from poise.continual.runner import load_stream
 
-    for protocol in sorted({c.protocol for c in configs}):  # build the caches here, not in N workers at once
-        load_stream(next(c for c in configs if c.protocol == protocol), progress=progress)
+    todo = [c for c in configs if force or not finished(c)]  # the finished ones are read back without the data
+    for protocol in sorted({c.protocol for c in todo}):  # build the caches here, not in N workers at once
+        load_stream(next(c for c in todo if c.protocol == protocol), progress=progress)
 
     def line(config, row) -> str:
         return (f"{config.run_name}: avg-MPJPE {row['avg_mpjpe_mm']:.1f} / avg-PA {row['avg_pa_mpjpe_mm']:.1f} mm, "
