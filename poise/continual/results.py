@@ -59,7 +59,9 @@ def summary(matrix: list, records: list) -> dict:
         out["nis_naming_accuracy"] = float(np.mean([a == b for a, b in named]))
         qualities = [r["nis"]["quality"] for r in records if r.get("nis", {}).get("quality")]
         for key in ("clean_precision", "clean_recall", "noisy_precision", "noisy_recall"):
-            out[f"nis_{key}"] = float(np.nanmean([q[key] for q in qualities]))
+            values = np.array([q[key] for q in qualities], dtype=float)
+            # NaN where no task has a defined value (e.g. NIS kept every sample): said, not warned about
+            out[f"nis_{key}"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     return out
 
 
