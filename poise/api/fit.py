@@ -19,6 +19,7 @@ from poise.contrib.shapley import Contributions, modality_contributions
 from poise.errors import PoiseError
 from poise.objective import Objective, regression
 from poise.run import Run
+from poise.selection import HOLDOUT_SEED  # held-out groups are drawn as poise train draws its sequences
 from poise.runtime import configure, encode_split, resolve_device, run_lock, to_device, write_atomic
 from poise.runtime import evaluate as evaluate_rows
 
@@ -26,7 +27,6 @@ from poise.runtime import evaluate as evaluate_rows
 # no meaning, so passing one to ``fit`` is an error rather than silently ignored
 MMFI_ONLY = ("data", "protocol", "split", "fusion", "modalities", "encoder", "dim", "rgb_window", "lidar_points",
              "mmwave_points", "train_stride", "train_subjects", "on_error", "out")
-HOLDOUT_SEED = 7  # held-out frames or groups are drawn from (seed, HOLDOUT_SEED), as poise train draws its sequences
 
 
 def check_model(model) -> None:
@@ -41,8 +41,9 @@ def check_model(model) -> None:
                          + "; see poise.MultiModalModel, or build it as poise.MultiModalRegressor")
 
 
-def check_data(data, model, what: str) -> None:
-    """Raise unless ``data`` is a ``RegressionData`` whose batches hold every modality of ``model`` and a target."""
+def check_data(data, model, what: str) -> dict:
+    """Raise unless ``data`` is a ``RegressionData`` whose batches hold every modality of ``model`` and a target;
+    returns the batch of its first (up to) two frames that it checked."""
     if not isinstance(data, RegressionData):
         raise PoiseError(f"{what} must have __len__ and batch(rows) -> {{modality: tensor, 'gt': target}} "
                          f"(poise.RegressionData); wrap arrays in poise.ArrayData, a dataset of dict items in "
@@ -54,9 +55,10 @@ def check_data(data, model, what: str) -> None:
     if missing:
         raise PoiseError(f"{what}'s batches lack {missing} (they hold {sorted(batch)}); the model's modalities are "
                          f"{list(model.modalities)}, and the target is batch[{TARGET!r}]")
+    return batch
 
 
-def holdout_rows(data, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def holdout_groups(data, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(trained rows, held-out rows): ``fraction`` of the data's groups (``data.groups``, whole groups) or, without
     groups, of its frames, drawn from the seed; at least one group when ``fraction`` > 0, never all of them."""
     rows = np.arange(len(data))
@@ -108,10 +110,10 @@ def run_record(model, data, objective: Objective, method) -> dict:
             "method": {"name": method.name, "module": type(method).__module__}}
 
 
-def check_output_shape(model, data, device) -> None:
-    """The model's prediction on two frames has the target's shape, or an error says both (before anything is
-    written or trained; eval mode, no gradient: nothing about the model changes)."""
-    batch = to_device(data.batch(np.arange(min(2, len(data)))), device)
+def check_output_shape(model, batch: dict, device) -> None:
+    """The model's prediction on ``batch`` (two frames) has the target's shape, or an error says both (before
+    anything is written or trained; eval mode, no gradient: nothing about the model changes)."""
+    batch = to_device(batch, device)
     model.eval()
     with torch.no_grad():
         pred = model(batch)
@@ -145,7 +147,7 @@ def fit(model, train_data, method="baseline", *, test_data=None, objective: Obje
     from poise.train import fit as fit_epochs, prepare
 
     check_model(model)
-    check_data(train_data, model, "train_data")
+    first = check_data(train_data, model, "train_data")
     if test_data is not None:
         check_data(test_data, model, "test_data")
     objective = objective or regression()
@@ -166,8 +168,8 @@ def fit(model, train_data, method="baseline", *, test_data=None, objective: Obje
     configure(device, config.deterministic)
     torch.manual_seed(config.seed)
     model.to(device)
-    check_output_shape(model, train_data, device)
-    train_rows, val_rows = holdout_rows(train_data, config.holdout, config.seed)
+    check_output_shape(model, first, device)
+    train_rows, val_rows = holdout_groups(train_data, config.holdout, config.seed)
     if hasattr(model, "set_offset") and not resume and not bool(model.offset.any()):
         model.set_offset(mean_target(train_data, train_rows))
     assess_rows = np.sort(np.random.default_rng(config.seed).permutation(train_rows)[: config.assess_frames])

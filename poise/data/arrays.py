@@ -92,7 +92,3 @@ class ArrayData:
     def batch(self, rows) -> dict:
         index = torch.as_tensor(np.asarray(rows, dtype=np.int64))
         return {**{m: v[index] for m, v in self.inputs.items()}, TARGET: self.target[index], "index": index}
-
-    def targets(self, rows=None) -> torch.Tensor:
-        """The targets of ``rows`` (default: every frame)."""
-        return self.target if rows is None else self.target[torch.as_tensor(np.asarray(rows, dtype=np.int64))]

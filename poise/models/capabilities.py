@@ -69,11 +69,6 @@ CAPABILITIES = {
 }
 
 
-def missing(model, *capabilities: str) -> list[str]:
-    """The capabilities of ``capabilities`` that ``model`` lacks."""
-    return [c for c in capabilities if not all(hasattr(model, a) for a in CAPABILITIES[c][0])]
-
-
 def require(model, user: str, *capabilities: str) -> None:
     """Raise a ``PoiseError`` naming each capability in ``capabilities`` that ``model`` lacks, what provides it and
     what to do; ``user`` says who needs it (``"method 'awc'"``). A name that is not a capability is a
@@ -81,7 +76,7 @@ def require(model, user: str, *capabilities: str) -> None:
     unknown = [c for c in capabilities if c not in CAPABILITIES]
     if unknown:
         raise ValueError(f"unknown capabilities {unknown}; choose from {', '.join(CAPABILITIES)}")
-    lacking = missing(model, *capabilities)
+    lacking = [c for c in capabilities if not all(hasattr(model, a) for a in CAPABILITIES[c][0])]
     if lacking:
         what = "; ".join(f"'{c}' ({CAPABILITIES[c][1]})" for c in lacking)
         raise PoiseError(f"{user} needs the model capability {what}, which {type(model).__name__} does not "
