@@ -1,6 +1,7 @@
 """``poise bench``: the plan, the statistics, and a full tiny preset from the command line."""
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -63,6 +64,21 @@ def test_plan_prints_every_run_and_trains_nothing(tmp_path, capsys):
     assert sum("optimizer=" in line for line in text.splitlines()) == len(configs)
     assert "agm-concat-all-seed0" in text and "optimizer=sgd" in text and "Nothing was trained" in text
     assert not out.exists()
+
+
+def test_plan_counts_only_the_epochs_left(tmp_path, capsys):
+    """Runs already trained (their metrics.json) leave the estimate: a finished run costs nothing, a partly
+    trained one its remaining epochs."""
+    out = tmp_path / "bench"
+    args = ["bench", "--preset", "quick", "--out", str(out), "--plan"]
+    configs = bench.plan(bench.PRESETS["quick"], "data/mmfi-demo", out)
+    total = sum(c.epochs for c in configs)
+    for config, done in zip(configs[:2], (configs[0].epochs, 5)):
+        (Path(config.out) / config.run_name).mkdir(parents=True)
+        (Path(config.out) / config.run_name / "metrics.json").write_text(json.dumps([{}] * done))
+    assert main(args) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"1 runs finished (read back), 1 partly trained, {total - configs[0].epochs - 5} epochs left" in last
 
 
 def test_statistics_are_paired_by_seed():

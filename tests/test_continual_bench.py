@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,11 @@ def test_the_plan_lists_every_run_with_an_estimate_and_trains_nothing(tmp_path, 
     tasks = sum(c.tasks or 7 for c in runs)
     assert f"{len(runs)} runs, {tasks} tasks" in lines[-1] and " h with --jobs 2" in lines[-1]
     assert "Nothing was trained" in lines[-1] and not out.exists()
+
+    first = runs[0]  # a finished run leaves the estimate, a begun one keeps only its tasks left
+    (Path(first.out) / first.run_name).mkdir(parents=True)
+    (Path(first.out) / first.run_name / "results.json").write_text(json.dumps({"tasks_done": first.tasks or 7}))
+    assert main(["continual-bench", "--preset", preset, "--data", str(tmp_path / "none"), "--out", str(out),
+                 "--plan"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"1 runs finished (read back), {tasks - (first.tasks or 7)} tasks left" in last

@@ -254,3 +254,26 @@ def test_imbalance_bench_writes_each_number_next_to_its_closed_form(tmp_path, ca
     capsys.readouterr()
     assert main(["imbalance-bench", "--methods", "awcc", "--out", str(tmp_path)]) != 0
     assert "unknown method 'awcc'" in capsys.readouterr().err
+
+
+def test_imbalance_bench_resumes_a_folder_of_the_same_settings_and_refuses_another(tmp_path, capsys):
+    """Adding a method trains only that method; other settings, or runs of unknown settings, are refused and
+    nothing in the folder changes."""
+    from poise.cli import main
+
+    args = ["imbalance-bench", "--preset", "ranked", "--seeds", "0", "--n", "200", "--out", str(tmp_path),
+            "--quiet", "--epochs", "2"]
+    assert main([*args, "--methods", "baseline"]) == 0
+    first = (tmp_path / "runs.jsonl").read_text()
+    assert main([*args, "--methods", "baseline", "ogm_ge"]) == 0
+    lines = (tmp_path / "runs.jsonl").read_text().splitlines()
+    assert lines[0] == first.strip() and len(lines) == 2 and '"ogm_ge"' in lines[1]
+    assert "1 runs trained" in (tmp_path / "report.md").read_text()
+    assert "1 read back" in (tmp_path / "report.md").read_text()
+    capsys.readouterr()
+    assert main([*args[:-1], "3", "--methods", "baseline"]) != 0
+    assert "epochs: 2 there, 3 now" in capsys.readouterr().err
+    assert (tmp_path / "runs.jsonl").read_text().splitlines() == lines
+    (tmp_path / "settings.json").unlink()
+    assert main([*args, "--methods", "baseline"]) != 0
+    assert "settings.json does not" in capsys.readouterr().err

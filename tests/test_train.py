@@ -3,6 +3,8 @@ every method must do in it (learn, resume exactly, ...) is ``test_method_contrac
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +102,8 @@ def test_env_json_records_code_libraries_device_and_data_per_start_and_resume(ti
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"poise {poise.__version__}"
+    version = subprocess.run([sys.executable, "-m", "poise", "--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == f"poise {poise.__version__}"  # python -m poise is the same command line
 
 
 def test_progress_goes_through_the_poise_logger_and_the_command_line_prints_it(tiny, tmp_path, capsys, caplog):

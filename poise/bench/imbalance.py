@@ -12,7 +12,8 @@ model seed, epochs and optimiser for every method), then, on a fresh test draw o
 - ``shap_<m>``: Shapley values of the trained model with the ``neg_mse`` profit, next to the closed form's.
 ``alone`` trains each modality's encoder on its own (a one-modality task with the same sensor and samples): what
 an encoder learns in those epochs without a competitor. ``OUT/runs.jsonl`` holds one line per run,
-``OUT/report.md`` the table: each number's mean and sd over seeds and in how many seeds it beat the baseline's.
+``OUT/report.md`` the table: each number's mean and sd over seeds and in how many seeds it beat the baseline's,
+``OUT/settings.json`` the preset and settings, so that a rerun with more methods or seeds trains only those.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import collections
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,7 @@ def table(task, rows: list[dict]) -> str:
             if not values:
                 cells.append("-")
                 continue
-            cell = f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+            cell = f"{np.mean(values):.4f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.4f}"
             paired = [s for s in runs if s in base and k in runs[s] and k in base[s]]
             if method != "baseline" and paired and not k.startswith(("shap", "dep")):
                 cell += f" ({sum(runs[s][k] < base[s][k] for s in paired)}/{len(paired)} below)"
@@ -140,7 +141,11 @@ def imbalance_bench(preset: str, specs, seeds, settings: Settings, out, command:
                     progress: bool = True) -> str:
     """Train every method of ``specs`` over ``seeds`` on ``ImbalanceTask.preset(preset)``; write
     ``out/runs.jsonl`` and ``out/report.md``; return the report's Markdown. One torch thread (each run takes
-    seconds; a second thread only adds overhead)."""
+    seconds; a second thread only adds overhead).
+
+    A folder that already holds runs of the same preset and settings is resumed: its runs are read back, only
+    the missing (method, seed) pairs are trained and appended, so adding a method to a finished bench costs
+    only that method. Runs of other settings are never overwritten: that is an error naming the difference."""
     task = ImbalanceTask.preset(preset)
     parsed = [(spec, *parse_method(spec)) for spec in specs]
     for spec, name, _ in parsed:
@@ -148,17 +153,21 @@ def imbalance_bench(preset: str, specs, seeds, settings: Settings, out, command:
             raise PoiseError(f"--methods {spec}: unknown method {name!r}; choose from alone, "
                              f"{', '.join(methods.available())}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    done = read_runs(out, {"preset": preset, **asdict(settings)})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    rows = []
+    rows, trained = [], 0
     start = time.perf_counter()
     try:
-        with open(out / "runs.jsonl", "w") as sink:
+        with open(out / "runs.jsonl", "a") as sink:
             for spec, name, params in parsed:
                 for seed in seeds:
+                    if (spec, seed) in done:
+                        rows.append(done[spec, seed])
+                        continue
                     row = {"method": spec, "seed": seed, **train_one(task, name, params, seed, settings)}
                     rows.append(row)
+                    trained += 1
                     line = json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()})
                     sink.write(line + "\n")
                     sink.flush()
@@ -167,17 +176,49 @@ def imbalance_bench(preset: str, specs, seeds, settings: Settings, out, command:
                               f"({row['seconds'] if 'seconds' in row else 0:.1f} s)", flush=True)
     finally:
         torch.set_num_threads(threads)
+    reused = len(rows) - trained
     text = "\n".join([
         f"# poise imbalance-bench: preset `{preset}`", "",
         f"Command: `{command or 'poise imbalance-bench --preset ' + preset}`", "",
         f"Task: `ImbalanceTask.preset({preset!r})` (noise {task.noise}); {settings.n} training samples, "
         f"{TEST_FRAMES} test samples per seed, seeds {list(seeds)}, {settings.epochs} epochs, encoders of width "
         f"{settings.hidden}, {settings.optimizer}" + (f" lr {settings.lr:g}" if settings.lr is not None else "")
-        + f". {len(rows)} runs in {(time.perf_counter() - start) / 60:.1f} min.", "",
+        + f". {trained} runs trained in {(time.perf_counter() - start) / 60:.1f} min"
+        + (f", {reused} read back from runs.jsonl" if reused else "") + ".", "",
         "MSE of the fused model (`fused`), of a least-squares probe of each encoder (`probe_<m>`), the dependence "
         "shares (`dep_<m>`) and the Shapley values of -MSE (`shap_<m>`); the first row is the closed form (Bayes "
-        "errors, the optimum's dependence and Shapley values). Mean ± sd over seeds; (k/n below): in how many "
-        "seeds the number is below the baseline's of the same seed.", "",
+        "errors, the optimum's dependence and Shapley values). Mean ± sd over seeds (the sample sd); (k/n "
+        "below): in how many seeds the number is below the baseline's of the same seed.", "",
         table(task, rows), ""])
     (out / "report.md").write_text(text)
     return text
+
+
+def read_runs(out: Path, settings: dict) -> dict:
+    """The runs ``out`` already holds, keyed by (method, seed), after checking they were trained with
+    ``settings`` (``out/settings.json``); a new folder gets its settings.json."""
+    record, runs = out / "settings.json", out / "runs.jsonl"
+    if not record.exists():
+        if runs.exists():
+            raise PoiseError(f"{runs} exists but {record} does not, so its settings are unknown; "
+                             "give another --out (poise never overwrites a bench's runs)")
+        out.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(settings, indent=1) + "\n")
+        return {}
+    try:
+        held = json.loads(record.read_text())
+    except json.JSONDecodeError as error:
+        raise PoiseError(f"{record} is not valid JSON ({error}); give another --out") from None
+    changed = [f"{k}: {held.get(k)!r} there, {v!r} now" for k, v in settings.items() if held.get(k) != v]
+    if changed:
+        raise PoiseError(f"{out} holds runs of other settings ({'; '.join(changed)}); give another --out to keep "
+                         "both, or the same settings to add methods or seeds to it")
+    done = {}
+    for number, line in enumerate(runs.read_text().splitlines() if runs.exists() else [], 1):
+        try:
+            row = json.loads(line)
+            done[row["method"], row["seed"]] = row
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise PoiseError(f"{runs}, line {number}: not a run this bench wrote ({line[:60]!r}); "
+                             "remove that line or give another --out") from None
+    return done

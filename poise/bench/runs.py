@@ -72,14 +72,30 @@ def plan_text(preset: Preset, configs: list) -> str:
                      f"modalities={','.join(SHORT[m] for m in c.modalities):7s} seed={c.seed} epochs={c.epochs}"
                      + (f" epoch_frames={c.epoch_frames}" if c.epoch_frames else ""))
     epochs = sum(c.epochs for c in configs)
+    left = {c.run_name: c.epochs - min(c.epochs, epochs_done(c)) for c in configs}
+    todo = sum(left.values())
     fast, slow = SECONDS_PER_EPOCH
     full = sum(c.epochs for c in configs if len(c.modalities) == len(ALL))
+    done = sum(v == 0 for v in left.values())
+    begun = sum(0 < v < c.epochs for c, v in zip(configs, left.values()))
     lines.append(f"{len(configs)} runs, {epochs} epochs in all ({full} of them with all four modalities; "
-                 f"{len(preset.seeds)} seeds). Measured on 2 idle CPU cores with --jobs 2 (1 thread per run): "
-                 f"{fast:g}-{slow:g} s per four-modality epoch per run, so about {epochs * fast / 2 / 3600:.1f}-"
-                 f"{epochs * slow / 2 / 3600:.1f} h (fewer modalities are cheaper; anything else running on the "
+                 f"{len(preset.seeds)} seeds)"
+                 + (f"; {done} runs finished (read back), {begun} partly trained, {todo} epochs left"
+                    if todo < epochs else "")
+                 + f". Measured on 2 idle CPU cores with --jobs 2 (1 thread per run): "
+                 f"{fast:g}-{slow:g} s per four-modality epoch per run, so about {todo * fast / 2 / 3600:.1f}-"
+                 f"{todo * slow / 2 / 3600:.1f} h (fewer modalities are cheaper; anything else running on the "
                  f"machine slows it down). Nothing was trained.")
     return "\n".join(lines)
+
+
+def epochs_done(config) -> int:
+    """How many epochs of ``config``'s run its ``metrics.json`` holds (0 when it has not started)."""
+    metrics = Path(config.out) / config.run_name / "metrics.json"
+    try:
+        return len(json.loads(metrics.read_text())) if metrics.is_file() else 0
+    except json.JSONDecodeError:
+        return 0  # a run killed mid-write: its resume says what is wrong
 
 
 def data_of(run_dir: Path) -> str:

@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "in closed form), then write OUT/report.md (each number next to its closed form, and in how "
                        "many seeds it beat the baseline's) and OUT/runs.jsonl. A method is NAME or "
                        "NAME:PARAM=VALUE,...; 'alone' trains each modality's encoder without the others. Seconds "
-                       "per run.")
+                       "per run. An OUT of the same preset and settings is resumed: only the missing (method, seed) "
+                       "runs train.")
     p.add_argument("--preset", choices=IMBALANCE_PRESETS, default="weak-cluttered")
     p.add_argument("--methods", nargs="+", default=["alone", "baseline", "arl", "dgl"], metavar="METHOD")
     p.add_argument("--seeds", type=_at_least(0), nargs="+", default=[0, 1, 2, 3, 4])
@@ -226,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=_at_least(1), default=16, help="encoder width (ImbalanceTask.model)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="the same for every method")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimiser's)")
-    p.add_argument("--out", help="output folder (default runs/imbalance-bench-PRESET)")
+    p.add_argument("--out", help="output folder (default runs/imbalance-bench-PRESET); its settings.json "
+                   "records the settings, and other settings there are refused")
     p.add_argument("--quiet", action="store_true", help="no line per run")
     p.set_defaults(func=cmd_imbalance_bench)
 

@@ -169,12 +169,16 @@ def row_of(config: ContinualConfig, run_dir: Path, threshold: dict | None = None
     return row
 
 
+def tasks_done(config: ContinualConfig) -> int:
+    """How many tasks of the run its ``results.json`` says are done (0 when it has not started)."""
+    results = Path(config.out) / config.run_name / "results.json"
+    return json.loads(results.read_text())["tasks_done"] if results.is_file() else 0
+
+
 def finished(config: ContinualConfig) -> bool:
     """Whether the run's ``results.json`` says every task is done: such a run is read back from its small files
     alone, with neither its checkpoint nor the data."""
-    results = Path(config.out) / config.run_name / "results.json"
-    done = json.loads(results.read_text())["tasks_done"] if results.is_file() else 0
-    return done >= (config.tasks or len(task_stream.tasks(config.protocol)))
+    return tasks_done(config) >= (config.tasks or len(task_stream.tasks(config.protocol)))
 
 
 def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> dict:
@@ -229,15 +233,21 @@ def stream_keys(stream) -> dict:
 
 def plan_text(preset: Preset, configs: list) -> str:
     """One line per run (name, recipe, strategies, tasks, seed) and an estimate of the whole."""
-    lines, seconds = [], 0.0
+    lines, seconds, finished_runs, tasks_left = [], 0.0, 0, 0
     for c in configs:
         n = c.tasks or len(task_stream.tasks(c.protocol))
+        done = min(n, tasks_done(c))
         first, later = SECONDS_PER_TASK.get(c.recipe, SECONDS_PER_TASK["ours"])
-        seconds += first + (n - 1) * later
+        seconds += (first if done == 0 else 0) + (n - max(done, 1)) * later
+        finished_runs += done == n
+        tasks_left += n - done
         switches = " ".join(f"{k}={switch_of(k, getattr(c, k))}" for k in SWITCH_DEFAULTS)
-        lines.append(f"{c.run_name:56s} {switches} tasks={n} seed={c.seed}")
-    lines.append(f"{len(configs)} runs, {sum(c.tasks or len(task_stream.tasks(c.protocol)) for c in configs)} tasks "
-                 f"in all ({len(preset.seeds)} seeds). Measured at P1 scale with 2 runs at once on 2 CPU cores "
+        lines.append(f"{c.run_name:56s} {switches} tasks={n} seed={c.seed}" + (f" done={done}" if done else ""))
+    total = sum(c.tasks or len(task_stream.tasks(c.protocol)) for c in configs)
+    lines.append(f"{len(configs)} runs, {total} tasks in all ({len(preset.seeds)} seeds)"
+                 + (f"; {finished_runs} runs finished (read back), {tasks_left} tasks left" if tasks_left < total
+                    else "")
+                 + f". Measured at P1 scale with 2 runs at once on 2 CPU cores "
                  f"(seconds per task: {', '.join(f'{k} {a}-{b}' for k, (a, b) in SECONDS_PER_TASK.items())}), so "
                  f"about {seconds / 2 / 3600:.1f} h with --jobs 2 (a smaller root is faster; anything else running "
                  f"on the machine slows it down). Nothing was trained.")
