@@ -22,7 +22,7 @@ from tqdm import tqdm
 from poise import distributed, optim, precision
 from poise.contrib.shapley import modality_contributions
 from poise.runtime import batches, evaluate, prefetched
-from poise.errors import PoiseError
+from poise.errors import TrainingDiverged
 
 if TYPE_CHECKING:
     from poise.run import Run
@@ -123,9 +123,9 @@ def train_epoch(run: Run, progress: bool = True) -> float:
     distributed.broadcast_buffers(model)
     total, count = distributed.all_sum([total.item(), count])
     if not math.isfinite(total):
-        raise PoiseError(f"training diverged: the loss is {total} in epoch {run.epoch + 1}, with learning "
-                         f"rate {optim.base_lr(run.optimizer):g} ({optim.resolve(config, run.method)['optimizer']}"
-                         f"); lower the config key 'lr'")
+        raise TrainingDiverged(f"training diverged: the loss is {total} in epoch {run.epoch + 1}, with learning "
+                               f"rate {optim.base_lr(run.optimizer):g} ({optim.resolve(config, run.method)['optimizer']}"
+                               f"); lower the config key 'lr'", epoch=run.epoch + 1, loss=total)
     return total / max(count, 1) * run.objective.loss_scale
 
 

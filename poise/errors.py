@@ -9,6 +9,15 @@ class PoiseError(ValueError):
     """A user-fixable problem; the message names the key, file or option and says what to do."""
 
 
+class TrainingDiverged(PoiseError):
+    """The training loss became NaN or inf: a result of the settings (most often the learning rate), which a
+    bench records as its outcome rather than stopping on it. ``epoch`` counts from 1."""
+
+    def __init__(self, message: str, epoch: int, loss: float):
+        super().__init__(message)
+        self.epoch, self.loss = epoch, loss
+
+
 def disk_full(err: BaseException) -> bool:
     """Whether ``err`` says the disk is full: errno ENOSPC, or torch.save's "unexpected pos N vs M"."""
     import errno

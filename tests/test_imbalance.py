@@ -2,6 +2,7 @@
 trained with ``poise.fit`` against the Bayes error and the Shapley ranking, and a balancing method against the
 imbalance joint training leaves (``docs/imbalance.md`` has the measurements these thresholds come from)."""
 
+import json
 import math
 
 import numpy as np
@@ -277,3 +278,17 @@ def test_imbalance_bench_resumes_a_folder_of_the_same_settings_and_refuses_anoth
     (tmp_path / "settings.json").unlink()
     assert main([*args, "--methods", "baseline"]) != 0
     assert "settings.json does not" in capsys.readouterr().err
+
+
+def test_imbalance_bench_records_a_diverged_run_and_goes_on(tmp_path):
+    """A learning rate that makes the loss NaN is an outcome of the settings: its row says so and the bench
+    trains the next method."""
+    from poise.cli import main
+
+    assert main(["imbalance-bench", "--preset", "ranked", "--methods", "baseline", "ogm_ge", "--seeds", "0",
+                 "--epochs", "3", "--n", "200", "--optimizer", "sgd", "--lr", "1e6", "--out", str(tmp_path),
+                 "--quiet"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in rows] == ["baseline", "ogm_ge"]
+    assert all(r["diverged"].startswith("loss nan in epoch ") for r in rows)
+    assert "| baseline (diverged in 1/1 seeds) | - |" in (tmp_path / "report.md").read_text()

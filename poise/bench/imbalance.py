@@ -29,7 +29,7 @@ import torch
 
 import poise
 from poise import methods
-from poise.errors import PoiseError
+from poise.errors import PoiseError, TrainingDiverged
 from poise.tasks import ImbalanceTask
 
 TEST_FRAMES = 4000
@@ -133,7 +133,9 @@ def table(task, rows: list[dict]) -> str:
             if method != "baseline" and paired and not k.startswith(("shap", "dep")):
                 cell += f" ({sum(runs[s][k] < base[s][k] for s in paired)}/{len(paired)} below)"
             cells.append(cell)
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        diverged = sum("diverged" in r for r in runs.values())
+        label = f"{method} (diverged in {diverged}/{len(runs)} seeds)" if diverged else method
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -165,15 +167,19 @@ def imbalance_bench(preset: str, specs, seeds, settings: Settings, out, command:
                     if (spec, seed) in done:
                         rows.append(done[spec, seed])
                         continue
-                    row = {"method": spec, "seed": seed, **train_one(task, name, params, seed, settings)}
+                    try:
+                        row = {"method": spec, "seed": seed, **train_one(task, name, params, seed, settings)}
+                    except TrainingDiverged as error:  # an outcome of the settings: the table says so
+                        row = {"method": spec, "seed": seed, "diverged": f"loss {error.loss} in epoch {error.epoch}"}
                     rows.append(row)
                     trained += 1
                     line = json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()})
                     sink.write(line + "\n")
                     sink.flush()
                     if progress:
-                        print(f"{spec} seed {seed}: fused MSE {row.get('fused', float('nan')):.4f} "
-                              f"({row['seconds'] if 'seconds' in row else 0:.1f} s)", flush=True)
+                        print(f"{spec} seed {seed}: " + (f"diverged ({row['diverged']})" if "diverged" in row else
+                              f"fused MSE {row.get('fused', float('nan')):.4f} ({row.get('seconds', 0):.1f} s)"),
+                              flush=True)
     finally:
         torch.set_num_threads(threads)
     reused = len(rows) - trained
