@@ -17,6 +17,9 @@ class TrainingDiverged(PoiseError):
         super().__init__(message)
         self.epoch, self.loss = epoch, loss
 
+    def __reduce__(self):  # a worker process's error reaches the bench's parent process whole
+        return type(self), (str(self), self.epoch, self.loss)
+
 
 def disk_full(err: BaseException) -> bool:
     """Whether ``err`` says the disk is full: errno ENOSPC, or torch.save's "unexpected pos N vs M"."""

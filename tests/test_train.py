@@ -102,8 +102,9 @@ def test_env_json_records_code_libraries_device_and_data_per_start_and_resume(ti
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"poise {poise.__version__}"
-    version = subprocess.run([sys.executable, "-m", "poise", "--version"], capture_output=True, text=True)
-    assert version.stdout.strip() == f"poise {poise.__version__}"  # python -m poise is the same command line
+    version = subprocess.run([sys.executable, "-m", "poise", "--version"], capture_output=True, text=True,
+                             timeout=120)
+    assert version.stdout.strip() == f"poise {poise.__version__}", version.stderr  # python -m poise: the same CLI
 
 
 def test_progress_goes_through_the_poise_logger_and_the_command_line_prints_it(tiny, tmp_path, capsys, caplog):
@@ -303,8 +304,16 @@ def test_device_is_validated_and_batches_move(tiny, tmp_path):
 
 
 def test_a_diverging_run_stops_with_the_learning_rate_named(tiny, tmp_path):
-    with pytest.raises(ValueError, match="diverged.*'lr'"):
+    """The error names the learning rate, and crosses a process boundary whole (a bench's workers send it to
+    their parent by pickling)."""
+    import pickle
+
+    from poise.errors import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="diverged.*'lr'") as caught:
         train(tiny_config(tiny, tmp_path, epochs=1, optimizer="sgd", lr=1e6, name="boom"), progress=False)
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert str(again) == str(caught.value) and again.epoch == 1 and str(again.loss) == str(caught.value.loss)
 
 
 def test_train_subjects_draws_nested_subject_sets_per_action(tmp_path):
