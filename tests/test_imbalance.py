@@ -258,23 +258,39 @@ def test_imbalance_bench_writes_each_number_next_to_its_closed_form(tmp_path, ca
 
 
 def test_imbalance_bench_resumes_a_folder_of_the_same_settings_and_refuses_another(tmp_path, capsys):
-    """Adding a method trains only that method; other settings, or runs of unknown settings, are refused and
-    nothing in the folder changes."""
+    """Adding a method trains only that method and the report keeps every run of the folder; other settings,
+    other method parameters, or runs of unknown settings are refused, and nothing in the folder changes."""
     from poise.cli import main
 
     args = ["imbalance-bench", "--preset", "ranked", "--seeds", "0", "--n", "200", "--out", str(tmp_path),
             "--quiet", "--epochs", "2"]
     assert main([*args, "--methods", "baseline"]) == 0
     first = (tmp_path / "runs.jsonl").read_text()
-    assert main([*args, "--methods", "baseline", "ogm_ge"]) == 0
+    assert main([*args, "--methods", "baseline", "ogm_ge", "ogm_ge"]) == 0  # a repeated method trains once
     lines = (tmp_path / "runs.jsonl").read_text().splitlines()
     assert lines[0] == first.strip() and len(lines) == 2 and '"ogm_ge"' in lines[1]
-    assert "1 runs trained" in (tmp_path / "report.md").read_text()
-    assert "1 read back" in (tmp_path / "report.md").read_text()
+    assert "2 runs in runs.jsonl (1 trained by the last command)" in (tmp_path / "report.md").read_text()
+    assert main([*args, "--methods", "ogm_ge"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| baseline |" in report and "| ogm_ge |" in report and "(0 trained by the last command)" in report
     capsys.readouterr()
     assert main([*args[:-1], "3", "--methods", "baseline"]) != 0
     assert "epochs: 2 there, 3 now" in capsys.readouterr().err
     assert (tmp_path / "runs.jsonl").read_text().splitlines() == lines
+
+    edited = json.loads(lines[1])
+    edited["params"]["alpha"] += 0.5  # as if ogm_ge's default had changed since
+    (tmp_path / "runs.jsonl").write_text(lines[0] + "\n" + json.dumps(edited))  # and no final newline
+    assert main([*args, "--methods", "baseline"]) != 0
+    assert "line 2: ogm_ge was trained with other parameters" in capsys.readouterr().err
+    (tmp_path / "runs.jsonl").write_text(lines[0] + "\n" + lines[1])
+    assert main([*args, "--methods", "baseline", "ogm_ge", "--seeds", "0", "1"]) == 0
+    again = (tmp_path / "runs.jsonl").read_text().splitlines()
+    assert again[:2] == lines and len(again) == 4  # the hand-edited last line kept its own line
+
+    (tmp_path / "settings.json").write_text("[]")
+    assert main([*args, "--methods", "baseline"]) != 0
+    assert "not the settings object" in capsys.readouterr().err
     (tmp_path / "settings.json").unlink()
     assert main([*args, "--methods", "baseline"]) != 0
     assert "settings.json does not" in capsys.readouterr().err
@@ -290,5 +306,5 @@ def test_imbalance_bench_records_a_diverged_run_and_goes_on(tmp_path):
                  "--quiet"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert [r["method"] for r in rows] == ["baseline", "ogm_ge"]
-    assert all(r["diverged"].startswith("loss nan in epoch ") for r in rows)
+    assert all(r["diverged"].startswith("loss ") and " in epoch " in r["diverged"] for r in rows)
     assert "| baseline (diverged in 1/1 seeds) | - |" in (tmp_path / "report.md").read_text()

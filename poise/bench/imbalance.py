@@ -33,6 +33,9 @@ from poise.errors import PoiseError, TrainingDiverged
 from poise.tasks import ImbalanceTask
 
 TEST_FRAMES = 4000
+# What every run shares beyond Settings; recorded in settings.json, so a folder of runs made otherwise is refused.
+RECIPE = {"test_frames": TEST_FRAMES, "batch_size": 64, "assess_frames": 256, "holdout_if_needed": 0.2,
+          "data_seeds": "train 1 + 10 seed, test 2 + 10 seed"}
 
 
 @dataclass(frozen=True)
@@ -89,21 +92,22 @@ def train_one(task, name: str, params: dict, seed: int, settings: Settings) -> d
     """One run: data seeds 1 + 10 seed (train) and 2 + 10 seed (test), model seed ``seed``."""
     train, test = task.data(settings.n, seed=1 + 10 * seed), task.data(TEST_FRAMES, seed=2 + 10 * seed)
     if name == "alone":
-        out = {}
+        out = {"seconds": 0.0}
         for m in task.modalities:
             sub = ImbalanceTask({m: task.noise[m]}, dim=task.dim, sees={m: task.sees[m]},
                                 nuisance={m: task.nuisance[m]}, nuisance_sd=task.nuisance_sd,
                                 input_dims={m: task.input_dims[m]}, seed=task.seed)  # the same sensor and samples
             one = train_one(sub, "baseline", {}, seed, settings)
             out[f"probe_{m}"], out[f"uni_{m}"] = one[f"probe_{m}"], one["fused"]
+            out["seconds"] += one["seconds"]
         return out
     model = task.model(hidden=settings.hidden, seed=seed)
-    config = dict(epochs=settings.epochs, batch_size=64, optimizer=settings.optimizer, seed=seed, progress=False,
-                  eval_every=10_000, lr_step=10_000, assess_frames=256)
+    config = dict(epochs=settings.epochs, batch_size=RECIPE["batch_size"], optimizer=settings.optimizer, seed=seed,
+                  progress=False, eval_every=10_000, lr_step=10_000, assess_frames=RECIPE["assess_frames"])
     if settings.lr is not None:
         config["lr"] = settings.lr
     if type(methods.get(name)).needs_holdout:
-        config["holdout"] = 0.2
+        config["holdout"] = RECIPE["holdout_if_needed"]
     start = time.perf_counter()
     poise.fit(model, train, name, method_params=params, **config)
     return {**measure(task, model, train, test), "seconds": time.perf_counter() - start}
@@ -128,7 +132,7 @@ def table(task, rows: list[dict]) -> str:
             if not values:
                 cells.append("-")
                 continue
-            cell = f"{np.mean(values):.4f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.4f}"
+            cell = f"{np.mean(values):.4f}" + (f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else "")
             paired = [s for s in runs if s in base and k in runs[s] and k in base[s]]
             if method != "baseline" and paired and not k.startswith(("shap", "dep")):
                 cell += f" ({sum(runs[s][k] < base[s][k] for s in paired)}/{len(paired)} below)"
@@ -146,51 +150,58 @@ def imbalance_bench(preset: str, specs, seeds, settings: Settings, out, command:
     seconds; a second thread only adds overhead).
 
     A folder that already holds runs of the same preset and settings is resumed: its runs are read back, only
-    the missing (method, seed) pairs are trained and appended, so adding a method to a finished bench costs
-    only that method. Runs of other settings are never overwritten: that is an error naming the difference."""
+    the missing (method, seed) pairs are trained and appended, and the report shows every run the folder holds,
+    so adding a method to a finished bench costs only that method. Runs of other settings, or of a method whose
+    parameters now resolve otherwise, are never mixed in or overwritten: that is an error naming the difference."""
     task = ImbalanceTask.preset(preset)
-    parsed = [(spec, *parse_method(spec)) for spec in specs]
+    parsed = [(spec, *parse_method(spec)) for spec in dict.fromkeys(specs)]
     for spec, name, _ in parsed:
         if name != "alone" and name not in methods.available():
             raise PoiseError(f"--methods {spec}: unknown method {name!r}; choose from alone, "
                              f"{', '.join(methods.available())}")
     out = Path(out)
-    done = read_runs(out, {"preset": preset, **asdict(settings)})
+    held = read_runs(out, {"preset": preset, **asdict(settings), **RECIPE})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    rows, trained = [], 0
-    start = time.perf_counter()
+    trained = diverged = 0
     try:
-        with open(out / "runs.jsonl", "a") as sink:
+        runs = out / "runs.jsonl"
+        if runs.is_file() and runs.stat().st_size and not runs.read_bytes().endswith(b"\n"):
+            with open(runs, "a") as sink:  # a hand-edited last line: the next run starts a line of its own
+                sink.write("\n")
+        with open(runs, "a") as sink:
             for spec, name, params in parsed:
-                for seed in seeds:
-                    if (spec, seed) in done:
-                        rows.append(done[spec, seed])
+                for seed in dict.fromkeys(seeds):
+                    if (spec, seed) in held:
                         continue
+                    row = {"method": spec, "seed": seed, "params": method_params(name, params)}
                     try:
-                        row = {"method": spec, "seed": seed, **train_one(task, name, params, seed, settings)}
+                        row.update(train_one(task, name, params, seed, settings))
                     except TrainingDiverged as error:  # an outcome of the settings: the table says so
-                        row = {"method": spec, "seed": seed, "diverged": f"loss {error.loss} in epoch {error.epoch}"}
-                    rows.append(row)
+                        row["diverged"] = f"loss {error.loss} in epoch {error.epoch}"
+                        diverged += 1
+                    row = {k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}  # as stored
+                    held[spec, seed] = row
                     trained += 1
-                    line = json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()})
-                    sink.write(line + "\n")
+                    sink.write(json.dumps(row) + "\n")
                     sink.flush()
                     if progress:
                         print(f"{spec} seed {seed}: " + (f"diverged ({row['diverged']})" if "diverged" in row else
-                              f"fused MSE {row.get('fused', float('nan')):.4f} ({row.get('seconds', 0):.1f} s)"),
-                              flush=True)
+                              f"fused MSE {row['fused']:.4f} ({row['seconds']:.1f} s)"), flush=True)
     finally:
         torch.set_num_threads(threads)
-    reused = len(rows) - trained
+    asked = [(spec, seed) for spec, _, _ in parsed for seed in dict.fromkeys(seeds)]
+    rows = [held[key] for key in asked] + [row for key, row in held.items() if key not in asked]  # command order
+    minutes = sum(r.get("seconds", 0.0) for r in rows) / 60
     text = "\n".join([
         f"# poise imbalance-bench: preset `{preset}`", "",
-        f"Command: `{command or 'poise imbalance-bench --preset ' + preset}`", "",
+        f"Last command: `{command or 'poise imbalance-bench --preset ' + preset}`", "",
         f"Task: `ImbalanceTask.preset({preset!r})` (noise {task.noise}); {settings.n} training samples, "
-        f"{TEST_FRAMES} test samples per seed, seeds {list(seeds)}, {settings.epochs} epochs, encoders of width "
-        f"{settings.hidden}, {settings.optimizer}" + (f" lr {settings.lr:g}" if settings.lr is not None else "")
-        + f". {trained} runs trained in {(time.perf_counter() - start) / 60:.1f} min"
-        + (f", {reused} read back from runs.jsonl" if reused else "") + ".", "",
+        f"{TEST_FRAMES} test samples per seed, {settings.epochs} epochs, encoders of width {settings.hidden}, "
+        f"{settings.optimizer}" + (f" lr {settings.lr:g}" if settings.lr is not None else "")
+        + f". {plural(len(rows), 'run')} in runs.jsonl ({trained} trained by the last command"
+        + (f", {diverged} of them diverged" if diverged else "") + f"); {minutes:.1f} min of training summed "
+        "over them (one run at a time, one thread; diverged runs not counted).", "",
         "MSE of the fused model (`fused`), of a least-squares probe of each encoder (`probe_<m>`), the dependence "
         "shares (`dep_<m>`) and the Shapley values of -MSE (`shap_<m>`); the first row is the closed form (Bayes "
         "errors, the optimum's dependence and Shapley values). Mean ± sd over seeds (the sample sd); (k/n "
@@ -200,14 +211,25 @@ def imbalance_bench(preset: str, specs, seeds, settings: Settings, out, command:
     return text
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def method_params(name: str, params: dict) -> dict:
+    """Every parameter a method runs with (its defaults filled in), as JSON would store them."""
+    return {} if name == "alone" else json.loads(json.dumps(methods.get(name, **params).params()))
+
+
 def read_runs(out: Path, settings: dict) -> dict:
-    """The runs ``out`` already holds, keyed by (method, seed), after checking they were trained with
-    ``settings`` (``out/settings.json``); a new folder gets its settings.json."""
+    """The runs ``out`` already holds, keyed by (method, seed), in file order, after checking they were trained
+    with ``settings`` (``out/settings.json``) and with the method parameters the code resolves now; a new
+    folder gets its settings.json."""
     record, runs = out / "settings.json", out / "runs.jsonl"
     if not record.exists():
         if runs.exists():
-            raise PoiseError(f"{runs} exists but {record} does not, so its settings are unknown; "
-                             "give another --out (poise never overwrites a bench's runs)")
+            raise PoiseError(f"{runs} exists but {record} does not, so its settings are unknown; give another "
+                             f"--out (poise never overwrites a bench's runs), or, if you know how they were "
+                             f"trained, write {record} with the keys {', '.join(settings)}")
         out.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(settings, indent=1) + "\n")
         return {}
@@ -215,16 +237,31 @@ def read_runs(out: Path, settings: dict) -> dict:
         held = json.loads(record.read_text())
     except json.JSONDecodeError as error:
         raise PoiseError(f"{record} is not valid JSON ({error}); give another --out") from None
+    if not isinstance(held, dict):
+        raise PoiseError(f"{record} holds a {type(held).__name__}, not the settings object this bench writes; "
+                         "give another --out")
     changed = [f"{k}: {held.get(k)!r} there, {v!r} now" for k, v in settings.items() if held.get(k) != v]
     if changed:
         raise PoiseError(f"{out} holds runs of other settings ({'; '.join(changed)}); give another --out to keep "
                          "both, or the same settings to add methods or seeds to it")
     done = {}
     for number, line in enumerate(runs.read_text().splitlines() if runs.exists() else [], 1):
+        if not line.strip():
+            continue
         try:
             row = json.loads(line)
-            done[row["method"], row["seed"]] = row
+            key, name, params, saved = (row["method"], row["seed"]), *parse_method(row["method"]), row["params"]
         except (json.JSONDecodeError, KeyError, TypeError):
             raise PoiseError(f"{runs}, line {number}: not a run this bench wrote ({line[:60]!r}); "
                              "remove that line or give another --out") from None
+        if name != "alone" and name not in methods.available():
+            raise PoiseError(f"{runs}, line {number}: method {name!r} is not registered now; import the module "
+                             "that registers it, or give another --out")
+        now = method_params(name, params)
+        if saved != now:
+            diff = ", ".join(f"{k}: {saved.get(k)!r} there, {now.get(k)!r} now" for k in sorted({*saved, *now})
+                             if saved.get(k) != now.get(k))
+            raise PoiseError(f"{runs}, line {number}: {row['method']} was trained with other parameters than it "
+                             f"resolves to now ({diff}); give another --out")
+        done[key] = row
     return done
