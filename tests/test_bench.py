@@ -67,18 +67,29 @@ def test_plan_prints_every_run_and_trains_nothing(tmp_path, capsys):
 
 
 def test_plan_counts_only_the_epochs_left(tmp_path, capsys):
-    """Runs already trained (their metrics.json) leave the estimate: a finished run costs nothing, a partly
-    trained one its remaining epochs."""
+    """The estimate counts what ``run_one`` would train: nothing for a finished run, the epochs after its last
+    recorded one for a run with a checkpoint, every epoch for one without (or with --force); a run of other
+    settings is flagged, as the bench will refuse it."""
+    from dataclasses import replace
+
     out = tmp_path / "bench"
     args = ["bench", "--preset", "quick", "--out", str(out), "--plan"]
     configs = bench.plan(bench.PRESETS["quick"], "data/mmfi-demo", out)
-    total = sum(c.epochs for c in configs)
-    for config, done in zip(configs[:2], (configs[0].epochs, 5)):
-        (Path(config.out) / config.run_name).mkdir(parents=True)
-        (Path(config.out) / config.run_name / "metrics.json").write_text(json.dumps([{}] * done))
+    total, epochs = sum(c.epochs for c in configs), configs[0].epochs
+    for config, done, checkpoint in zip(configs[:4], (epochs, 5, 5, 5), (False, True, False, True)):
+        run_dir = Path(config.out) / config.run_name
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.json").write_text(json.dumps([{}] * done))
+        (config if config is not configs[3] else replace(config, lr=0.5)).save(run_dir / "config.yaml")
+        if checkpoint:
+            (run_dir / "checkpoint.pt").write_bytes(b"")
     assert main(args) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert f"1 runs finished (read back), 1 partly trained, {total - configs[0].epochs - 5} epochs left" in last
+    lines = capsys.readouterr().out.strip().splitlines()
+    left = total - epochs - 5 - 5  # the third (no checkpoint) trains again from scratch
+    assert f"1 finished (read back), 2 to resume, {left} epochs left" in lines[-1]
+    assert lines[0].endswith(" done") and lines[1].endswith(" resumes=5") and "other-settings" in lines[3]
+    assert main([*args, "--force"]) == 0
+    assert "epochs left" not in capsys.readouterr().out.strip().splitlines()[-1]
 
 
 def test_statistics_are_paired_by_seed():

@@ -186,4 +186,13 @@ def test_the_plan_lists_every_run_with_an_estimate_and_trains_nothing(tmp_path, 
     assert main(["continual-bench", "--preset", preset, "--data", str(tmp_path / "none"), "--out", str(out),
                  "--plan"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert f"1 runs finished (read back), {tasks - (first.tasks or 7)} tasks left" in last
+    assert f"1 finished (read back), {tasks - (first.tasks or 7)} tasks left" in last
+    second = runs[1]  # begun: 1 task done, resumable only with its checkpoint
+    (Path(second.out) / second.run_name).mkdir(parents=True)
+    (Path(second.out) / second.run_name / "results.json").write_text(json.dumps({"tasks_done": 1}))
+    for checkpoint, left in ((False, tasks - (first.tasks or 7)), (True, tasks - (first.tasks or 7) - 1)):
+        if checkpoint:
+            (Path(second.out) / second.run_name / "checkpoint.pt").write_bytes(b"")
+        assert main(["continual-bench", "--preset", preset, "--data", str(tmp_path / "none"), "--out", str(out),
+                     "--plan"]) == 0
+        assert f"{left} tasks left" in capsys.readouterr().out.strip().splitlines()[-1]

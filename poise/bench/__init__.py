@@ -65,7 +65,7 @@ def bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, see
     out = Path(out)
     configs = plan(preset, data, out, protocol, split, on_error)
     if dry_run:
-        return plan_text(preset, configs)
+        return plan_text(preset, configs, force)
     if not Path(data).is_dir():
         raise FileNotFoundError(f"{data}: no such MM-Fi root; write the synthetic one with "
                                 f"`poise simulate --preset demo --out {data}`")

@@ -61,27 +61,31 @@ def plan(preset: Preset, data: str, out: Path, protocol: str = "P1", split: str 
     return configs
 
 
-def plan_text(preset: Preset, configs: list) -> str:
-    """One line per run (name, method, optimiser, fusion, modalities, seed, epochs) and the totals."""
+def plan_text(preset: Preset, configs: list, force: bool = False) -> str:
+    """One line per run (name, method, optimiser, fusion, modalities, seed, epochs) and the totals, counting only
+    the epochs a run would train now (``epochs_left``)."""
     from poise import methods, optim
+    from poise.config import TrainConfig
 
-    lines = []
+    lines, left = [], []
     for c in configs:
         spec = optim.resolve(c, methods.get(c.method, **c.method_params))
+        left.append(epochs_left(c, force))
+        state = ("" if left[-1] == c.epochs else " done" if left[-1] == 0 else f" resumes={c.epochs - left[-1]}")
+        if state and TrainConfig.load(Path(c.out) / c.run_name / "config.yaml") != c:
+            state = " other-settings (the bench refuses it: use another --out, or --force)"
         lines.append(f"{c.run_name:44s} method={c.method:17s} optimizer={spec['optimizer']:4s} fusion={c.fusion:9s} "
                      f"modalities={','.join(SHORT[m] for m in c.modalities):7s} seed={c.seed} epochs={c.epochs}"
-                     + (f" epoch_frames={c.epoch_frames}" if c.epoch_frames else ""))
+                     + (f" epoch_frames={c.epoch_frames}" if c.epoch_frames else "") + state)
     epochs = sum(c.epochs for c in configs)
-    left = {c.run_name: c.epochs - min(c.epochs, epochs_done(c)) for c in configs}
-    todo = sum(left.values())
+    todo = sum(left)
     fast, slow = SECONDS_PER_EPOCH
     full = sum(c.epochs for c in configs if len(c.modalities) == len(ALL))
-    done = sum(v == 0 for v in left.values())
-    begun = sum(0 < v < c.epochs for c, v in zip(configs, left.values()))
+    done = sum(n == 0 for n in left)
+    begun = sum(0 < n < c.epochs for c, n in zip(configs, left))
     lines.append(f"{len(configs)} runs, {epochs} epochs in all ({full} of them with all four modalities; "
                  f"{len(preset.seeds)} seeds)"
-                 + (f"; {done} runs finished (read back), {begun} partly trained, {todo} epochs left"
-                    if todo < epochs else "")
+                 + (f"; {done} finished (read back), {begun} to resume, {todo} epochs left" if todo < epochs else "")
                  + f". Measured on 2 idle CPU cores with --jobs 2 (1 thread per run): "
                  f"{fast:g}-{slow:g} s per four-modality epoch per run, so about {todo * fast / 2 / 3600:.1f}-"
                  f"{todo * slow / 2 / 3600:.1f} h (fewer modalities are cheaper; anything else running on the "
@@ -89,13 +93,18 @@ def plan_text(preset: Preset, configs: list) -> str:
     return "\n".join(lines)
 
 
-def epochs_done(config) -> int:
-    """How many epochs of ``config``'s run its ``metrics.json`` holds (0 when it has not started)."""
-    metrics = Path(config.out) / config.run_name / "metrics.json"
-    try:
-        return len(json.loads(metrics.read_text())) if metrics.is_file() else 0
-    except json.JSONDecodeError:
-        return 0  # a run killed mid-write: its resume says what is wrong
+def epochs_left(config, force: bool = False) -> int:
+    """The epochs ``run_one`` would train for ``config``: none for a finished run (read back), those after its
+    last recorded epoch for one it can resume (a checkpoint), all of them otherwise or with ``force``."""
+    from poise.checkpoint import CHECKPOINT
+
+    run_dir = Path(config.out) / config.run_name
+    if force:
+        return config.epochs
+    history = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else []
+    if len(history) >= config.epochs and (run_dir / "config.yaml").is_file():
+        return 0
+    return config.epochs - len(history) if (run_dir / CHECKPOINT).is_file() else config.epochs
 
 
 def data_of(run_dir: Path) -> str:

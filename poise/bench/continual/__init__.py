@@ -66,7 +66,7 @@ def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: in
     if seeds:
         preset = replace(preset, seeds=tuple(seeds))
     if dry_run:
-        return plan_text(preset, plan(preset, data, Path(out), on_error))
+        return plan_text(preset, plan(preset, data, Path(out), on_error), force)
 
     out = Path(out)
     configs = plan(preset, data, out, on_error)

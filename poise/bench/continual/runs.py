@@ -231,12 +231,16 @@ def stream_keys(stream) -> dict:
     return dict(protocol=protocol, noise=noise, ratio=ratio, noisy_modality=modality[0] if modality else "")
 
 
-def plan_text(preset: Preset, configs: list) -> str:
-    """One line per run (name, recipe, strategies, tasks, seed) and an estimate of the whole."""
+def plan_text(preset: Preset, configs: list, force: bool = False) -> str:
+    """One line per run (name, recipe, strategies, tasks, seed) and an estimate of the tasks left: none for a
+    finished run, those after its last done task for one it can resume (a checkpoint), all with ``force``."""
+    from poise.checkpoint import CHECKPOINT
+
     lines, seconds, finished_runs, tasks_left = [], 0.0, 0, 0
     for c in configs:
         n = c.tasks or len(task_stream.tasks(c.protocol))
-        done = min(n, tasks_done(c))
+        resumable = finished(c) or (Path(c.out) / c.run_name / CHECKPOINT).is_file()
+        done = 0 if force or not resumable else min(n, tasks_done(c))
         first, later = SECONDS_PER_TASK.get(c.recipe, SECONDS_PER_TASK["ours"])
         seconds += (first if done == 0 else 0) + (n - max(done, 1)) * later
         finished_runs += done == n
@@ -245,7 +249,7 @@ def plan_text(preset: Preset, configs: list) -> str:
         lines.append(f"{c.run_name:56s} {switches} tasks={n} seed={c.seed}" + (f" done={done}" if done else ""))
     total = sum(c.tasks or len(task_stream.tasks(c.protocol)) for c in configs)
     lines.append(f"{len(configs)} runs, {total} tasks in all ({len(preset.seeds)} seeds)"
-                 + (f"; {finished_runs} runs finished (read back), {tasks_left} tasks left" if tasks_left < total
+                 + (f"; {finished_runs} finished (read back), {tasks_left} tasks left" if tasks_left < total
                     else "")
                  + f". Measured at P1 scale with 2 runs at once on 2 CPU cores "
                  f"(seconds per task: {', '.join(f'{k} {a}-{b}' for k, (a, b) in SECONDS_PER_TASK.items())}), so "
