@@ -65,12 +65,13 @@ Adapted to regression and M modalities (ours):
   step (the reference's one-step lag is an artefact of computing it after the backward). M modalities in
   place of the reference's hard-coded 3.
 - rho = 1.3 and lambda = 0.2 as the reference; with the sum of B equal to M - 1 the mean factor rho B is
-  1.3 x 3/4 = 0.975 at M = 4 (the reference's 0.87 at M = 3). L_gm is a cosine, free of units, but the task
-  loss is not: the reference weighs lambda L_gm against an L1 on MOSI's sentiment scale (-3 to 3; models
-  reach a test MAE of about 0.7), ours against an MPJPE in metres (about 0.05 in training at convergence), so
-  the same lambda gives the direction loss roughly 10x the reference's relative weight. The default stays
-  the reference's 0.2; the ablation bench measures lambda 0.02 and 0 beside it (``docs/bench.md``). No
-  gradient clipping (a loss in metres), and poise's step schedule.
+  1.3 x 3/4 = 0.975 at M = 4 (the reference's 0.87 at M = 3). How much lambda weighs depends on the task:
+  L_gm is a cosine, invariant to the head's scale, so its gradient on the head scales inversely with the
+  head's weights, which regress poses in metres here and sentiment scores on MOSI. At the last epoch of the
+  P1 bench's CGGM runs, the gradient lambda L_gm puts on the fusion and head is 1.7-2.2x the MPJPE's (seeds
+  0-2, ``benchmarks/cggm_direction_weight.py``): the direction loss, not the task, leads the head. The
+  ablation preset trains lambda 0.02 and 0 beside 0.2 (``docs/bench.md``); the default stays the
+  reference's. No gradient clipping (a loss in metres), and poise's step schedule.
 Optimiser: the reference's Adam (``reference_optimizer``), at lr 1e-3, which is poise's Adam default
 (``reference_lr`` None). The heads train at the same lr as the model; ``lr_groups: {cggm_heads: 0.5}`` gives
 the reference's classifier lr ratio. Under Adam a coefficient acts relative to its average over Adam's
