@@ -164,6 +164,18 @@ def test_contributions_rank_the_informative_modality_first():
     assert scores["audio"] > scores["imu"] > scores["text"], scores
 
 
+def test_a_pose_only_profit_or_a_python_trained_teacher_is_refused_with_what_to_do(tmp_path, teacher):
+    """neg_mpjpe would read a (B, 4) batch as one pose's joints; a poise.fit folder cannot rebuild its user's
+    model for MMANet: both say what to use instead."""
+    with pytest.raises(PoiseError, match="neg_mpjpe profit scores poses.*use neg_mse or pearson"):
+        poise.contributions(teacher, toy_data(), profit="neg_mpjpe")
+    poise.fit(toy_model(seed=5), toy_data(), "baseline", epochs=1, batch_size=32, progress=False,
+              out=tmp_path / "t")
+    with pytest.raises(PoiseError, match=r"trained from Python.*teacher=model"):
+        poise.fit(toy_model(), toy_data(), "mmanet", method_params={"teacher": str(tmp_path / "t")}, epochs=8,
+                  holdout=0.25, batch_size=32, progress=False)
+
+
 def test_the_euclidean_loss_is_mpjpe_on_poses_and_absolute_error_on_scalars():
     pred, gt = torch.randn(5, 17, 3), torch.randn(5, 17, 3)
     assert torch.allclose(euclidean(pred, gt), sample_mpjpe(pred, gt))

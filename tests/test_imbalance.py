@@ -234,6 +234,23 @@ def test_arl_moves_the_weak_modality_and_the_fused_error_toward_the_bayes_optimu
     assert 0 < gaps["arl"]["fused"] < 0.9 * gaps["baseline"]["fused"], gaps
 
 
+@pytest.mark.parametrize("name, statistic", [("ogm_ge", "ogm_ge_k"), ("agm", "agm_k"), ("cggm", "cggm_k"),
+                                             ("arm", "arm_gain")])
+def test_a_modulating_method_holds_back_the_modality_the_closed_form_ranks_first(name, statistic):
+    """Issue 31, item 2 ("does what it is for"): on ``ranked`` (precise > medium > coarse in Bayes error and
+    Shapley value), each gradient- or feature-modulating method's per-modality factor, averaged over the epochs,
+    is below 0.9x for the precise modality of what it is for the coarse one. Seed 0, 12 epochs, Adam for all
+    (the factors are computed the same way under any optimiser). Measured over seeds 0-2: precise / coarse
+    0.69-0.74 / 1.00-1.05 (cggm), 0.59-0.72 / 0.98-1.00 (ogm_ge), 0.84-0.90 / 1.09-1.10 (agm), 0.59-0.80 /
+    1.50-2.03 (arm). AWC is left out: its penalty shares are not differential on this task (0.31-0.38 each),
+    as on the P1 bench (docs/bench.md)."""
+    task = ImbalanceTask.preset("ranked")
+    run = poise.fit(task.model(hidden=16, seed=0), task.data(1000, seed=1), name, epochs=12, batch_size=64,
+                    optimizer="adam", progress=False, seed=0, eval_every=10_000, lr_step=10_000, assess_frames=256)
+    factor = {m: np.mean([row[f"{statistic}_{m}"] for row in run.history]) for m in task.modalities}
+    assert factor["precise"] < 0.9 * factor["coarse"], factor
+
+
 def test_the_command_line_offers_every_preset():
     """``poise imbalance-bench --preset`` takes its choices from poise.choices (no numpy for --help)."""
     from poise.choices import IMBALANCE_PRESETS

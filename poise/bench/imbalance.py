@@ -192,7 +192,8 @@ def imbalance_bench(preset: str, specs, seeds, settings: Settings, out, command:
         torch.set_num_threads(threads)
     asked = [(spec, seed) for spec, _, _ in parsed for seed in dict.fromkeys(seeds)]
     rows = [held[key] for key in asked] + [row for key, row in held.items() if key not in asked]  # command order
-    minutes = sum(r.get("seconds", 0.0) for r in rows) / 60
+    seconds = sum(r.get("seconds", 0.0) for r in rows)
+    spent = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
     text = "\n".join([
         f"# poise imbalance-bench: preset `{preset}`", "",
         f"Last command: `{command or 'poise imbalance-bench --preset ' + preset}`", "",
@@ -200,7 +201,7 @@ def imbalance_bench(preset: str, specs, seeds, settings: Settings, out, command:
         f"{TEST_FRAMES} test samples per seed, {settings.epochs} epochs, encoders of width {settings.hidden}, "
         f"{settings.optimizer}" + (f" lr {settings.lr:g}" if settings.lr is not None else "")
         + f". {plural(len(rows), 'run')} in runs.jsonl ({trained} trained by the last command"
-        + (f", {diverged} of them diverged" if diverged else "") + f"); {minutes:.1f} min of training summed "
+        + (f", {diverged} of them diverged" if diverged else "") + f"); {spent} of training summed "
         "over them (one run at a time, one thread; diverged runs not counted).", "",
         "MSE of the fused model (`fused`), of a least-squares probe of each encoder (`probe_<m>`), the dependence "
         "shares (`dep_<m>`) and the Shapley values of -MSE (`shap_<m>`); the first row is the closed form (Bayes "

@@ -47,6 +47,9 @@ def neg_mse(y: torch.Tensor, y_hat: torch.Tensor) -> float:
 
 
 def neg_mpjpe(y: torch.Tensor, y_hat: torch.Tensor) -> float:
+    if y.ndim != 3 or y.shape[-1] != 3:  # mpjpe_mm would read a (B, 3) batch as the joints of one pose
+        raise PoiseError(f"the neg_mpjpe profit scores poses (B, J, 3); this target has shape {tuple(y.shape)}: "
+                         "use neg_mse or pearson, or pass a profit function")
     return -float(mpjpe_mm(y_hat, y))
 
 

@@ -108,7 +108,7 @@ class ARL(Method):
     def setup(self, run) -> None:
         if self.warmup >= run.config.epochs:
             raise PoiseError(f"arl: warmup={self.warmup} covers the whole run of {run.config.epochs} epochs, so no "
-                             f"gradient is ever scaled; set --param warmup=N with N < epochs")
+                             f"gradient is ever scaled; set the method parameter warmup < epochs (--param warmup=N; method_params in Python)")
         if self.heads == "own":
             self.unimodal_heads = UnimodalHeads(run.model, run.config.seed)
 

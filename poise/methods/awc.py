@@ -116,7 +116,7 @@ class AWC(Method):
         if not 1 <= self.K <= epochs - 1:
             raise PoiseError(f"awc: window={self.K} penalised epochs after the Fisher epoch (epochs 1..{self.K}) do "
                              f"not fit a run of {epochs} epochs, so AWC would never act as 000 describes; train at "
-                             f"least {self.K + 1} epochs or set --param window=K with 1 <= K <= {max(epochs - 1, 1)}")
+                             f"least {self.K + 1} epochs or set the method parameter window (--param window=K; method_params in Python) with 1 <= K <= {max(epochs - 1, 1)}")
         self.params_of = {m: run.model.modality_parameters()[m] for m in run.model.modalities}
 
     def active(self, run) -> bool:

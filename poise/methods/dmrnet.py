@@ -115,7 +115,7 @@ class DMRNet(Method):
     def setup(self, run) -> None:
         if self.beta and self.warmup >= run.config.epochs:
             raise PoiseError(f"dmrnet: warmup={self.warmup} leaves no epoch for the hard-combination regulariser in "
-                             f"a run of {run.config.epochs} epochs; set --param warmup=N with N < epochs (or beta=0)")
+                             f"a run of {run.config.epochs} epochs; set the method parameter warmup < epochs (--param warmup=N; method_params in Python), or beta=0")
         n = 2 ** len(run.model.modalities)
         self.variance_sum, self.loss_sum, self.count = np.zeros(n), np.zeros(n), np.zeros(n)
         self._epoch = torch.zeros((3, n), dtype=torch.float64)  # moved to the batches' device at the first step

@@ -86,10 +86,10 @@ class GBlending(Method):
     def setup(self, run) -> None:
         if self.super_epoch >= run.config.epochs:
             raise PoiseError(f"gblending: super_epoch={self.super_epoch} never re-weights in a run of "
-                             f"{run.config.epochs} epochs; set --param super_epoch=N with N < epochs")
+                             f"{run.config.epochs} epochs; set the method parameter super_epoch < epochs (--param super_epoch=N; method_params in Python)")
         if not len(run.val_rows):
             raise PoiseError("gblending estimates its weights on held-out training sequences and this run holds "
-                             "none out: set the config key holdout (e.g. --holdout 0.1)")
+                             "none out: set the config key holdout (--holdout 0.1; holdout=0.1 in poise.fit)")
         rng = np.random.default_rng([run.config.seed, 7])
         self.train_slice = np.sort(rng.permutation(run.train_rows)[: self.eval_frames])
         self.val_slice = np.sort(rng.permutation(run.val_rows)[: self.eval_frames])

@@ -115,8 +115,12 @@ def load_teacher(path, run):
         return teacher
     if not path:
         raise PoiseError("mmanet distils from a full-modality teacher: train one (`poise train --method baseline`) "
-                         "and pass its run directory with --param teacher=RUN_DIR")
+                         "and pass its run directory with --param teacher=RUN_DIR, or in Python pass the trained "
+                         "model: type(poise.methods.get('mmanet'))(teacher=model)")
     folder = Path(path)
+    if (folder / "api.json").is_file():  # its model is the user's class: the folder alone cannot rebuild it
+        raise PoiseError(f"mmanet: the teacher {path} was trained from Python (poise.fit); pass the trained model "
+                         "itself: type(poise.methods.get('mmanet'))(teacher=model)")
     if not (folder / "config.yaml").is_file():
         raise PoiseError(f"mmanet: teacher={path!r} is not a poise run directory (no config.yaml there)")
     config = TrainConfig.load(folder / "config.yaml")
@@ -181,10 +185,10 @@ class MMANet(Method):
     def setup(self, run) -> None:
         if self.begin >= run.config.epochs:
             raise PoiseError(f"mmanet: begin={self.begin} leaves no epoch for distillation in a run of "
-                             f"{run.config.epochs} epochs; set --param begin=N with N < epochs")
+                             f"{run.config.epochs} epochs; set the method parameter begin < epochs (--param begin=N; method_params in Python)")
         if not len(run.val_rows):
             raise PoiseError("mmanet mines its weak combinations on held-out training sequences and this run holds "
-                             "none out: set the config key holdout (e.g. --holdout 0.1)")
+                             "none out: set the config key holdout (--holdout 0.1; holdout=0.1 in poise.fit)")
         rng = np.random.default_rng([run.config.seed, 11])
         self.val_slice = np.sort(rng.permutation(run.val_rows)[: self.eval_frames])
         run.model.set_absent(self.absent)

@@ -73,7 +73,7 @@ class ModalityResample(Method):
                              f"{list(run.model.modalities)}: use --method baseline for a single modality")
         if self.warmup >= run.config.epochs:
             raise PoiseError(f"modality_resample: warmup={self.warmup} leaves no epoch to re-sample in a run of "
-                             f"{run.config.epochs}; set --param warmup=N with N < epochs")
+                             f"{run.config.epochs}; set the method parameter warmup < epochs (--param warmup=N; method_params in Python)")
 
     def epoch_samples(self, run):
         n = len(run.train_rows)
