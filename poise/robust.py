@@ -126,8 +126,9 @@ def format_robustness(report: dict) -> str:
         sd = next(k for k in report["drops"][0] if k.endswith("_sd") or "_sd_" in k)  # sd_key's name of it
         lines += ["", f"| each modality lost per sample with probability | {a}, mean +- sd over seeds | {b} |",
                   "|---|---|---|"]
-        lines += [f"| {d['drop']:g} ({d['seeds']} seed{'' if d['seeds'] == 1 else 's'}) | {d[first]:{f}} +- {d[sd]:{f}} | {d[second]:{f}} |"
-                  for d in report["drops"]]
+        for d in report["drops"]:
+            seeds = f"{d['seeds']} seed" + ("" if d["seeds"] == 1 else "s")
+            lines.append(f"| {d['drop']:g} ({seeds}) | {d[first]:{f}} +- {d[sd]:{f}} | {d[second]:{f}} |")
     return "\n".join(lines)
 
 

@@ -24,6 +24,14 @@ from poise.errors import PoiseError, disk_full, no_space_left
 LOCK = ".lock"
 
 
+FIT_RECORD = "api.json"  # marks a folder as a poise.fit run, whose model and data only the user's code can rebuild
+
+
+def trained_from_python(run_dir) -> bool:
+    """Whether ``run_dir`` holds a ``poise.fit`` run (its ``FIT_RECORD``) rather than one of ``poise train``."""
+    return (Path(run_dir) / FIT_RECORD).is_file()
+
+
 @contextlib.contextmanager
 def run_lock(run_dir):
     """Hold ``run_dir/.lock`` while a run writes there, so two processes never write one run directory (the

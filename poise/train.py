@@ -41,7 +41,7 @@ from poise.models.capabilities import require
 from poise.models.pose import build_model
 from poise.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from poise.run_dir import clear_run, write_environment, write_reports
-from poise.runtime import configure, gradient_stop, resolve_device, run_lock, to_device
+from poise.runtime import configure, gradient_stop, resolve_device, run_lock, to_device, trained_from_python
 from poise.epoch import encoder_drift, epoch_evaluation, evaluates, train_epoch
 from poise.errors import PoiseError
 from poise.run import Run
@@ -238,7 +238,7 @@ def fit_logged(run: Run, progress: bool, tensorboard: bool, fresh: bool = False)
 def check_cli_run(run_dir: Path) -> None:
     """A run trained from Python (``poise.fit``: its folder holds ``api.json``) is rebuilt from the user's model
     and data, which only the user's code has; the command line says so rather than building an MM-Fi run."""
-    if (run_dir / "api.json").is_file():
+    if trained_from_python(run_dir):
         raise PoiseError(f"{run_dir} was trained from Python (poise.fit): its model and data are your code's, so the "
                          f"command line cannot rebuild it; continue it with poise.fit(model, data, ..., "
                          f"out={str(run_dir)!r}, resume=True)")

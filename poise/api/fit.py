@@ -20,7 +20,8 @@ from poise.errors import PoiseError
 from poise.objective import Objective, regression
 from poise.run import Run
 from poise.selection import HOLDOUT_SEED  # held-out groups are drawn as poise train draws its sequences
-from poise.runtime import configure, encode_split, resolve_device, run_lock, to_device, write_atomic
+from poise.runtime import FIT_RECORD, configure, encode_split, resolve_device, run_lock, to_device
+from poise.runtime import trained_from_python, write_atomic
 from poise.runtime import evaluate as evaluate_rows
 
 # config keys of the MM-Fi pipeline (what ``poise train`` reads and builds); on a user's model and data they have
@@ -196,7 +197,7 @@ def check_new_out(out: Path) -> None:
     failed); never over a run, and never among files poise did not write."""
     if (out / CHECKPOINT).exists():
         raise FileExistsError(f"{out} already holds a run; continue it with resume=True, or choose another out")
-    if out.is_dir() and any(out.iterdir()) and not (out / RECORD).is_file():
+    if out.is_dir() and any(out.iterdir()) and not trained_from_python(out):
         raise PoiseError(f"out={str(out)!r} holds files poise did not write; a run writes config.yaml, metrics.csv "
                          f"and more there, so choose a new or empty folder")
 
@@ -211,9 +212,6 @@ def mean_target(data, rows) -> torch.Tensor:
     return (total / count).float()
 
 
-RECORD = "api.json"  # marks a folder as a fit() run: what resume checks, and what the CLI refuses to treat as its own
-
-
 def settings_of(config: TrainConfig) -> dict:
     """The config keys a ``fit`` run has (the MM-Fi-only ones left out), as ``config.yaml`` holds them."""
     return {k: v for k, v in config.to_dict().items() if k not in MMFI_ONLY}
@@ -226,7 +224,7 @@ def write_run_files(run: Run, out: Path, data, record: dict) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.yaml", yaml.safe_dump(settings_of(run.config), sort_keys=False))
-    write_atomic(out / RECORD, json.dumps(record, indent=1))
+    write_atomic(out / FIT_RECORD, json.dumps(record, indent=1))
     write_atomic(out / "method.json", json.dumps({"name": run.method.name, "params": _plain(run.method.params()),
                                                   "module": type(run.method).__module__}, indent=1))
     about = {"kind": type(data).__name__, "frames": len(data), "modalities": list(run.model.modalities),
@@ -257,7 +255,7 @@ def resumed_config(out, method, method_params, settings: dict, model) -> TrainCo
 
 def check_same_run(out: Path, record: dict) -> None:
     """The model, data, objective and method of a resumed run are those it was started with."""
-    saved = json.loads((out / RECORD).read_text()) if (out / RECORD).is_file() else {}
+    saved = json.loads((out / FIT_RECORD).read_text()) if trained_from_python(out) else {}
     differ = [k for k in record if saved.get(k) != record[k]]
     if differ:
         raise PoiseError(f"resume=True: the run in {out} was started with another "

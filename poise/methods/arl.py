@@ -52,7 +52,7 @@ import torch
 
 from poise import distributed
 from poise.methods import register
-from poise.methods.base import Method, Statistic
+from poise.methods.base import Method, Statistic, set_param
 from poise.methods.responses import HEADS, UnimodalHeads, shapley_responses, unimodal_outputs
 from poise.errors import PoiseError
 
@@ -108,7 +108,7 @@ class ARL(Method):
     def setup(self, run) -> None:
         if self.warmup >= run.config.epochs:
             raise PoiseError(f"arl: warmup={self.warmup} covers the whole run of {run.config.epochs} epochs, so no "
-                             f"gradient is ever scaled; set the method parameter warmup < epochs (--param warmup=N; method_params in Python)")
+                             f"gradient is ever scaled; {set_param('warmup', 'warmup < epochs')}")
         if self.heads == "own":
             self.unimodal_heads = UnimodalHeads(run.model, run.config.seed)
 

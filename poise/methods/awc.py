@@ -53,7 +53,7 @@ from poise.contrib.profits import PROFITS
 from poise.contrib.shapley import modality_contributions
 from poise.fisher import empirical_fisher, quadratic_penalty
 from poise.methods import register
-from poise.methods.base import Method, on_device_of, snapshot
+from poise.methods.base import Method, on_device_of, set_param, snapshot
 from poise.methods.groups import split_groups
 from poise.runtime import frame_batches
 from poise.errors import PoiseError
@@ -114,9 +114,10 @@ class AWC(Method):
         epochs = run.config.epochs
         self.K = self.window_for(epochs)
         if not 1 <= self.K <= epochs - 1:
+            fix = set_param("window", f"1 <= window <= {max(epochs - 1, 1)}")
             raise PoiseError(f"awc: window={self.K} penalised epochs after the Fisher epoch (epochs 1..{self.K}) do "
                              f"not fit a run of {epochs} epochs, so AWC would never act as 000 describes; train at "
-                             f"least {self.K + 1} epochs or set the method parameter window (--param window=K; method_params in Python) with 1 <= K <= {max(epochs - 1, 1)}")
+                             f"least {self.K + 1} epochs or {fix}")
         self.params_of = {m: run.model.modality_parameters()[m] for m in run.model.modalities}
 
     def active(self, run) -> bool:

@@ -77,6 +77,11 @@ from poise.values import typed
 from poise.errors import PoiseError
 
 
+def set_param(name: str, rule: str) -> str:
+    """What an error tells the user to do about a method parameter, on the command line and in Python."""
+    return f"set the method parameter {name} so that {rule} (--param {name}=...; method_params in Python)"
+
+
 class Statistic(NamedTuple):
     """The per-modality number a method acts on, as the bench reports it: recorded each epoch as
     ``<key>_<modality>`` (``epoch_metrics``), kept in a run's bench row as its mean over the epochs

@@ -45,7 +45,7 @@ from torch import nn
 
 from poise import distributed
 from poise.methods import register
-from poise.methods.base import Method
+from poise.methods.base import Method, set_param
 from poise.methods.modality_dropout import (check_drop, check_non_negative, combination_index,
                                               combination_name, sample_masks)
 from poise.errors import PoiseError
@@ -115,7 +115,8 @@ class DMRNet(Method):
     def setup(self, run) -> None:
         if self.beta and self.warmup >= run.config.epochs:
             raise PoiseError(f"dmrnet: warmup={self.warmup} leaves no epoch for the hard-combination regulariser in "
-                             f"a run of {run.config.epochs} epochs; set the method parameter warmup < epochs (--param warmup=N; method_params in Python), or beta=0")
+                             f"a run of {run.config.epochs} epochs; {set_param('warmup', 'warmup < epochs')}, "
+                             "or beta=0")
         n = 2 ** len(run.model.modalities)
         self.variance_sum, self.loss_sum, self.count = np.zeros(n), np.zeros(n), np.zeros(n)
         self._epoch = torch.zeros((3, n), dtype=torch.float64)  # moved to the batches' device at the first step

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from poise.methods import register
-from poise.methods.base import Method
+from poise.methods.base import Method, set_param
 from poise.methods.responses import UnimodalHeads
 from poise.runtime import to_device
 from poise.errors import PoiseError
@@ -86,7 +86,7 @@ class GBlending(Method):
     def setup(self, run) -> None:
         if self.super_epoch >= run.config.epochs:
             raise PoiseError(f"gblending: super_epoch={self.super_epoch} never re-weights in a run of "
-                             f"{run.config.epochs} epochs; set the method parameter super_epoch < epochs (--param super_epoch=N; method_params in Python)")
+                             f"{run.config.epochs} epochs; {set_param('super_epoch', 'super_epoch < epochs')}")
         if not len(run.val_rows):
             raise PoiseError("gblending estimates its weights on held-out training sequences and this run holds "
                              "none out: set the config key holdout (--holdout 0.1; holdout=0.1 in poise.fit)")

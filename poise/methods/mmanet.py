@@ -47,10 +47,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from poise.methods import register
-from poise.methods.base import Method
+from poise.methods.base import Method, set_param
 from poise.methods.modality_dropout import (check_drop, check_non_negative, combination_index,
                                               combination_name, sample_masks)
-from poise.runtime import frame_batches, to_device
+from poise.runtime import frame_batches, to_device, trained_from_python
 from poise.errors import PoiseError
 
 
@@ -118,7 +118,7 @@ def load_teacher(path, run):
                          "and pass its run directory with --param teacher=RUN_DIR, or in Python pass the trained "
                          "model: type(poise.methods.get('mmanet'))(teacher=model)")
     folder = Path(path)
-    if (folder / "api.json").is_file():  # its model is the user's class: the folder alone cannot rebuild it
+    if trained_from_python(folder):  # its model is the user's class: the folder alone cannot rebuild it
         raise PoiseError(f"mmanet: the teacher {path} was trained from Python (poise.fit); pass the trained model "
                          "itself: type(poise.methods.get('mmanet'))(teacher=model)")
     if not (folder / "config.yaml").is_file():
@@ -185,7 +185,7 @@ class MMANet(Method):
     def setup(self, run) -> None:
         if self.begin >= run.config.epochs:
             raise PoiseError(f"mmanet: begin={self.begin} leaves no epoch for distillation in a run of "
-                             f"{run.config.epochs} epochs; set the method parameter begin < epochs (--param begin=N; method_params in Python)")
+                             f"{run.config.epochs} epochs; {set_param('begin', 'begin < epochs')}")
         if not len(run.val_rows):
             raise PoiseError("mmanet mines its weak combinations on held-out training sequences and this run holds "
                              "none out: set the config key holdout (--holdout 0.1; holdout=0.1 in poise.fit)")

@@ -32,7 +32,7 @@ import dataclasses
 import numpy as np
 
 from poise.methods import register
-from poise.methods.base import Method
+from poise.methods.base import Method, set_param
 from poise.errors import PoiseError
 
 POSE_COORDINATES = 51  # the Pearson profit sums r over the target's coordinates: 17 x 3 for a pose
@@ -73,7 +73,7 @@ class ModalityResample(Method):
                              f"{list(run.model.modalities)}: use --method baseline for a single modality")
         if self.warmup >= run.config.epochs:
             raise PoiseError(f"modality_resample: warmup={self.warmup} leaves no epoch to re-sample in a run of "
-                             f"{run.config.epochs}; set the method parameter warmup < epochs (--param warmup=N; method_params in Python)")
+                             f"{run.config.epochs}; {set_param('warmup', 'warmup < epochs')}")
 
     def epoch_samples(self, run):
         n = len(run.train_rows)

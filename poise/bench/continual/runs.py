@@ -239,8 +239,9 @@ def plan_text(preset: Preset, configs: list, force: bool = False) -> str:
     lines, seconds, finished_runs, tasks_left = [], 0.0, 0, 0
     for c in configs:
         n = c.tasks or len(task_stream.tasks(c.protocol))
-        resumable = finished(c) or (Path(c.out) / c.run_name / CHECKPOINT).is_file()
-        done = 0 if force or not resumable else min(n, tasks_done(c))
+        done = min(n, tasks_done(c))
+        if force or not (done == n or (Path(c.out) / c.run_name / CHECKPOINT).is_file()):
+            done = 0  # run_one starts it over
         first, later = SECONDS_PER_TASK.get(c.recipe, SECONDS_PER_TASK["ours"])
         seconds += (first if done == 0 else 0) + (n - max(done, 1)) * later
         finished_runs += done == n
