@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 27's GPU figures in one call, on a machine with one CUDA GPU and a python3 that holds torch (about
-# 5 minutes on one H100, estimated from the CPU figures; the lent machines need nothing installed):
+# 5-8 minutes on one H100, a guess: it has never run on one; the lent machines need nothing installed; each
+# row is written as soon as it is measured, so a call cut short keeps what it measured):
 #
 #     bash benchmarks/gpu_check.sh            # writes gpu.txt, throughput*.json and *.log into $OUT (or /tmp/gpu-check)
 #

@@ -158,19 +158,18 @@ def main(argv=None) -> int:
     distributed.init()
     if args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
-    rows = []
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    summary = {"torch": torch.__version__, "gpu": gpu, "tf32": args.tf32, "rgb_window": args.rgb_window,
+               "timed_epochs": args.epochs, "rows": []}
     with tempfile.TemporaryDirectory(prefix="poise-gpu-throughput-") as tmp:
         for encoder in args.encoders:
             for name in args.precisions:
-                rows.append(measure(args, encoder, name, Path(tmp)))
+                row = measure(args, encoder, name, Path(tmp))
+                summary["rows"].append(row)
                 if distributed.is_main():
-                    print(describe(rows[-1]), flush=True)
-    if distributed.is_main():
-        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-        summary = {"torch": torch.__version__, "gpu": gpu, "tf32": args.tf32, "rgb_window": args.rgb_window,
-                   "timed_epochs": args.epochs, "rows": rows}
-        if args.json:
-            args.json.write_text(json.dumps(summary, indent=1))
+                    print(describe(row), flush=True)
+                    if args.json:  # after every row: a run cut short by a time limit keeps what it measured
+                        args.json.write_text(json.dumps(summary, indent=1))
     distributed.close()
     return 0
 
