@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +48,11 @@ def test_ablating_ewc_drops_the_penalty_and_the_fisher():
 
 
 def test_tiny_preset_writes_tables_plots_and_reads_back(stream_root, tmp_path, capsys):
-    """Three seeds, so that each seed's thresholds come from the two others' clean tasks (one per seed)."""
+    """The preset's three seeds: each seed's thresholds come from the two others' clean tasks (one per seed)."""
     out = tmp_path / "bench"
     data = tmp_path / "data"  # the root under a name that can be taken away (a clean clone has no data)
     data.symlink_to(stream_root)
-    args = ["continual-bench", "--preset", "tiny", "--data", str(data), "--out", str(out), "--quiet",
-            "--seeds", "0", "1", "2"]
+    args = ["continual-bench", "--preset", "tiny", "--data", str(data), "--out", str(out), "--quiet"]
     assert main(args) == 0
     report = (out / "report.md").read_text()
     for heading in ("001 Table 2 analogue", "What NIS sees", "per corrupted modality", "Task x task MPJPE", "Findings"):
@@ -71,6 +71,10 @@ def test_tiny_preset_writes_tables_plots_and_reads_back(stream_root, tmp_path, c
     assert all(float(t["loss_ratio_before"]) > 0 for t in noisy)
     assert {t["noise"] for t in noisy} == {"raw", "unaligned_far"} and {t["corrupted"] for t in noisy} == {"rgb"}
     assert all(float(t["source_mpjpe_mm"]) > 0 for t in tasks if t["noise"] == "unaligned_far")
+    for t in noisy:  # the GMM's split as made, and what the task trained on (everything when NIS named none)
+        assert all(0 <= float(t[k]) <= 1 for k in ("gmm_clean_precision", "trained_clean_precision"))
+        if t["named"] == "none":
+            assert float(t["trained_noisy_recall"]) == 0
     # each seed's thresholds: the other two seeds' clean drops, kept in thresholds.json, used by its noisy runs
     thresholds = json.loads((out / "thresholds.json").read_text())
     clean = {int(t["seed"]): {m: float(t[f"drop_{m}"]) for m in ALL} for t in tasks if t["noise"] == "none"}
@@ -102,11 +106,36 @@ def test_tiny_preset_writes_tables_plots_and_reads_back(stream_root, tmp_path, c
     data.unlink()  # a clean clone: the committed small files, no data
     assert main(args) == 0
     assert {r["run"]: r["avg_mpjpe_mm"] for r in csv.DictReader(open(out / "results.csv"))} == first
+    moved = tmp_path / "elsewhere" / "bench"  # a copy under another --out (its configs name the old one)
+    shutil.copytree(out, moved)
+    elsewhere = [a if a != str(out) else str(moved) for a in args]
+    capsys.readouterr()
+    assert main(elsewhere[:4] + [str(tmp_path / "other-data")] + elsewhere[5:-1]) == 0  # not --quiet: the lines
+    assert [r["avg_mpjpe_mm"] for r in csv.DictReader(open(moved / "results.csv"))] == list(first.values())
+    assert "read back; trained in" in "".join(capsys.readouterr())
     results = next(out.glob("runs/*/results.json"))
     unfinished = json.loads(results.read_text())
     results.write_text(json.dumps({**unfinished, "tasks_done": 1}))
     capsys.readouterr()
     assert main(args) != 0 and "no such MM-Fi root" in capsys.readouterr().err  # one left to train needs the data
+
+
+def test_thresholds_unset_for_lack_of_drops_are_set_later_and_force_sets_them_anew(tmp_path):
+    def control(seed, drops):
+        return {"seed": seed, "nis_tasks": [{"drops": {"rgb": d}} for d in drops]}
+
+    assert cbench.settled_thresholds(tmp_path, [control(0, [0.1]), control(1, [0.2])], (0, 1)) == {0: {}, 1: {}}
+    rows = [control(0, [0.1]), control(1, [0.2]), control(2, [0.4])]
+    later = cbench.settled_thresholds(tmp_path, rows, (0, 1, 2))  # two drops under the other seeds now
+    assert later[0]["rgb"] == pytest.approx(np.mean([0.2, 0.4]) + 3 * np.std([0.2, 0.4], ddof=1))
+    assert cbench.read_thresholds(tmp_path / "thresholds.json") == later
+    retrained = [control(0, [1.0]), control(1, [2.0]), control(2, [4.0])]
+    assert cbench.settled_thresholds(tmp_path, retrained, (0, 1, 2)) == later  # set: kept
+    anew = cbench.settled_thresholds(tmp_path, retrained, (0, 1, 2), force=True)
+    assert anew[0]["rgb"] == pytest.approx(np.mean([2.0, 4.0]) + 3 * np.std([2.0, 4.0], ddof=1))
+    (tmp_path / "thresholds.json").write_text('{"0": {"rgb": 1.0}')  # cut short
+    with pytest.raises(ValueError, match=r"thresholds.json: not a bench's naming thresholds.*delete it"):
+        cbench.settled_thresholds(tmp_path, retrained, (0, 1, 2))
 
 
 def test_thresholds_once_set_stay_when_seeds_are_added(tmp_path):
@@ -132,14 +161,27 @@ def test_a_run_from_an_older_poise_is_not_passed_off_as_this_benchs(tmp_path):
         cbench.run_one(config)
 
 
-def test_a_run_with_other_settings_is_named_not_reused(stream_root, tmp_path, capsys):
+@pytest.mark.parametrize("checkpoint", [True, False])  # without: begun, killed in its first task or carried
+def test_a_run_with_other_settings_is_named_not_reused(stream_root, tmp_path, checkpoint):
     preset = cbench.PRESETS["tiny"]
     config = cbench.plan(preset, str(stream_root), tmp_path)[0]
-    (tmp_path / "runs" / config.run_name).mkdir(parents=True)
+    run_dir = tmp_path / "runs" / config.run_name
+    run_dir.mkdir(parents=True)
     changed = ContinualConfig.from_dict({**config.to_dict(), "epochs": 1})
-    changed.save(tmp_path / "runs" / config.run_name / "config.yaml")
-    (tmp_path / "runs" / config.run_name / "checkpoint.pt").write_bytes(b"")
+    changed.save(run_dir / "config.yaml")
+    if checkpoint:
+        (run_dir / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(ValueError, match="epochs: 1 there, 2 asked"):
+        cbench.run_one(config)
+    assert ContinualConfig.load(run_dir / "config.yaml").epochs == 1  # named, not wiped
+    ContinualConfig.from_dict({**config.to_dict(), "data": "data/elsewhere"}).save(run_dir / "config.yaml")
+    with pytest.raises(ValueError, match="begun on the data at data/elsewhere.*pass --data data/elsewhere"):
+        cbench.run_one(config)
+    (run_dir / "config.yaml").write_text("epochs: [2\n")
+    with pytest.raises(ValueError, match="config.yaml: cannot read the config"):
+        cbench.run_one(config)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({**config.to_dict(), "lrr": 0.01}))
+    with pytest.raises(ValueError, match="unknown key 'lrr' \\(did you mean 'lr'\\?\\)"):
         cbench.run_one(config)
 
 

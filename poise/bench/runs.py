@@ -65,14 +65,13 @@ def plan_text(preset: Preset, configs: list, force: bool = False) -> str:
     """One line per run (name, method, optimiser, fusion, modalities, seed, epochs) and the totals, counting only
     the epochs a run would train now (``epochs_left``)."""
     from poise import methods, optim
-    from poise.config import TrainConfig
 
     lines, left = [], []
     for c in configs:
         spec = optim.resolve(c, methods.get(c.method, **c.method_params))
         left.append(epochs_left(c, force))
         state = ("" if left[-1] == c.epochs else " done" if left[-1] == 0 else f" resumes={c.epochs - left[-1]}")
-        if state and TrainConfig.load(Path(c.out) / c.run_name / "config.yaml") != c:
+        if state and saved_diff(Path(c.out) / c.run_name, c):
             state = " other-settings (the bench refuses it: use another --out, or --force)"
         lines.append(f"{c.run_name:44s} method={c.method:17s} optimizer={spec['optimizer']:4s} fusion={c.fusion:9s} "
                      f"modalities={','.join(SHORT[m] for m in c.modalities):7s} seed={c.seed} epochs={c.epochs}"
@@ -205,7 +204,6 @@ def run_one(config, threads: int = 0, force: bool = False, robust: bool = False)
     of the run's name), with ``robust``: and its missing-modality numbers."""
     import torch
 
-    from poise.config import TrainConfig
     from poise.checkpoint import CHECKPOINT
     from poise.train import resume, train
 
@@ -217,16 +215,20 @@ def run_one(config, threads: int = 0, force: bool = False, robust: bool = False)
     # A finished run is read back from its small files (config.yaml, method.json, metrics.json, robust.json)
     # even without its checkpoint, so that a bench can be carried to another machine and continued there.
     finished = len(history) >= config.epochs and (run_dir / "config.yaml").is_file()
-    if not force and ((run_dir / CHECKPOINT).is_file() or finished):
-        existing = TrainConfig.load(run_dir / "config.yaml")
-        if existing != config:
-            raise PoiseError(f"{run_dir} holds a run with other settings than this bench asks for "
-                             f"({settings_diff(existing, config)}); use another --out, or --force to retrain it")
+    if not force and (run_dir / "config.yaml").is_file():
+        diff = saved_diff(run_dir, config)
+        if diff:
+            raise PoiseError(f"{run_dir} holds a run with other settings than this bench asks for ({diff}); use "
+                             f"another --out, or --force to retrain it")
         check_method_params(run_dir, config)
+    if not force and ((run_dir / CHECKPOINT).is_file() or finished):
         check_same_data(run_dir, config)
         if len(history) < config.epochs:
             history = resume(run_dir, progress=False).history
     else:
+        if not force and (run_dir / "config.yaml").is_file():
+            logger.warning(f"{run_dir}: begun with these settings but without a checkpoint to resume from (killed "
+                           f"in its first epoch, or carried without it): training it from the start")
         history = train(config, progress=False, overwrite=True).history
     row = summary(config, history, run_dir, config.run_name.split("-")[0])
     return {**row, **robust_row(run_dir, len(history))} if robust else row
@@ -248,10 +250,29 @@ def check_same_data(run_dir: Path, config) -> None:
                          f"the data it trained on, use another --out, or --force to retrain it")
 
 
-def settings_diff(existing, asked) -> str:
-    """"key: X there, Y asked" for every field where two configs of one dataclass differ."""
+WHERE = ("out",)  # where a run's folder lies, not what it learned: a bench re-read from a copy or another path
+
+
+def differing_keys(existing, asked, ignore=WHERE) -> list:
+    """The fields where two configs of one dataclass differ, but those in ``ignore``."""
+    return [k for k in vars(asked) if k not in ignore and getattr(existing, k) != getattr(asked, k)]
+
+
+def settings_diff(existing, asked, ignore=WHERE) -> str:
+    """"key: X there, Y asked" for every field where two configs of one dataclass differ, but those in
+    ``ignore`` ('' when they agree)."""
     return ", ".join(f"{k}: {getattr(existing, k)!r} there, {getattr(asked, k)!r} asked"
-                     for k in vars(asked) if getattr(existing, k) != getattr(asked, k))
+                     for k in differing_keys(existing, asked, ignore))
+
+
+def saved_diff(run_dir: Path, config) -> str:
+    """How the run saved in ``run_dir`` differs from ``config`` ('' when it is the same run). Where the folder
+    and the data lie does not count: the data is checked by what it holds (``check_same_data``), except for a
+    run from before ``data.json`` was written, whose data path must match."""
+    from poise.config import TrainConfig
+
+    existing = TrainConfig.load(run_dir / "config.yaml")
+    return settings_diff(existing, config, ignore=(*WHERE, "data") if (run_dir / "data.json").is_file() else WHERE)
 
 
 def check_method_params(run_dir: Path, config) -> None:

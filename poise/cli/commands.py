@@ -201,7 +201,7 @@ def cmd_continual_bench(args) -> int:
     print(text)
     if args.plan:
         return 0
-    print(f"saved {out}/report.md, {out}/results.csv and the plots")
+    print(f"saved {out}/report.md, {out}/results.csv, {out}/nis.csv and the plots")
     _report(out, args)
     return 0
 
@@ -279,7 +279,7 @@ def cmd_bench(args) -> int:
                  dry_run=args.plan, on_error=args.on_error, variants=args.variants, epoch_frames=args.epoch_frames or 0)
     print(text)
     if not args.plan:
-        print(f"saved {out}/report.md, {out}/results.csv and the plots")
+        print(f"saved {out}/report.md, {out}/results.csv, {out}/nis.csv and the plots")
         _report(out, args)
     return 0
 

@@ -197,10 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("continual-bench", help="compare the continual methods over seeds (001 Tables 2 and 4, plots)",
                        description="Run every continual configuration of a preset (each an ordinary `poise "
-                       "continual` run under OUT/runs/), then write OUT/report.md (001 Table 2 and Table 4 "
-                       "analogues, NIS quality, task x task matrices, findings), OUT/results.csv, fig5.png and "
-                       "fig3.png. Re-running resumes: finished runs are read back, unfinished ones continue after "
-                       "their last task. Presets: " + "; ".join(f"{k}: {v.about}" for k, v in CONTINUAL_PRESETS.items()))
+                       "continual` run under OUT/runs/; the clean control stream first, whose score drops set "
+                       "NIS's naming thresholds, kept in OUT/thresholds.json), then write OUT/report.md (001 Table 2 "
+                       "and Table 4 analogues, what NIS names and sees per corrupted modality, task x task matrices, "
+                       "findings), OUT/results.csv (a row per run), OUT/nis.csv (a row per task NIS ran on), "
+                       "fig5.png and fig3.png. Re-running resumes: finished runs are read back from their small "
+                       "files (without the data), unfinished ones continue after their last task. Presets: " + "; ".join(f"{k}: {v.about}" for k, v in CONTINUAL_PRESETS.items()))
     p.add_argument("--preset", choices=list(CONTINUAL_PRESETS), default="small")
     p.add_argument("--data", default=DEFAULT_CONTINUAL,
                    help=f"MM-Fi root with every action of the protocols (default {DEFAULT_CONTINUAL}, from "

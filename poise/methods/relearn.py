@@ -9,8 +9,9 @@ toward its initial value:
 theta_0 is the encoder's parameters when training starts; fusion and head are untouched (as in 001, which
 re-initialises encoders). Algorithm 1 loops over epochs n = 0 .. N-1 and re-learns after training epoch
 n == r, so r + 1 epochs have been trained; we do the same (0-based epoch index r). 001 Sec. 4.1 sets r = 20 of
-N = 50; ``relearn_epoch`` unset (the default) keeps that proportion, r = round(0.4 * N), and
-``relearn_epoch`` = r sets it. r must leave at least one epoch to re-learn in (0 <= r <= N - 2). Re-learning happens
+N = 50; ``relearn_epoch`` unset (the default) keeps that proportion, r = round(0.4 * N) but at most N - 2 (a
+2-epoch run re-learns after its first), and ``relearn_epoch`` = r sets it. r must leave at least one epoch to
+re-learn in (0 <= r <= N - 2). Re-learning happens
 once. The optimiser's moment estimates are kept (Algorithm 1 does not reset them).
 """
 
@@ -54,7 +55,7 @@ class Relearn(Method):
 
     def epoch_for(self, epochs: int) -> int:
         """r, the epoch index after which the encoders re-learn, in a run of ``epochs``."""
-        return round(RELEARN_FRACTION * epochs) if self.relearn_epoch is None else self.relearn_epoch
+        return min(round(RELEARN_FRACTION * epochs), epochs - 2) if self.relearn_epoch is None else self.relearn_epoch
 
     def settings(self, epochs: int) -> dict:
         """The ablation's parameter, r as the "r of N" epoch index it re-learns after."""
@@ -66,7 +67,8 @@ class Relearn(Method):
         if not 0 <= r <= epochs - 2:
             raise PoiseError(f"relearn: re-learning after epoch index r = {r} (Algorithm 1's n == r) needs "
                              f"0 <= r <= epochs - 2 to leave an epoch to re-learn in, and this run has "
-                             f"{epochs} epochs; train more epochs, or set relearn_epoch (--param relearn_epoch=r)")
+                             f"{epochs} epochs; train more epochs, or set relearn_epoch (--param relearn_epoch=r; "
+                             f"in `poise continual`, --relearn relearn_epoch=r)")
         return r
 
     def setup(self, run) -> None:

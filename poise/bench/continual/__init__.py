@@ -40,7 +40,7 @@ from poise.errors import PoiseError
 # the names this package offers, each from its module, imported when first used (PEP 562)
 LAZY = {**dict.fromkeys(("Preset", "ABLATION_ROWS", "GENERIC_FISHER_ROW", "LIKE_FOR_LIKE", "LIKE_FOR_LIKE_LABEL",
                          "PAPER_TABLE2_P1_RAW20"), "presets"),
-        **dict.fromkeys(("ablation_label", "variant_of", "plan", "plan_text", "settled_thresholds",
+        **dict.fromkeys(("ablation_label", "variant_of", "plan", "plan_text", "settled_thresholds", "read_thresholds",
                          "naming_thresholds", "nis_tasks", "run_one", "row_of", "stream_keys", "execute", "THRESHOLDS",
                          "THRESHOLD_SDS", "SECONDS_PER_TASK"), "runs"),
         **dict.fromkeys(("table2", "table4", "nis_table", "naming_confusion", "noise_table", "threshold_table",
@@ -70,15 +70,18 @@ def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: in
 
     out = Path(out)
     configs = plan(preset, data, out, on_error)
-    if not Path(data).is_dir() and (force or not all(finished(c) for c in configs)):
-        raise FileNotFoundError(f"{data}: no such MM-Fi root; write the synthetic one with "
-                                f"`poise simulate --preset continual --out {data}` (finished runs are read back "
-                                f"without it; some of this preset's are not finished)")
+    unfinished = sum(not finished(c) for c in configs)
+    if not Path(data).is_dir() and (force or unfinished):
+        why = ("--force trains every run again" if force else
+               f"{unfinished} of the preset's {len(configs)} runs are not finished (finished runs are read back "
+               f"without it)")
+        raise FileNotFoundError(f"{data}: no such MM-Fi root, and {why}; write the synthetic one with "
+                                f"`poise simulate --preset {preset.simulate} --out {data}`")
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     controls = [c for c in configs if c.noise == "none"]
     rows = execute(controls, jobs=jobs, threads=threads, force=force, progress=progress) if controls else []
-    thresholds = settled_thresholds(out, rows, preset.seeds)
+    thresholds = settled_thresholds(out, rows, preset.seeds, force)
     rows = [row_of(c, Path(r["run"]), thresholds[c.seed]) for c, r in zip(controls, rows)]  # named as it would be
     rest = [replace(c, nis={**c.nis, "threshold": thresholds[c.seed]}) if c.nis else c
             for c in configs if c.noise != "none"]

@@ -86,13 +86,16 @@ def plot_fig3(rows, preset: Preset, out: Path) -> Path | None:
 
 
 def write_tables(rows, out: Path) -> None:
-    """results.csv (one row per run) and nis.csv (one row per task NIS ran on)."""
+    """results.csv (one row per run) and nis.csv (one row per task NIS ran on; ``gmm_*``: the GMM's split against
+    the recorded corruption, made or not; ``trained_*``: the samples the task trained on, all of them where NIS
+    named no modality)."""
     write_csv(out / "results.csv", [{k: v for k, v in r.items() if k not in ("nis_tasks", "naming")} for r in rows])
     tasks = [{"run": r["run"], "variant": r["variant"], "seed": r["seed"], "task": t["task"], "noise": t["kind"],
               "corrupted": t["truth"], "named": t["named"], "separated": t["separated"],
               **{f"drop_{m}": d for m, d in t["drops"].items()},
               **{k: v for k, v in t.items() if k.startswith(("loss_ratio", "auc", "source_"))},
-              **{k: v for k, v in (t["quality"] or {}).items() if k in ("clean_precision", "noisy_recall")}}
+              **{f"{split}_{k}": v for split, q in (("gmm", t["gmm_quality"]), ("trained", t["quality"]))
+                 for k, v in (q or {}).items() if k in ("clean_precision", "noisy_recall")}}
              for r in rows for t in r.get("nis_tasks", [])]
     if tasks:
         write_csv(out / "nis.csv", tasks)

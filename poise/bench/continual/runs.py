@@ -4,13 +4,14 @@ NIS's naming thresholds from the clean control, running or reading back each run
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from poise.bench.continual.presets import ABLATION_ROWS, GENERIC_FISHER_ROW, LIKE_FOR_LIKE, Preset
-from poise.bench.runs import run_all, settings_diff
+from poise.bench.runs import WHERE, differing_keys, run_all, settings_diff
 from poise.continual import tasks as task_stream
 from poise.continual.config import SWITCH_DEFAULTS, ContinualConfig, switch_of, tuned
 from poise.continual.earlier import upgrade
@@ -18,6 +19,8 @@ from poise.continual.nis import NONE, name_from_drops
 from poise.continual.results import forgetting
 from poise.errors import PoiseError
 from poise.runtime import write_atomic
+
+logger = logging.getLogger(__name__)
 
 
 # seconds per task of each recipe's run at P1 scale (poise simulate --preset p1), 5 epochs, every 2nd frame, the
@@ -67,17 +70,32 @@ def plan(preset: Preset, data: str, out: Path, on_error: str = "raise") -> list:
 THRESHOLDS = "thresholds.json"  # OUT/thresholds.json: each seed's naming thresholds, set once
 
 
-def settled_thresholds(out: Path, control_rows, seeds) -> dict:
+def settled_thresholds(out: Path, control_rows, seeds, force: bool = False) -> dict:
     """Each seed's naming thresholds: as ``OUT/thresholds.json`` recorded them when the seed's runs were first
     planned (so that adding seeds later leaves finished runs valid), else from ``naming_thresholds``; the file
-    is rewritten with any new seed."""
+    is rewritten with any seed new or set anew. A seed recorded without thresholds (too few clean drops then)
+    takes them once the control runs give them; ``force`` (the control runs trained again) sets all anew."""
     path = out / THRESHOLDS
-    saved = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
+    saved = {} if force else read_thresholds(path)
     fresh = naming_thresholds(control_rows, seeds)
-    out_of = {seed: saved.get(seed, fresh[seed]) for seed in seeds}
-    if any(seed not in saved for seed in seeds):
+    out_of = {seed: saved.get(seed) or fresh[seed] for seed in seeds}
+    if any(saved.get(seed) != out_of[seed] for seed in seeds):
         write_atomic(path, json.dumps({**saved, **out_of}, indent=1, sort_keys=True))
     return out_of
+
+
+def read_thresholds(path: Path) -> dict:
+    """{seed: {modality: threshold}} from a bench's thresholds.json ({} when there is none)."""
+    if not path.is_file():
+        return {}
+    what = ("restore it (git checkout, or from where the bench came from), or delete it to set the thresholds "
+            "again from the clean control runs")
+    try:
+        values = json.loads(path.read_text())
+        saved = {int(seed): {str(m): float(v) for m, v in t.items()} for seed, t in values.items()}
+    except (ValueError, TypeError, AttributeError) as err:
+        raise PoiseError(f"{path}: not a bench's naming thresholds ({err}): {what}") from err
+    return saved
 
 
 def naming_thresholds(control_rows, seeds) -> dict:
@@ -181,6 +199,29 @@ def finished(config: ContinualConfig) -> bool:
     return tasks_done(config) >= (config.tasks or len(task_stream.tasks(config.protocol)))
 
 
+def check_saved(run_dir: Path, config: ContinualConfig, finished_run: bool) -> None:
+    """The run saved in ``run_dir`` is the one ``config`` asks for, or an error naming the difference. Where the
+    folder lies does not count, nor, for a finished run (read back without the data), where its data lay."""
+    path = run_dir / "config.yaml"
+    existing = ContinualConfig.load(path)  # a damaged file, or a mistyped key, is named here
+    written = set(upgrade(yaml.safe_load(path.read_text()) or {}))
+    missing = sorted(set(config.to_dict()) - written)
+    if missing:  # a default filled in for a key the run never knew would pass it off as this bench's
+        raise PoiseError(f"{run_dir} holds a continual run from an older poise (its config.yaml has no "
+                         f"{', '.join(missing)}); use another --out, or --force to run it again")
+    ignore = (*WHERE, "data") if finished_run else WHERE
+    keys = differing_keys(existing, config, ignore)
+    if keys == ["data"]:
+        raise PoiseError(f"{run_dir} was begun on the data at {existing.data}, not {config.data}: pass --data "
+                         f"{existing.data} to continue it, or --force to train it again on {config.data}")
+    if keys:
+        thresholds = "nis" in keys and (existing.nis or {}).get("threshold") != (config.nis or {}).get("threshold")
+        raise PoiseError(f"{run_dir} holds a continual run with other settings than this bench asks for "
+                         f"({settings_diff(existing, config, ignore)})"
+                         + (f"; the naming thresholds asked come from {Path(config.out).parent / THRESHOLDS}"
+                            if thresholds else "") + "; use another --out, or --force to run it again")
+
+
 def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> dict:
     """Run (or resume, or read back) one continual configuration; its summary row."""
     import torch
@@ -192,20 +233,17 @@ def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> d
         torch.set_num_threads(threads)
     run_dir = Path(config.out) / config.run_name
     done = finished(config)
+    begun = (run_dir / "config.yaml").is_file()
+    if not force and begun:
+        check_saved(run_dir, config, done)
     # a finished run is read back from its small files alone (carried between machines without its checkpoint)
-    if not force and (run_dir / "config.yaml").is_file() and (done or (run_dir / CHECKPOINT).is_file()):
-        written = set(upgrade(yaml.safe_load((run_dir / "config.yaml").read_text()) or {}))
-        missing = sorted(set(config.to_dict()) - written)
-        if missing:  # a default filled in for a key the run never knew would pass it off as this bench's
-            raise PoiseError(f"{run_dir} holds a continual run from an older poise (its config.yaml has no "
-                             f"{', '.join(missing)}); use another --out, or --force to run it again")
-        existing = ContinualConfig.load(run_dir / "config.yaml")
-        if existing != config:
-            raise PoiseError(f"{run_dir} holds a continual run with other settings than this bench asks for "
-                             f"({settings_diff(existing, config)}); use another --out, or --force to run it again")
+    if not force and (done or (begun and (run_dir / CHECKPOINT).is_file())):
         if not done:
             resume(run_dir, progress=False)
     else:
+        if not force and begun:
+            logger.warning(f"{run_dir}: begun with these settings but without a checkpoint to resume from (killed "
+                           f"in its first task, or carried without it): training it from its first task")
         run_continual(config, progress=False, overwrite=True)
     return row_of(config, run_dir)
 
@@ -218,9 +256,13 @@ def execute(configs: list, jobs: int = 1, threads: int = 0, force: bool = False,
     for protocol in sorted({c.protocol for c in todo}):  # build the caches here, not in N workers at once
         load_stream(next(c for c in todo if c.protocol == protocol), progress=progress)
 
+    trained = {c.run_name for c in todo}
+
     def line(config, row) -> str:
+        took = f"{row['seconds']:.0f} s"
+        took = took if config.run_name in trained else f"read back; trained in {took}"
         return (f"{config.run_name}: avg-MPJPE {row['avg_mpjpe_mm']:.1f} / avg-PA {row['avg_pa_mpjpe_mm']:.1f} mm, "
-                f"forgetting {row['mean_forgetting_mm']:+.1f} mm ({row['seconds']:.0f} s)")
+                f"forgetting {row['mean_forgetting_mm']:+.1f} mm ({took})")
 
     return run_all(configs, run_one, line, "continual-bench", jobs, threads, force, progress)
 

@@ -147,11 +147,14 @@ def noise_table(rows) -> str:
 
 def threshold_table(thresholds: dict, modalities=layout.MODALITIES) -> str:
     """The naming thresholds each seed's runs used (``naming_thresholds``)."""
+    unset = "fewer than 2 clean drops of it under the other seeds' control runs: NIS names it on any drop"
     if not any(thresholds.values()):
-        return "No thresholds: the clean control stream ran under fewer than 2 seeds; NIS names any drop."
+        return f"No thresholds: every modality had {unset}."
     lines = ["| seed | " + " | ".join(modalities) + " |", "|---" * (len(modalities) + 1) + "|"]
     for seed, t in thresholds.items():
         lines.append(f"| {seed} | " + " | ".join(f"{t[m]:.3f}" if m in t else "-" for m in modalities) + " |")
+    if any(m not in t for t in thresholds.values() for m in modalities):
+        lines.append(f"\n-: no threshold, {unset}.")
     return "\n".join(lines)
 
 
