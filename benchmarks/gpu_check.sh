@@ -8,9 +8,10 @@
 # 1. the GPU, the driver and torch;
 # 2. the demo data (`poise simulate --preset demo`, one process per core);
 # 3. benchmarks/gpu_throughput.py: lite and paper-size encoders in float32, bf16 and fp16: frames/s through the
-#    loop and through a hand-written loop, peak memory, and the host syncs in an epoch (expected: 1, the
-#    once-per-epoch loss read);
-# 4. the same in float32 with TF32 matmuls, to see what TF32 would buy before it is measured against float32.
+#    loop and through a hand-written loop, peak memory, and the host syncs in an epoch (expected: 1 in float32
+#    and bf16, the once-per-epoch loss read; fp16's loss scaler adds one per step);
+# 4. the same in float32 with TF32 matmuls (cuDNN's convolutions may use TF32 in every row: torch's default),
+#    to see what TF32 would buy before it is measured against float32.
 # DDP needs several GPUs (NCCL refuses two ranks on one): `torchrun --nproc_per_node N
 # benchmarks/gpu_throughput.py ...` on such a machine.
 set -euo pipefail

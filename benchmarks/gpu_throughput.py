@@ -1,4 +1,4 @@
-"""Training samples/s of the lite and paper-size encoders through poise's own loop, on a GPU (or any device).
+"""Training frames (samples)/s of the lite and paper-size encoders through poise's loop, on a GPU (or any device).
 
     python benchmarks/gpu_throughput.py [--data data/mmfi-demo] [--encoders lite paper]
         [--precisions float32 bf16 fp16] [--batch-size 64] [--epochs 3] [--tf32] [--json FILE]
@@ -11,8 +11,9 @@ warm up (cuDNN's kernel search, the allocator, the data's packed cache), then ti
 once-per-epoch loss read) and, in a single process, as many epochs of a hand-written loop over the same batches
 collated on the device beforehand (forward under the same autocast, MPJPE, backward, Adam): the limit the loop
 is held to. The device is synchronised only where the clock is read. It prints training frames per second (over
-every rank), the loop's share of the hand-written loop's speed, the peak device memory and, on a GPU, the synchronising
-calls in one more epoch (torch's sync debug mode); ``--json`` also writes them.
+every rank; under torchrun ``--batch-size`` is the global batch, split over the ranks), the loop's share of the
+hand-written loop's speed, the peak device memory and, on a GPU, the synchronising calls in one more epoch
+(torch's sync debug mode); ``--json`` also writes them.
 
 On a CPU this measures the same thing (``--encoders lite --precisions float32`` is quick); the figures in
 docs/training.md's GPU section come from a GPU and say which. The lent machines have one GPU, so the DDP row
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import sys
 import tempfile
@@ -50,8 +52,10 @@ def synchronize(device: torch.device) -> None:
 
 def host_syncs(run) -> int | None:
     """Synchronising CUDA calls in one more epoch of the loop, counted by torch's sync debug mode (None off a GPU).
-    The loop reads the summed loss once per epoch, so one is expected; a per-step read would show as one per
-    batch (``tests/test_host_sync.py`` checks the same on a CPU by counting the calls that would sync)."""
+    The loop reads the summed loss once per epoch, so one is expected in float32 and bf16 on one GPU (fp16's
+    loss scaler reads an overflow flag every step, and torchrun's loss sum adds two); a per-step read would show
+    as one per batch (``tests/test_host_sync.py`` checks the same on a CPU by counting the calls that would
+    sync)."""
     if run.device.type != "cuda":
         return None
     with warnings.catch_warnings(record=True) as caught:
@@ -116,23 +120,27 @@ def measure(args, encoder: str, precision_name: str, out: Path) -> dict:
     synchronize(run.device)
     seconds = (time.perf_counter() - start) / args.epochs
     row = {"encoder": encoder, "precision": precision_name, "device": str(run.device), "ranks": distributed.world(),
-           "batch_size": args.batch_size, "frames_per_epoch": frames, "loop_samples_per_s": frames / seconds,
+           "batch_size": args.batch_size, "frames_per_epoch": frames, "loop_frames_per_s": frames / seconds,
            "steps_per_epoch": len(steps),
            "peak_memory_gib": (torch.cuda.max_memory_allocated(run.device) / 2**30
                                if run.device.type == "cuda" else None)}
     row["host_syncs_per_epoch"] = host_syncs(run)
     if distributed.world() == 1:
         hand = hand_written_seconds(run, args.epochs)
-        row.update(hand_written_samples_per_s=frames / hand, loop_vs_hand_written=hand / seconds)
+        row.update(hand_written_frames_per_s=frames / hand, loop_vs_hand_written=hand / seconds)
+    del run  # the run holds a reference cycle: free its model, optimiser and batches before the next row's peak
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return row
 
 
 def describe(row: dict) -> str:
     parts = [f"{row['encoder']:5s} {row['precision']:8s} on {row['device']} x {row['ranks']}: "
-             f"{row['loop_samples_per_s']:,.0f} frames/s ({row['frames_per_epoch']} per epoch, "
+             f"{row['loop_frames_per_s']:,.0f} frames/s ({row['frames_per_epoch']} per epoch, "
              f"batch {row['batch_size']})"]
     if "loop_vs_hand_written" in row:
-        parts.append(f"hand-written {row['hand_written_samples_per_s']:,.0f}/s, "
+        parts.append(f"hand-written {row['hand_written_frames_per_s']:,.0f}/s, "
                      f"loop at {row['loop_vs_hand_written']:.2f} of it")
     if row["peak_memory_gib"] is not None:
         parts.append(f"peak {row['peak_memory_gib']:.2f} GiB")
@@ -159,18 +167,22 @@ def main(argv=None) -> int:
     if args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    summary = {"torch": torch.__version__, "gpu": gpu, "tf32": args.tf32, "rgb_window": args.rgb_window,
-               "timed_epochs": args.epochs, "rows": []}
-    with tempfile.TemporaryDirectory(prefix="poise-gpu-throughput-") as tmp:
-        for encoder in args.encoders:
-            for name in args.precisions:
-                row = measure(args, encoder, name, Path(tmp))
-                summary["rows"].append(row)
-                if distributed.is_main():
-                    print(describe(row), flush=True)
-                    if args.json:  # after every row: a run cut short by a time limit keeps what it measured
-                        args.json.write_text(json.dumps(summary, indent=1))
-    distributed.close()
+    summary = {"torch": torch.__version__, "gpu": gpu, "rgb_window": args.rgb_window, "timed_epochs": args.epochs,
+               # cuDNN's convolutions may use TF32 unless switched off (torch's default); matmuls only with --tf32
+               "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+               "rows": []}
+    try:
+        with tempfile.TemporaryDirectory(prefix="poise-gpu-throughput-") as tmp:
+            for encoder in args.encoders:
+                for name in args.precisions:
+                    row = measure(args, encoder, name, Path(tmp))
+                    summary["rows"].append(row)
+                    if distributed.is_main():
+                        print(describe(row), flush=True)
+                        if args.json:  # after every row: a run cut short by a time limit keeps what it measured
+                            args.json.write_text(json.dumps(summary, indent=1))
+    finally:
+        distributed.close()
     return 0
 
 

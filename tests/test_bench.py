@@ -177,6 +177,23 @@ def test_bench_refuses_a_run_with_other_settings_and_names_them(tiny, tmp_path):
     assert "epochs: 1" in (run_dir / "config.yaml").read_text()
 
 
+def test_a_run_is_found_by_its_settings_and_data_not_by_the_paths_it_was_made_under(tmp_path):
+    from dataclasses import replace
+
+    from poise.config import TrainConfig
+
+    config = TrainConfig(data="data/a", out=str(tmp_path / "runs"), name="run")
+    run_dir = tmp_path / "runs" / "run"
+    run_dir.mkdir(parents=True)
+    replace(config, data="data/b", out="elsewhere/runs").save(run_dir / "config.yaml")
+    assert bench.saved_diff(run_dir, config) == "data: 'data/b' there, 'data/a' asked"  # no record of which data
+    (run_dir / "data.json").write_text(json.dumps({"generator": None}))  # not poise's data: only its path says
+    assert bench.saved_diff(run_dir, config) == "data: 'data/b' there, 'data/a' asked"
+    (run_dir / "data.json").write_text(json.dumps({"generator": {"version": 5, "preset": "p1", "seed": 0}}))
+    assert bench.saved_diff(run_dir, config) == ""  # check_same_data checks the data itself
+    assert bench.saved_diff(run_dir, replace(config, epochs=3)) == "epochs: 20 there, 3 asked"
+
+
 def test_bench_refuses_a_run_made_with_other_method_defaults(tiny, tmp_path):
     import json
 

@@ -110,14 +110,18 @@ def test_tiny_preset_writes_tables_plots_and_reads_back(stream_root, tmp_path, c
     shutil.copytree(out, moved)
     elsewhere = [a if a != str(out) else str(moved) for a in args]
     capsys.readouterr()
-    assert main(elsewhere[:4] + [str(tmp_path / "other-data")] + elsewhere[5:-1]) == 0  # not --quiet: the lines
+    assert main(elsewhere[:-1]) == 0  # not --quiet: the lines say what was read back
     assert [r["avg_mpjpe_mm"] for r in csv.DictReader(open(moved / "results.csv"))] == list(first.values())
     assert "read back; trained in" in "".join(capsys.readouterr())
+    other = elsewhere[:4] + [str(tmp_path / "other-data")] + elsewhere[5:]  # no record says it is the same data
+    assert main(other) != 0 and f"pass --data {data} to read it back" in capsys.readouterr().err
     results = next(out.glob("runs/*/results.json"))
     unfinished = json.loads(results.read_text())
     results.write_text(json.dumps({**unfinished, "tasks_done": 1}))
     capsys.readouterr()
-    assert main(args) != 0 and "no such MM-Fi root" in capsys.readouterr().err  # one left to train needs the data
+    err = (main(args), capsys.readouterr().err)[1]  # one left to train needs the data
+    assert "no such MM-Fi root, and 1 of the preset's 12 runs are not finished" in err
+    assert f"poise simulate --preset tiny-continual --out {data}" in err
 
 
 def test_thresholds_unset_for_lack_of_drops_are_set_later_and_force_sets_them_anew(tmp_path):
@@ -133,6 +137,8 @@ def test_thresholds_unset_for_lack_of_drops_are_set_later_and_force_sets_them_an
     assert cbench.settled_thresholds(tmp_path, retrained, (0, 1, 2)) == later  # set: kept
     anew = cbench.settled_thresholds(tmp_path, retrained, (0, 1, 2), force=True)
     assert anew[0]["rgb"] == pytest.approx(np.mean([2.0, 4.0]) + 3 * np.std([2.0, 4.0], ddof=1))
+    kept = cbench.settled_thresholds(tmp_path, retrained[:2], (0, 1), force=True)  # --force --seeds 0 1
+    assert cbench.read_thresholds(tmp_path / "thresholds.json") == {**anew, **kept}  # seed 2's stays
     (tmp_path / "thresholds.json").write_text('{"0": {"rgb": 1.0}')  # cut short
     with pytest.raises(ValueError, match=r"thresholds.json: not a bench's naming thresholds.*delete it"):
         cbench.settled_thresholds(tmp_path, retrained, (0, 1, 2))
@@ -175,13 +181,23 @@ def test_a_run_with_other_settings_is_named_not_reused(stream_root, tmp_path, ch
         cbench.run_one(config)
     assert ContinualConfig.load(run_dir / "config.yaml").epochs == 1  # named, not wiped
     ContinualConfig.from_dict({**config.to_dict(), "data": "data/elsewhere"}).save(run_dir / "config.yaml")
-    with pytest.raises(ValueError, match="begun on the data at data/elsewhere.*pass --data data/elsewhere"):
+    then = "to continue it" if checkpoint else "to train it on that data"
+    with pytest.raises(ValueError, match=f"made on the data at data/elsewhere.*pass --data data/elsewhere {then}"):
         cbench.run_one(config)
     (run_dir / "config.yaml").write_text("epochs: [2\n")
     with pytest.raises(ValueError, match="config.yaml: cannot read the config"):
         cbench.run_one(config)
     (run_dir / "config.yaml").write_text(yaml.safe_dump({**config.to_dict(), "lrr": 0.01}))
     with pytest.raises(ValueError, match="unknown key 'lrr' \\(did you mean 'lr'\\?\\)"):
+        cbench.run_one(config)
+
+
+def test_a_finished_run_without_its_config_is_refused_not_read_back(tmp_path):
+    config = cbench.plan(cbench.PRESETS["tiny"], "data", tmp_path)[0]
+    run_dir = tmp_path / "runs" / config.run_name
+    run_dir.mkdir(parents=True)
+    (run_dir / "results.json").write_text(json.dumps({"tasks_done": 2}))
+    with pytest.raises(ValueError, match="results.json but no config.yaml"):
         cbench.run_one(config)
 
 

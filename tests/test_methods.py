@@ -230,6 +230,8 @@ def test_relearn_interpolates_exactly_per_group_once():
         methods.get("relearn", relearn_epoch=9).setup(fake_run(epochs=10))  # nothing left to re-learn in
     assert [methods.get("relearn").epoch_for(n) for n in (2, 3, 5)] == [0, 1, 2]  # 40 %, leaving an epoch after
     with pytest.raises(ValueError, match="--relearn relearn_epoch=r"):  # the hint for poise continual too
+        methods.get("relearn", relearn_epoch=2).setup(fake_run(epochs=3))
+    with pytest.raises(ValueError, match="at least 2 epochs"):
         methods.get("relearn").setup(fake_run(epochs=1))
 
 

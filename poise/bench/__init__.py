@@ -26,7 +26,8 @@ from poise.errors import PoiseError
 # the names this package offers, each from its module, imported when first used (PEP 562)
 LAZY = {**dict.fromkeys(("ALL", "SHARED", "Ablation", "Preset", "Variant"), "presets"),
         **dict.fromkeys(("findings", "write_csv"), "report"), "save_figure": "plots",
-        **dict.fromkeys(("execute", "plan", "plan_text", "run_all", "run_one", "settings_diff", "subset_name"), "runs"),
+        **dict.fromkeys(("execute", "plan", "plan_text", "run_all", "run_one", "saved_diff", "settings_diff",
+                         "subset_name"), "runs"),
         **dict.fromkeys(("diff_text", "fmt", "mean_sd", "noise_clause", "paired", "select"), "stats")}
 
 

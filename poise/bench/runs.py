@@ -267,12 +267,15 @@ def settings_diff(existing, asked, ignore=WHERE) -> str:
 
 def saved_diff(run_dir: Path, config) -> str:
     """How the run saved in ``run_dir`` differs from ``config`` ('' when it is the same run). Where the folder
-    and the data lie does not count: the data is checked by what it holds (``check_same_data``), except for a
-    run from before ``data.json`` was written, whose data path must match."""
+    lies does not count, nor where the data lies when the run recorded which synthetic data it trained on
+    (``data.json``: ``check_same_data`` checks the data by that); a run on other data (the real MM-Fi) or from
+    before ``data.json`` was written is asked for under its data path."""
     from poise.config import TrainConfig
 
     existing = TrainConfig.load(run_dir / "config.yaml")
-    return settings_diff(existing, config, ignore=(*WHERE, "data") if (run_dir / "data.json").is_file() else WHERE)
+    path = run_dir / "data.json"
+    recorded = path.is_file() and json.loads(path.read_text()).get("generator") is not None
+    return settings_diff(existing, config, ignore=(*WHERE, "data") if recorded else WHERE)
 
 
 def check_method_params(run_dir: Path, config) -> None:

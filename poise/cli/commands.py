@@ -9,7 +9,6 @@ import time
 from poise.errors import PoiseError
 
 DEFAULT_DEMO = "data/mmfi-demo"
-DEFAULT_CONTINUAL = "data/mmfi-continual"
 
 
 def cmd_simulate(args) -> int:
@@ -188,14 +187,17 @@ def cmd_continual(args) -> int:
 def cmd_continual_bench(args) -> int:
     from poise.bench.continual import continual_bench
 
+    from poise.bench.continual.presets import PRESETS
+
     out = args.out or f"runs/continual-bench-{args.preset}"
+    data = args.data or PRESETS[args.preset].data
     command = " ".join(["poise continual-bench --preset", args.preset,
-                        *([f"--data {args.data}"] if args.data != DEFAULT_CONTINUAL else []),
+                        *([f"--data {args.data}"] if args.data else []),
                         *([f"--out {args.out}"] if args.out else []),
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
                         *([f"--jobs {args.jobs}"] if args.jobs not in (None, 1) else []),
                         *(["--on-error skip"] if args.on_error == "skip" else [])])
-    text = continual_bench(args.preset, args.data, out, jobs=args.jobs or 0, threads=args.threads, seeds=args.seeds,
+    text = continual_bench(args.preset, data, out, jobs=args.jobs or 0, threads=args.threads, seeds=args.seeds,
                            force=args.force, progress=not args.quiet, command=command, on_error=args.on_error,
                            dry_run=args.plan)
     print(text)
@@ -279,7 +281,7 @@ def cmd_bench(args) -> int:
                  dry_run=args.plan, on_error=args.on_error, variants=args.variants, epoch_frames=args.epoch_frames or 0)
     print(text)
     if not args.plan:
-        print(f"saved {out}/report.md, {out}/results.csv, {out}/nis.csv and the plots")
+        print(f"saved {out}/report.md, {out}/results.csv and the plots")
         _report(out, args)
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from poise.cli.commands import (DEFAULT_CONTINUAL, DEFAULT_DEMO, cmd_bench, cmd_calibrate, cmd_continual,
+from poise.cli.commands import (DEFAULT_DEMO, cmd_bench, cmd_calibrate, cmd_continual,
                                 cmd_continual_bench, cmd_contrib, cmd_imbalance_bench, cmd_info, cmd_methods,
                                 cmd_report, cmd_robust, cmd_show, cmd_simulate, cmd_train)
 from poise.choices import IMBALANCE_PRESETS
@@ -202,11 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "and Table 4 analogues, what NIS names and sees per corrupted modality, task x task matrices, "
                        "findings), OUT/results.csv (a row per run), OUT/nis.csv (a row per task NIS ran on), "
                        "fig5.png and fig3.png. Re-running resumes: finished runs are read back from their small "
-                       "files (without the data), unfinished ones continue after their last task. Presets: " + "; ".join(f"{k}: {v.about}" for k, v in CONTINUAL_PRESETS.items()))
+                       "files (without the data), unfinished ones continue after their last task. Presets: "
+                       + "; ".join(f"{k}: {v.about}" for k, v in CONTINUAL_PRESETS.items()))
     p.add_argument("--preset", choices=list(CONTINUAL_PRESETS), default="small")
-    p.add_argument("--data", default=DEFAULT_CONTINUAL,
-                   help=f"MM-Fi root with every action of the protocols (default {DEFAULT_CONTINUAL}, from "
-                        f"`poise simulate --preset continual`)")
+    p.add_argument("--data", help="MM-Fi root with the preset's actions (default: the preset's, "
+                   + ", ".join(f"{k} {v.data}" for k, v in CONTINUAL_PRESETS.items()) + ")")
     p.add_argument("--out", help="output folder (default runs/continual-bench-PRESET)")
     p.add_argument("--plan", action="store_true", help="list the runs and the time estimate; train nothing")
     _add_run_all_options(p)

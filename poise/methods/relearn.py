@@ -63,6 +63,9 @@ class Relearn(Method):
 
     def check_epochs(self, epochs: int) -> int:
         """r for a run of ``epochs``, or an error when it leaves no epoch to re-learn in."""
+        if epochs < 2:
+            raise PoiseError(f"relearn: re-learning needs a run of at least 2 epochs (one to learn, then one to "
+                             f"re-learn in), and this run has {epochs}")
         r = self.epoch_for(epochs)
         if not 0 <= r <= epochs - 2:
             raise PoiseError(f"relearn: re-learning after epoch index r = {r} (Algorithm 1's n == r) needs "

@@ -51,18 +51,20 @@ LAZY = {**dict.fromkeys(("Preset", "ABLATION_ROWS", "GENERIC_FISHER_ROW", "LIKE_
 __getattr__, __dir__ = lazy_names(__name__, LAZY, globals())
 
 
-def continual_bench(preset_name: str, data: str, out, jobs: int = 1, threads: int = 0, seeds=None,
+def continual_bench(preset_name: str, data: str | None, out, jobs: int = 1, threads: int = 0, seeds=None,
                     force: bool = False, progress: bool = True, command: str = "", on_error: str = "raise",
                     dry_run: bool = False) -> str:
-    """Run a preset (optionally with other ``seeds``) into ``out``; returns the report's Markdown, or with
-    ``dry_run`` the plan of runs and its time estimate (nothing trained). The clean control runs first: their
-    drops set each seed's naming thresholds (``naming_thresholds``), which the other runs with NIS then use."""
+    """Run a preset (optionally with other ``seeds``) on ``data`` (None: the preset's root) into ``out``; returns
+    the report's Markdown, or with ``dry_run`` the plan of runs and its time estimate (nothing trained). The clean
+    control runs first: their drops set each seed's naming thresholds (``naming_thresholds``), which the other
+    runs with NIS then use."""
     from poise.bench.continual.report import report
     from poise.bench.continual.runs import execute, finished, plan, plan_text, row_of, settled_thresholds
 
     if preset_name not in PRESETS:
         raise PoiseError(f"unknown continual-bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
+    data = data or preset.data
     if seeds:
         preset = replace(preset, seeds=tuple(seeds))
     if dry_run:

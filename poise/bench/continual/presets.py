@@ -18,7 +18,8 @@ class Preset:
     config: dict = field(default_factory=dict)  # ContinualConfig keys shared by every run; a strategy's key
     # (nis, relearn, ewc, peers) holds parameters for the runs whose recipe has that strategy on
     about: str = ""
-    simulate: str = "continual"  # the `poise simulate` preset that writes data for it
+    data: str = "data/mmfi-continual"  # the default MM-Fi root
+    simulate: str = "continual"  # the `poise simulate` preset that writes it
 
 
 _SMALL = dict(epochs=5, train_stride=2, relearn={"relearn_epoch": 1})  # re-learn after epoch index 1 (2 of 5)
@@ -30,12 +31,13 @@ PRESETS = {
         about="P1 with 20 % raw noise, its first 4 tasks, the five methods and ours with online EWC, the Table 4 "
               "ablation, ours on the clean stream (NIS's thresholds), and ours on three more streams for what NIS "
               "sees (LiDAR corrupted in every task as in 001 Fig. 3; unaligned and far-unaligned noise), 3 seeds",
-        simulate="p1"),
+        data="data/mmfi-p1", simulate="p1"),
     "p1": Preset(
         streams=(("P1", "raw", 0.2),), recipes=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1, 2),
         config=dict(_SMALL),
         about="the whole 7-task P1 stream with 20 % raw noise: the five methods and ours with online EWC (001 Table 2's "
-              "P1 column), the Table 4 ablation, ours on the clean stream (NIS's thresholds), 3 seeds", simulate="p1"),
+              "P1 column), the Table 4 ablation, ours on the clean stream (NIS's thresholds), 3 seeds",
+        data="data/mmfi-p1", simulate="p1"),
     "paper": Preset(
         streams=tuple((p, n, r) for p in ("P1", "P2") for n in ("raw", "unaligned") for r in (0.2, 0.4)),
         recipes=("naive", "ewc", "coteaching", "dividemix", "ours"), seeds=(0, 1, 2), config=dict(_SMALL),
@@ -47,7 +49,8 @@ PRESETS = {
         config=dict(epochs=2, dim=16, lidar_points=32, mmwave_points=16, train_stride=2, batch_size=32,
                     assess_frames=128, tasks=2, relearn={"relearn_epoch": 0}, ewc={"fisher_frames": 64}),
         about="a smoke test on `poise simulate --preset tiny-continual` data (2 minutes); 3 seeds, so that each has "
-              "naming thresholds from the other two's clean task", simulate="tiny-continual"),
+              "naming thresholds from the other two's clean task",
+        data="data/mmfi-tiny-continual", simulate="tiny-continual"),
 }
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import yaml
 
 from poise.bench.continual.presets import ABLATION_ROWS, GENERIC_FISHER_ROW, LIKE_FOR_LIKE, Preset
-from poise.bench.runs import WHERE, differing_keys, run_all, settings_diff
+from poise.bench.runs import differing_keys, run_all, settings_diff
 from poise.continual import tasks as task_stream
 from poise.continual.config import SWITCH_DEFAULTS, ContinualConfig, switch_of, tuned
 from poise.continual.earlier import upgrade
@@ -74,13 +74,15 @@ def settled_thresholds(out: Path, control_rows, seeds, force: bool = False) -> d
     """Each seed's naming thresholds: as ``OUT/thresholds.json`` recorded them when the seed's runs were first
     planned (so that adding seeds later leaves finished runs valid), else from ``naming_thresholds``; the file
     is rewritten with any seed new or set anew. A seed recorded without thresholds (too few clean drops then)
-    takes them once the control runs give them; ``force`` (the control runs trained again) sets all anew."""
+    takes them once the control runs give them; ``force`` (the control runs trained again) sets the asked seeds'
+    anew and keeps the others'."""
     path = out / THRESHOLDS
-    saved = {} if force else read_thresholds(path)
+    recorded = read_thresholds(path)
+    saved = {} if force else recorded
     fresh = naming_thresholds(control_rows, seeds)
     out_of = {seed: saved.get(seed) or fresh[seed] for seed in seeds}
-    if any(saved.get(seed) != out_of[seed] for seed in seeds):
-        write_atomic(path, json.dumps({**saved, **out_of}, indent=1, sort_keys=True))
+    if any(recorded.get(seed) != out_of[seed] for seed in seeds):
+        write_atomic(path, json.dumps({**recorded, **out_of}, indent=1, sort_keys=True))
     return out_of
 
 
@@ -201,7 +203,10 @@ def finished(config: ContinualConfig) -> bool:
 
 def check_saved(run_dir: Path, config: ContinualConfig, finished_run: bool) -> None:
     """The run saved in ``run_dir`` is the one ``config`` asks for, or an error naming the difference. Where the
-    folder lies does not count, nor, for a finished run (read back without the data), where its data lay."""
+    folder lies does not count. Where its data lay does: a continual run records no more of its data than the
+    path, so a finished one (read back without the data) is asked for under the path it was made with."""
+    from poise.checkpoint import CHECKPOINT
+
     path = run_dir / "config.yaml"
     existing = ContinualConfig.load(path)  # a damaged file, or a mistyped key, is named here
     written = set(upgrade(yaml.safe_load(path.read_text()) or {}))
@@ -209,15 +214,16 @@ def check_saved(run_dir: Path, config: ContinualConfig, finished_run: bool) -> N
     if missing:  # a default filled in for a key the run never knew would pass it off as this bench's
         raise PoiseError(f"{run_dir} holds a continual run from an older poise (its config.yaml has no "
                          f"{', '.join(missing)}); use another --out, or --force to run it again")
-    ignore = (*WHERE, "data") if finished_run else WHERE
-    keys = differing_keys(existing, config, ignore)
+    keys = differing_keys(existing, config)
     if keys == ["data"]:
-        raise PoiseError(f"{run_dir} was begun on the data at {existing.data}, not {config.data}: pass --data "
-                         f"{existing.data} to continue it, or --force to train it again on {config.data}")
+        then = ("to read it back (a finished run needs no data there)" if finished_run else
+                "to continue it" if (run_dir / CHECKPOINT).is_file() else "to train it on that data")
+        raise PoiseError(f"{run_dir} was made on the data at {existing.data}, not {config.data}: pass --data "
+                         f"{existing.data} {then}, or --force to train it again on {config.data}")
     if keys:
         thresholds = "nis" in keys and (existing.nis or {}).get("threshold") != (config.nis or {}).get("threshold")
         raise PoiseError(f"{run_dir} holds a continual run with other settings than this bench asks for "
-                         f"({settings_diff(existing, config, ignore)})"
+                         f"({settings_diff(existing, config)})"
                          + (f"; the naming thresholds asked come from {Path(config.out).parent / THRESHOLDS}"
                             if thresholds else "") + "; use another --out, or --force to run it again")
 
@@ -234,6 +240,9 @@ def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> d
     run_dir = Path(config.out) / config.run_name
     done = finished(config)
     begun = (run_dir / "config.yaml").is_file()
+    if not force and done and not begun:
+        raise PoiseError(f"{run_dir} holds results.json but no config.yaml, so nothing says what made it: restore "
+                         f"config.yaml (git checkout, or from where the run came from), or --force to run it again")
     if not force and begun:
         check_saved(run_dir, config, done)
     # a finished run is read back from its small files alone (carried between machines without its checkpoint)
