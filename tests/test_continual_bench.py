@@ -142,6 +142,7 @@ def test_thresholds_unset_for_lack_of_drops_are_set_later_and_force_sets_them_an
     (tmp_path / "thresholds.json").write_text('{"0": {"rgb": 1.0}')  # cut short
     with pytest.raises(ValueError, match=r"thresholds.json: not a bench's naming thresholds.*delete it"):
         cbench.settled_thresholds(tmp_path, retrained, (0, 1, 2))
+    assert cbench.settled_thresholds(tmp_path, retrained, (0, 1, 2), force=True) == anew  # --force repairs it
 
 
 def test_thresholds_once_set_stay_when_seeds_are_added(tmp_path):
@@ -192,12 +193,29 @@ def test_a_run_with_other_settings_is_named_not_reused(stream_root, tmp_path, ch
         cbench.run_one(config)
 
 
+def test_the_data_defaults_to_the_presets_root_and_the_command_names_what_was_given(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(cbench, "continual_bench", lambda preset, data, out, **kw: seen.append(
+        (cbench.PRESETS[preset].data if data is None else data, kw["command"])) or "")
+    assert main(["continual-bench", "--preset", "small", "--plan"]) == 0
+    assert main(["continual-bench", "--preset", "paper", "--plan"]) == 0
+    assert main(["continual-bench", "--preset", "small", "--data", "data/mmfi-p1", "--out", "runs/continual-p1",
+                 "--jobs", "2", "--plan"]) == 0
+    assert seen == [("data/mmfi-p1", "poise continual-bench --preset small"),
+                    ("data/mmfi-continual", "poise continual-bench --preset paper"),
+                    ("data/mmfi-p1", "poise continual-bench --preset small --data data/mmfi-p1 --out runs/continual-p1 "
+                                     "--jobs 2")]  # the committed report's Command line
+
+
 def test_a_finished_run_without_its_config_is_refused_not_read_back(tmp_path):
     config = cbench.plan(cbench.PRESETS["tiny"], "data", tmp_path)[0]
     run_dir = tmp_path / "runs" / config.run_name
     run_dir.mkdir(parents=True)
+    (run_dir / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="holds checkpoint.pt but no config.yaml"):  # begun: not retrained either
+        cbench.run_one(config)
     (run_dir / "results.json").write_text(json.dumps({"tasks_done": 2}))
-    with pytest.raises(ValueError, match="results.json but no config.yaml"):
+    with pytest.raises(ValueError, match="results.json and checkpoint.pt but no config.yaml"):
         cbench.run_one(config)
 
 
@@ -243,11 +261,20 @@ def test_the_plan_lists_every_run_with_an_estimate_and_trains_nothing(tmp_path, 
     (Path(first.out) / first.run_name / "results.json").write_text(json.dumps({"tasks_done": first.tasks or 7}))
     assert main(["continual-bench", "--preset", preset, "--data", str(tmp_path / "none"), "--out", str(out),
                  "--plan"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()  # results without config.yaml: refused, as run_one does
+    assert f"{first.run_name}" in printed[0] and "refused: " in printed[0] and "no config.yaml" in printed[0]
+    assert "; 1 refused as they are" in printed[-1]
+    runs = cbench.plan(cbench.PRESETS[preset], str(tmp_path / "none"), out)  # the configs the command plans
+    first, second = runs[:2]
+    first.save(Path(first.out) / first.run_name / "config.yaml")
+    assert main(["continual-bench", "--preset", preset, "--data", str(tmp_path / "none"), "--out", str(out),
+                 "--plan"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert f"1 finished (read back), {tasks - (first.tasks or 7)} tasks left" in last
-    second = runs[1]  # begun: 1 task done, resumable only with its checkpoint
+    assert f"1 finished (read back), {tasks - (first.tasks or 7)} tasks left" in last and "refused" not in last
+    # begun: 1 task done, resumable only with its checkpoint
     (Path(second.out) / second.run_name).mkdir(parents=True)
     (Path(second.out) / second.run_name / "results.json").write_text(json.dumps({"tasks_done": 1}))
+    second.save(Path(second.out) / second.run_name / "config.yaml")
     for checkpoint, left in ((False, tasks - (first.tasks or 7)), (True, tasks - (first.tasks or 7) - 1)):
         if checkpoint:
             (Path(second.out) / second.run_name / "checkpoint.pt").write_bytes(b"")

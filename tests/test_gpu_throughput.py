@@ -23,6 +23,7 @@ def test_the_gpu_throughput_script_measures_the_loop_on_the_cpu(tiny, tmp_path, 
     assert script.main(["--data", str(tiny), "--encoders", "lite", "--precisions", "float32", "bf16", "--epochs", "1",
                         "--batch-size", "16", "--json", str(out)]) == 0
     summary = json.loads(out.read_text())
+    assert summary["tf32_matmul"] is False and isinstance(summary["tf32_cudnn"], bool)  # as torch defaults them
     rows = summary["rows"]
     assert [(r["encoder"], r["precision"]) for r in rows] == [("lite", "float32"), ("lite", "bf16")]
     for row in rows:

@@ -240,10 +240,13 @@ def check_same_data(run_dir: Path, config) -> None:
     ``data.json``; the report says so for them."""
     from poise.data.synth.writer import provenance, provenance_text
 
-    path = run_dir / "data.json"
-    if not path.is_file():
+    record = recorded_data(run_dir)
+    if record is None:
         return
-    then, now = json.loads(path.read_text()).get("generator"), provenance(config.data)["generator"]
+    if not Path(config.data).is_dir():
+        raise PoiseError(f"{config.data}: no such data folder, and {run_dir} is reused only on the data it trained "
+                         f"on ({provenance_text(record)}): point --data at that data")
+    then, now = record.get("generator"), provenance(config.data)["generator"]
     if then != now:
         raise PoiseError(f"{run_dir} trained on {provenance_text({'generator': then})}, but {config.data} now holds "
                          f"{provenance_text({'generator': now})}: its numbers are not this data's. Point --data at "
@@ -273,9 +276,23 @@ def saved_diff(run_dir: Path, config) -> str:
     from poise.config import TrainConfig
 
     existing = TrainConfig.load(run_dir / "config.yaml")
-    path = run_dir / "data.json"
-    recorded = path.is_file() and json.loads(path.read_text()).get("generator") is not None
+    recorded = (recorded_data(run_dir) or {}).get("generator") is not None
     return settings_diff(existing, config, ignore=(*WHERE, "data") if recorded else WHERE)
+
+
+def recorded_data(run_dir: Path) -> dict | None:
+    """The run's ``data.json`` (which data it trained on), or None for a run from before it was written."""
+    path = run_dir / "data.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as err:
+        raise PoiseError(f"{path}: cannot read which data the run trained on ({err}); restore it (git checkout, or "
+                         f"from where the run came from), or --force to retrain the run") from err
+    return record
 
 
 def check_method_params(run_dir: Path, config) -> None:

@@ -187,17 +187,14 @@ def cmd_continual(args) -> int:
 def cmd_continual_bench(args) -> int:
     from poise.bench.continual import continual_bench
 
-    from poise.bench.continual.presets import PRESETS
-
     out = args.out or f"runs/continual-bench-{args.preset}"
-    data = args.data or PRESETS[args.preset].data
     command = " ".join(["poise continual-bench --preset", args.preset,
                         *([f"--data {args.data}"] if args.data else []),
                         *([f"--out {args.out}"] if args.out else []),
                         *([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds else []),
                         *([f"--jobs {args.jobs}"] if args.jobs not in (None, 1) else []),
                         *(["--on-error skip"] if args.on_error == "skip" else [])])
-    text = continual_bench(args.preset, data, out, jobs=args.jobs or 0, threads=args.threads, seeds=args.seeds,
+    text = continual_bench(args.preset, args.data, out, jobs=args.jobs or 0, threads=args.threads, seeds=args.seeds,
                            force=args.force, progress=not args.quiet, command=command, on_error=args.on_error,
                            dry_run=args.plan)
     print(text)

@@ -77,7 +77,13 @@ def settled_thresholds(out: Path, control_rows, seeds, force: bool = False) -> d
     takes them once the control runs give them; ``force`` (the control runs trained again) sets the asked seeds'
     anew and keeps the others'."""
     path = out / THRESHOLDS
-    recorded = read_thresholds(path)
+    try:
+        recorded = read_thresholds(path)
+    except PoiseError:
+        if not force:
+            raise
+        logger.warning(f"{path} is damaged: --force sets the asked seeds' thresholds anew and drops the rest")
+        recorded = {}
     saved = {} if force else recorded
     fresh = naming_thresholds(control_rows, seeds)
     out_of = {seed: saved.get(seed) or fresh[seed] for seed in seeds}
@@ -202,12 +208,20 @@ def finished(config: ContinualConfig) -> bool:
 
 
 def check_saved(run_dir: Path, config: ContinualConfig, finished_run: bool) -> None:
-    """The run saved in ``run_dir`` is the one ``config`` asks for, or an error naming the difference. Where the
-    folder lies does not count. Where its data lay does: a continual run records no more of its data than the
-    path, so a finished one (read back without the data) is asked for under the path it was made with."""
+    """The run saved in ``run_dir`` (if any) is the one ``config`` asks for, or an error naming the difference.
+    Where the folder lies does not count. Where its data lay does: a continual run records no more of its data
+    than the path, so a finished one (read back without the data) is asked for under the path it was made with.
+    A run's results or checkpoint without its config.yaml is refused: nothing says what made them."""
     from poise.checkpoint import CHECKPOINT
 
     path = run_dir / "config.yaml"
+    if not path.is_file():
+        state = [name for name in ("results.json", CHECKPOINT) if (run_dir / name).is_file()]
+        if state:
+            raise PoiseError(f"{run_dir} holds {' and '.join(state)} but no config.yaml, so nothing says what made "
+                             f"them: restore config.yaml (git checkout, or from where the run came from), or --force "
+                             f"to run it again")
+        return
     existing = ContinualConfig.load(path)  # a damaged file, or a mistyped key, is named here
     written = set(upgrade(yaml.safe_load(path.read_text()) or {}))
     missing = sorted(set(config.to_dict()) - written)
@@ -228,6 +242,16 @@ def check_saved(run_dir: Path, config: ContinualConfig, finished_run: bool) -> N
                             if thresholds else "") + "; use another --out, or --force to run it again")
 
 
+def refusal(config: ContinualConfig) -> str:
+    """Why ``run_one`` would refuse the run in the config's folder as it is ('' when it would train, resume or
+    read it back)."""
+    try:
+        check_saved(Path(config.out) / config.run_name, config, finished(config))
+    except PoiseError as err:
+        return str(err)
+    return ""
+
+
 def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> dict:
     """Run (or resume, or read back) one continual configuration; its summary row."""
     import torch
@@ -240,10 +264,7 @@ def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> d
     run_dir = Path(config.out) / config.run_name
     done = finished(config)
     begun = (run_dir / "config.yaml").is_file()
-    if not force and done and not begun:
-        raise PoiseError(f"{run_dir} holds results.json but no config.yaml, so nothing says what made it: restore "
-                         f"config.yaml (git checkout, or from where the run came from), or --force to run it again")
-    if not force and begun:
+    if not force:
         check_saved(run_dir, config, done)
     # a finished run is read back from its small files alone (carried between machines without its checkpoint)
     if not force and (done or (begun and (run_dir / CHECKPOINT).is_file())):
@@ -291,6 +312,10 @@ def plan_text(preset: Preset, configs: list, force: bool = False) -> str:
     for c in configs:
         n = c.tasks or len(task_stream.tasks(c.protocol))
         done = min(n, tasks_done(c))
+        why = "" if force else refusal(c)
+        if why:
+            lines.append(f"{c.run_name:56s} refused: {why}")
+            continue
         if force or not (done == n or (Path(c.out) / c.run_name / CHECKPOINT).is_file()):
             done = 0  # run_one starts it over
         first, later = SECONDS_PER_TASK.get(c.recipe, SECONDS_PER_TASK["ours"])
@@ -300,7 +325,9 @@ def plan_text(preset: Preset, configs: list, force: bool = False) -> str:
         switches = " ".join(f"{k}={switch_of(k, getattr(c, k))}" for k in SWITCH_DEFAULTS)
         lines.append(f"{c.run_name:56s} {switches} tasks={n} seed={c.seed}" + (f" done={done}" if done else ""))
     total = sum(c.tasks or len(task_stream.tasks(c.protocol)) for c in configs)
+    refused = sum(" refused: " in line for line in lines)
     lines.append(f"{len(configs)} runs, {total} tasks in all ({len(preset.seeds)} seeds)"
+                 + (f"; {refused} refused as they are (see each; --force trains them again)" if refused else "")
                  + (f"; {finished_runs} finished (read back), {tasks_left} tasks left" if tasks_left < total
                     else "")
                  + f". Measured at P1 scale with 2 runs at once on 2 CPU cores "
