@@ -97,6 +97,10 @@ def test_tiny_preset_writes_tables_plots_and_reads_back(stream_root, tmp_path, c
     assert main(args) == 0  # a second invocation reads every run back
     again = {r["run"]: r["avg_mpjpe_mm"] for r in csv.DictReader(open(out / "results.csv"))}
     assert again == first
+    capsys.readouterr()
+    assert main(args + ["--plan"]) == 0  # the plan asks for the noisy runs under the recorded thresholds too
+    plan = capsys.readouterr().out
+    assert "refused" not in plan and "12 finished (read back), 0 tasks left" in plan
     for checkpoint in out.glob("runs/*/checkpoint.pt"):  # carried to another machine as small files only
         checkpoint.unlink()
     written = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/tasks.json")}

@@ -59,7 +59,8 @@ def continual_bench(preset_name: str, data: str | None, out, jobs: int = 1, thre
     control runs first: their drops set each seed's naming thresholds (``naming_thresholds``), which the other
     runs with NIS then use."""
     from poise.bench.continual.report import report
-    from poise.bench.continual.runs import execute, finished, plan, plan_text, row_of, settled_thresholds
+    from poise.bench.continual.runs import (THRESHOLDS, execute, finished, plan, plan_text, read_thresholds, row_of,
+                                            settled_thresholds, under_thresholds)
 
     if preset_name not in PRESETS:
         raise PoiseError(f"unknown continual-bench preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
@@ -67,8 +68,9 @@ def continual_bench(preset_name: str, data: str | None, out, jobs: int = 1, thre
     data = data or preset.data
     if seeds:
         preset = replace(preset, seeds=tuple(seeds))
-    if dry_run:
-        return plan_text(preset, plan(preset, data, Path(out), on_error), force)
+    if dry_run:  # the noisy runs as they would be asked for: under the thresholds recorded so far
+        recorded = {} if force else read_thresholds(Path(out) / THRESHOLDS)
+        return plan_text(preset, under_thresholds(plan(preset, data, Path(out), on_error), recorded), force)
 
     out = Path(out)
     configs = plan(preset, data, out, on_error)
@@ -85,8 +87,7 @@ def continual_bench(preset_name: str, data: str | None, out, jobs: int = 1, thre
     rows = execute(controls, jobs=jobs, threads=threads, force=force, progress=progress) if controls else []
     thresholds = settled_thresholds(out, rows, preset.seeds, force)
     rows = [row_of(c, Path(r["run"]), thresholds[c.seed]) for c, r in zip(controls, rows)]  # named as it would be
-    rest = [replace(c, nis={**c.nis, "threshold": thresholds[c.seed]}) if c.nis else c
-            for c in configs if c.noise != "none"]
+    rest = under_thresholds([c for c in configs if c.noise != "none"], thresholds)
     rows += execute(rest, jobs=jobs, threads=threads, force=force, progress=progress)
     return report(rows, preset, preset_name, out, command or f"poise continual-bench --preset {preset_name}",
                   time.perf_counter() - start, f"`{data}`, split S2", thresholds)

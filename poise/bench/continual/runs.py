@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,13 @@ def settled_thresholds(out: Path, control_rows, seeds, force: bool = False) -> d
     if any(recorded.get(seed) != out_of[seed] for seed in seeds):
         write_atomic(path, json.dumps({**recorded, **out_of}, indent=1, sort_keys=True))
     return out_of
+
+
+def under_thresholds(configs: list, thresholds: dict) -> list:
+    """The noisy streams' runs with NIS set to name under their seed's ``thresholds`` (where there are some for
+    the seed); the clean control runs measure only, and keep theirs unset."""
+    return [replace(c, nis={**c.nis, "threshold": thresholds[c.seed]})
+            if c.nis and c.noise != "none" and c.seed in thresholds else c for c in configs]
 
 
 def read_thresholds(path: Path) -> dict:
