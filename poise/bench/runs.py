@@ -214,8 +214,9 @@ def run_one(config, threads: int = 0, force: bool = False, robust: bool = False)
     history = json.loads(metrics.read_text()) if metrics.is_file() else []
     # A finished run is read back from its small files (config.yaml, method.json, metrics.json, robust.json)
     # even without its checkpoint, so that a bench can be carried to another machine and continued there.
-    finished = len(history) >= config.epochs and (run_dir / "config.yaml").is_file()
-    if not force and (run_dir / "config.yaml").is_file():
+    begun = (run_dir / "config.yaml").is_file()
+    finished = len(history) >= config.epochs and begun
+    if not force and begun:
         diff = saved_diff(run_dir, config)
         if diff:
             raise PoiseError(f"{run_dir} holds a run with other settings than this bench asks for ({diff}); use "
@@ -226,7 +227,7 @@ def run_one(config, threads: int = 0, force: bool = False, robust: bool = False)
         if len(history) < config.epochs:
             history = resume(run_dir, progress=False).history
     else:
-        if not force and (run_dir / "config.yaml").is_file():
+        if not force and begun:
             logger.warning(f"{run_dir}: begun with these settings but without a checkpoint to resume from (killed "
                            f"in its first epoch, or carried without it): training it from the start")
         history = train(config, progress=False, overwrite=True).history

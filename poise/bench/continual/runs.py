@@ -273,9 +273,9 @@ def run_one(config: ContinualConfig, threads: int = 0, force: bool = False) -> d
     done = finished(config)
     begun = (run_dir / "config.yaml").is_file()
     if not force:
-        check_saved(run_dir, config, done)
+        check_saved(run_dir, config, done)  # a finished run or a checkpoint without config.yaml is refused here
     # a finished run is read back from its small files alone (carried between machines without its checkpoint)
-    if not force and (done or (begun and (run_dir / CHECKPOINT).is_file())):
+    if not force and (done or (run_dir / CHECKPOINT).is_file()):
         if not done:
             resume(run_dir, progress=False)
     else:
