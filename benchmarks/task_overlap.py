@@ -12,7 +12,7 @@ data is read):
   task j, the later tasks i > j cover j about as well as j itself does, training on them keeps j's poses in
   the model and a stream can hardly forget j through the pose distribution alone.
 
-    python benchmarks/task_overlap.py --data data/mmfi-continual --protocol P1 --split S2
+    python benchmarks/task_overlap.py --data data/mmfi-p1 --protocol P1 --split S2
 
 Frames are subsampled (``--frames`` per task, from a fixed seed) to keep the nearest-neighbour search cheap.
 """
@@ -71,7 +71,7 @@ def table(name: str, matrix, labels) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="data/mmfi-continual")
+    parser.add_argument("--data", default="data/mmfi-p1")
     parser.add_argument("--protocol", default="P1")
     parser.add_argument("--split", default="S2")
     parser.add_argument("--frames", type=int, default=1500, help="frames per task and part (subsampled)")
