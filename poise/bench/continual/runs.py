@@ -316,13 +316,15 @@ def plan_text(preset: Preset, configs: list, force: bool = False) -> str:
     finished run, those after its last done task for one it can resume (a checkpoint), all with ``force``."""
     from poise.checkpoint import CHECKPOINT
 
-    lines, seconds, finished_runs, tasks_left = [], 0.0, 0, 0
+    lines, seconds, finished_runs, tasks_left, total, refused = [], 0.0, 0, 0, 0, 0
     for c in configs:
         n = c.tasks or len(task_stream.tasks(c.protocol))
+        total += n
         done = min(n, tasks_done(c))
         why = "" if force else refusal(c)
         if why:
             lines.append(f"{c.run_name:56s} refused: {why}")
+            refused += 1
             continue
         if force or not (done == n or (Path(c.out) / c.run_name / CHECKPOINT).is_file()):
             done = 0  # run_one starts it over
@@ -332,8 +334,6 @@ def plan_text(preset: Preset, configs: list, force: bool = False) -> str:
         tasks_left += n - done
         switches = " ".join(f"{k}={switch_of(k, getattr(c, k))}" for k in SWITCH_DEFAULTS)
         lines.append(f"{c.run_name:56s} {switches} tasks={n} seed={c.seed}" + (f" done={done}" if done else ""))
-    total = sum(c.tasks or len(task_stream.tasks(c.protocol)) for c in configs)
-    refused = sum(" refused: " in line for line in lines)
     lines.append(f"{len(configs)} runs, {total} tasks in all ({len(preset.seeds)} seeds)"
                  + (f"; {refused} refused as they are (see each; --force trains them again)" if refused else "")
                  + (f"; {finished_runs} finished (read back), {tasks_left} tasks left" if tasks_left < total
